@@ -1,0 +1,102 @@
+// Command kubeparts is the operator's CLI: `up` runs a local cluster whose roles are
+// kubeparts pieces or stock binaries, `status` tells whether one is running.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/kubeparts/kubeparts/internal/localcluster"
+)
+
+const usage = `usage: kubeparts <command> [flags]
+
+commands:
+  up       run a local cluster in the foreground until Ctrl-C
+  status   say whether a cluster runs on a data dir and whether it is ready
+  swap     swap a role between stock and kubeparts in a running cluster (not implemented yet)
+
+Run 'kubeparts <command> --help' for a command's flags.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "up":
+		err = up(os.Args[2:])
+	case "status":
+		err = status(os.Args[2:])
+	case "swap":
+		err = fmt.Errorf("swap is not implemented yet: stop the cluster and start it again with --stock=ROLE,...")
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "kubeparts: unknown command %q\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kubeparts %s: error: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}
+
+// defaultBinDir is where `make build` puts kubeparts next to the stock binaries.
+func defaultBinDir() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "bin"
+	}
+	if resolved, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = resolved
+	}
+	return filepath.Dir(exe)
+}
+
+func up(args []string) error {
+	fs := pflag.NewFlagSet("up", pflag.ContinueOnError)
+	var o localcluster.Options
+	fs.StringVar(&o.DataDir, "data-dir", ".kubeparts", "directory holding the cluster's PKI, etcd data, node state and logs; reused on the next up")
+	fs.StringVar(&o.BinDir, "bin-dir", defaultBinDir(), "directory of the kubeparts and stock binaries")
+	fs.IntVar(&o.PortBase, "port-base", localcluster.DefaultPortBase, fmt.Sprintf("first of %d consecutive ports the cluster listens on (kube-apiserver takes this one)", localcluster.PortCount))
+	fs.StringSliceVar(&o.Stock, "stock", nil, "roles to run with the stock binary: controller-manager, scheduler, apiserver, nodeagent")
+	fs.BoolVar(&o.Fresh, "fresh", false, "wipe the data dir first")
+	fs.StringVar(&o.NodeName, "node-name", "", "name of the node (default: the host name)")
+	fs.DurationVar(&o.ReadyTimeout, "ready-timeout", 3*time.Minute, "how long to wait for the node to become Ready")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %v", fs.Args())
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return localcluster.Up(ctx, o)
+}
+
+func status(args []string) error {
+	fs := pflag.NewFlagSet("status", pflag.ContinueOnError)
+	dataDir := fs.String("data-dir", ".kubeparts", "data dir of the cluster")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	msg, err := localcluster.Status(ctx, *dataDir)
+	if err != nil {
+		return err
+	}
+	fmt.Println(msg)
+	return nil
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what the local cluster and the tests need from Debian (containerd, runc, the
+# CNI plugins, iptables for the bridge's masquerading) and downloads the Go modules.
+# Idempotent: a machine that has everything only gets the checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v containerd >/dev/null || missing+=(containerd)
+command -v ctr >/dev/null || missing+=(containerd)
+command -v runc >/dev/null || missing+=(runc)
+[ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] && [ -x /usr/lib/cni/portmap ] && [ -x /usr/lib/cni/loopback ] || missing+=(containernetworking-plugins)
+command -v iptables >/dev/null || missing+=(iptables)
+command -v ip >/dev/null || missing+=(iproute2)
+if [ ${#missing[@]} -gt 0 ]; then
+  pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: missing Debian packages: $pkgs; run as root or: sudo apt-get install -y $pkgs" >&2
+    exit 1
+  fi
+  echo "deps: installing Debian packages: $pkgs"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # shellcheck disable=SC2086
+  apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+else
+  echo "deps: Debian packages present (containerd, runc, containernetworking-plugins, iptables)"
+fi
+
+echo "deps: downloading Go modules"
+go mod download
+(cd hack/upstream && go mod download)

@@ -1,0 +1,135 @@
+package localcluster
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/kubeparts/kubeparts/internal/pki"
+)
+
+// serviceCIDR is the ClusterIP range; its first address is the kubernetes Service.
+const (
+	serviceCIDR      = "10.96.0.0/12"
+	kubernetesSvcIP  = "10.96.0.1"
+	clusterDomain    = "cluster.local"
+	frontProxyClient = "front-proxy-client"
+)
+
+// certs are the files the components are started with.
+type certs struct {
+	ca, frontProxyCA, etcdCA                *pki.CA
+	apiserver, apiserverKubeletClient       pki.Pair
+	apiserverEtcdClient, frontProxy         pki.Pair
+	etcdServer                              pki.Pair
+	kubeletServing                          pki.Pair
+	saKey, saPub                            string
+	admin, controllerManager, scheduler, kl string // kubeconfig paths
+}
+
+// client identities, as kubeadm names them, so RBAC's bootstrap roles apply unchanged.
+func (p *plan) ensureCerts() (*certs, error) {
+	dir := p.layout.PKI
+	var c certs
+	var err error
+	if c.ca, err = pki.LoadOrCreateCA(dir, "ca", "kubeparts-ca"); err != nil {
+		return nil, err
+	}
+	if c.frontProxyCA, err = pki.LoadOrCreateCA(dir, "front-proxy-ca", "kubeparts-front-proxy-ca"); err != nil {
+		return nil, err
+	}
+	if c.etcdCA, err = pki.LoadOrCreateCA(dir, "etcd-ca", "kubeparts-etcd-ca"); err != nil {
+		return nil, err
+	}
+	loopback := net.IPv4(127, 0, 0, 1)
+	issue := []struct {
+		ca   *pki.CA
+		name string
+		into *pki.Pair
+		spec pki.Spec
+	}{
+		{c.ca, "apiserver", &c.apiserver, pki.Spec{
+			CommonName: "kube-apiserver", Server: true,
+			DNSNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + clusterDomain},
+			IPs:      []net.IP{loopback, p.hostIP, net.ParseIP(kubernetesSvcIP)},
+		}},
+		// system:masters lets kube-apiserver pass the kubelet's webhook authorization for
+		// logs, exec and port-forward without an extra RBAC binding.
+		{c.ca, "apiserver-kubelet-client", &c.apiserverKubeletClient, pki.Spec{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}, Client: true}},
+		{c.etcdCA, "apiserver-etcd-client", &c.apiserverEtcdClient, pki.Spec{CommonName: "kube-apiserver-etcd-client", Client: true}},
+		{c.etcdCA, "etcd-server", &c.etcdServer, pki.Spec{CommonName: "etcd", Server: true, Client: true, DNSNames: []string{"localhost"}, IPs: []net.IP{loopback}}},
+		{c.frontProxyCA, frontProxyClient, &c.frontProxy, pki.Spec{CommonName: frontProxyClient, Client: true}},
+		// The kubelet's serving certificate carries the node's IP: kube-apiserver verifies
+		// it when proxying logs and exec.
+		{c.ca, "kubelet-serving-" + p.NodeName, &c.kubeletServing, pki.Spec{
+			CommonName: "system:node:" + p.NodeName, Organization: []string{"system:nodes"}, Server: true,
+			DNSNames: []string{p.NodeName, "localhost"}, IPs: []net.IP{p.hostIP, loopback},
+		}},
+	}
+	for _, i := range issue {
+		if *i.into, err = i.ca.LoadOrIssue(dir, i.name, i.spec); err != nil {
+			return nil, fmt.Errorf("certificate %s: %w", i.name, err)
+		}
+	}
+	if c.saKey, c.saPub, err = pki.LoadOrCreateKeyPair(dir, "sa"); err != nil {
+		return nil, err
+	}
+	server := fmt.Sprintf("https://127.0.0.1:%d", p.ports.APIServer)
+	kubeconfigs := []struct {
+		path  *string
+		file  string
+		user  string
+		group []string
+	}{
+		{&c.admin, p.layout.AdminKubeconfig, "kubernetes-admin", []string{"system:masters"}},
+		{&c.controllerManager, filepath.Join(p.layout.Kubeconfigs, "controller-manager.kubeconfig"), "system:kube-controller-manager", nil},
+		{&c.scheduler, filepath.Join(p.layout.Kubeconfigs, "scheduler.kubeconfig"), "system:kube-scheduler", nil},
+		{&c.kl, filepath.Join(p.layout.Kubeconfigs, "kubelet-"+p.NodeName+".kubeconfig"), "system:node:" + p.NodeName, []string{"system:nodes"}},
+	}
+	for _, k := range kubeconfigs {
+		pair, err := c.ca.LoadOrIssue(dir, "client-"+sanitize(k.user), pki.Spec{CommonName: k.user, Organization: k.group, Client: true})
+		if err != nil {
+			return nil, fmt.Errorf("client certificate %s: %w", k.user, err)
+		}
+		if err := writeKubeconfig(k.file, server, c.ca.CertPEM, pair); err != nil {
+			return nil, err
+		}
+		*k.path = k.file
+	}
+	return &c, nil
+}
+
+func sanitize(user string) string {
+	out := []byte(user)
+	for i, b := range out {
+		if b == ':' {
+			out[i] = '-'
+		}
+	}
+	return string(out)
+}
+
+// writeKubeconfig embeds the certificates so the file stands alone.
+func writeKubeconfig(path, server string, caPEM []byte, pair pki.Pair) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["kubeparts"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: caPEM}
+	cfg.AuthInfos["user"] = &clientcmdapi.AuthInfo{ClientCertificateData: pair.CertPEM, ClientKeyData: pair.KeyPEM}
+	cfg.Contexts["kubeparts"] = &clientcmdapi.Context{Cluster: "kubeparts", AuthInfo: "user"}
+	cfg.CurrentContext = "kubeparts"
+	data, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

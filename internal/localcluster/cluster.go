@@ -1,0 +1,413 @@
+package localcluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Cluster is a started local cluster. Stop it exactly once.
+type Cluster struct {
+	plan  *plan
+	certs *certs
+	lock  *dataDirLock
+	procs []*process
+	// beforeStop runs just before the process of the same name is stopped.
+	beforeStop map[string]func(context.Context) error
+	client     kubernetes.Interface
+	began      time.Time
+}
+
+// Kubeconfig is the admin kubeconfig of the cluster.
+func (c *Cluster) Kubeconfig() string { return c.plan.layout.AdminKubeconfig }
+
+// Up starts a cluster, prints the export line once it is ready, and runs it until ctx is
+// cancelled (then stops it cleanly and returns nil) or a component dies (then stops the
+// rest and returns why).
+func Up(ctx context.Context, o Options) error {
+	c, err := Start(ctx, o)
+	if err != nil {
+		return err
+	}
+	err = c.Wait(ctx)
+	c.Stop()
+	return err
+}
+
+// Start starts every component and waits until kube-apiserver's /readyz passes and the
+// node is Ready. On any failure it stops what it started and returns the reason.
+func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
+	p, err := newPlan(o)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{plan: p, began: time.Now(), beforeStop: map[string]func(context.Context) error{}}
+	if c.lock, err = lockDataDir(p.DataDir); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			c.Stop()
+		}
+	}()
+	// Shims and container processes daemonize; as subreaper we stay their ancestor, so
+	// none can escape the sweep on shutdown.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("become subreaper: %w", err)
+	}
+	if left := Leftovers(p.layout); len(left) > 0 {
+		c.say("cleaning up %d processes left by an earlier run on this data dir", len(left))
+		if err := killLeftovers(p.layout, 15*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	if err := unmountUnder(p.DataDir, p.layout.RunDir); err != nil {
+		return nil, err
+	}
+	if p.Fresh {
+		if err := wipe(p.layout); err != nil {
+			return nil, fmt.Errorf("--fresh: %w", err)
+		}
+	}
+	if err := checkPorts(p.ports); err != nil {
+		return nil, err
+	}
+	c.say("data dir %s, ports %d-%d, node %s (%s)", p.DataDir, p.PortBase, p.PortBase+PortCount-1, p.NodeName, p.hostIP)
+	for _, n := range p.notes {
+		c.say("%s", n)
+	}
+	if c.certs, err = p.ensureCerts(); err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	if err := c.startAll(ctx); err != nil {
+		return nil, err
+	}
+	c.say("cluster ready in %.1fs; logs in %s", time.Since(c.began).Seconds(), p.layout.Logs)
+	fmt.Fprintf(p.Out, "export KUBECONFIG=%s\n", p.layout.AdminKubeconfig)
+	return c, nil
+}
+
+func (c *Cluster) startAll(ctx context.Context) error {
+	p, certs := c.plan, c.certs
+	etcd, err := c.run("etcd", p.binaries["etcd"], p.etcdArgs(certs), 10*time.Second)
+	if err != nil {
+		return err
+	}
+	var containerdProc *process
+	if p.runsNode() {
+		if err := p.ensureCgroupRoot(); err != nil {
+			return err
+		}
+		config, err := p.writeContainerdConfig()
+		if err != nil {
+			return err
+		}
+		if containerdProc, err = c.run("containerd", p.binaries["containerd"], []string{"--config", config}, 10*time.Second); err != nil {
+			return err
+		}
+		c.beforeStop["containerd"] = p.removePods
+	}
+	if err := c.waitFor(ctx, etcd, 30*time.Second, func(ctx context.Context) (bool, string) {
+		return httpOK(ctx, fmt.Sprintf("http://127.0.0.1:%d/health", p.ports.EtcdMetrics))
+	}); err != nil {
+		return err
+	}
+	apiserver, err := c.run("kube-apiserver", p.binaries["kube-apiserver"], p.apiserverArgs(certs), 15*time.Second)
+	if err != nil {
+		return err
+	}
+	if containerdProc != nil {
+		if err := c.waitFor(ctx, containerdProc, 30*time.Second, func(ctx context.Context) (bool, string) {
+			ok, err := p.runtimeReady(ctx)
+			if err != nil {
+				return false, err.Error()
+			}
+			return ok, "runtime or pod network not ready"
+		}); err != nil {
+			return err
+		}
+		if err := p.importSandboxImage(ctx); err != nil {
+			return err
+		}
+		c.say("%-24s %s imported", "sandbox image", SandboxImage)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", certs.admin)
+	if err != nil {
+		return err
+	}
+	if c.client, err = kubernetes.NewForConfig(cfg); err != nil {
+		return err
+	}
+	if err := c.waitFor(ctx, apiserver, 90*time.Second, func(ctx context.Context) (bool, string) {
+		body, err := c.client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		if err != nil {
+			return false, firstLine(err.Error() + " " + string(body))
+		}
+		return true, ""
+	}); err != nil {
+		return err
+	}
+	var started []*process
+	if p.binaries["kube-controller-manager"] != "" {
+		proc, err := c.run("kube-controller-manager", p.binaries["kube-controller-manager"], p.controllerManagerArgs(certs), 10*time.Second)
+		if err != nil {
+			return err
+		}
+		started = append(started, proc)
+	}
+	if p.binaries["kube-scheduler"] != "" {
+		proc, err := c.run("kube-scheduler", p.binaries["kube-scheduler"], p.schedulerArgs(certs), 10*time.Second)
+		if err != nil {
+			return err
+		}
+		started = append(started, proc)
+	}
+	var kubelet *process
+	// A Node kept from the last run still says Ready: only a heartbeat from this kubelet
+	// counts. Heartbeats have second granularity.
+	kubeletStarted := time.Now().Truncate(time.Second)
+	if p.runsNode() {
+		config, err := p.writeKubeletConfig(certs)
+		if err != nil {
+			return err
+		}
+		if kubelet, err = c.run("kubelet", p.binaries["kubelet"], p.kubeletArgs(certs, config), 30*time.Second); err != nil {
+			return err
+		}
+	}
+	ports := map[string]int{"kube-controller-manager": p.ports.ControllerManager, "kube-scheduler": p.ports.Scheduler}
+	for _, proc := range started {
+		url := fmt.Sprintf("https://127.0.0.1:%d/healthz", ports[proc.name])
+		if err := c.waitFor(ctx, proc, 60*time.Second, func(ctx context.Context) (bool, string) { return httpOK(ctx, url) }); err != nil {
+			return err
+		}
+	}
+	if kubelet != nil {
+		if err := c.waitFor(ctx, kubelet, p.ReadyTimeout, func(ctx context.Context) (bool, string) {
+			return c.nodeReady(ctx, kubeletStarted)
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// run starts one component and records it for Stop.
+func (c *Cluster) run(name, bin string, args []string, stopTimeout time.Duration) (*process, error) {
+	proc, err := start(c.plan.layout.Logs, name, bin, args, stopTimeout)
+	if err != nil {
+		return nil, err
+	}
+	c.procs = append(c.procs, proc)
+	return proc, nil
+}
+
+// waitFor polls check until it passes, proc dies, ctx ends or timeout passes; it prints
+// the component's line when it passes and the last reason when it does not.
+func (c *Cluster) waitFor(ctx context.Context, proc *process, timeout time.Duration, check func(context.Context) (bool, string)) error {
+	began := time.Now()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	what := proc.name
+	if proc.name == "kubelet" {
+		what = "node " + c.plan.NodeName
+	}
+	last := ""
+	for {
+		if c.anyExited() != nil {
+			return c.anyExited().failure()
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ok, reason := check(cctx)
+		cancel()
+		if ok {
+			c.say("%-24s ready after %.1fs (pid %d)", what, time.Since(began).Seconds(), proc.cmd.Process.Pid)
+			return nil
+		}
+		last = reason
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("interrupted while waiting for %s", what)
+		case <-deadline.C:
+			return fmt.Errorf("%s not ready after %s: %s (log: %s)", what, timeout, last, proc.logPath)
+		case <-tick.C:
+		}
+	}
+}
+
+func (c *Cluster) anyExited() *process {
+	for _, p := range c.procs {
+		if p.exited() {
+			return p
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) nodeReady(ctx context.Context, since time.Time) (bool, string) {
+	node, err := c.client.CoreV1().Nodes().Get(ctx, c.plan.NodeName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, "node not registered yet"
+	}
+	if err != nil {
+		return false, err.Error()
+	}
+	for _, cond := range node.Status.Conditions {
+		if cond.Type == corev1.NodeReady {
+			if cond.LastHeartbeatTime.Time.Before(since) {
+				return false, "no status from the kubelet yet"
+			}
+			return cond.Status == corev1.ConditionTrue, fmt.Sprintf("Ready=%s %s: %s", cond.Status, cond.Reason, cond.Message)
+		}
+	}
+	return false, "node has no Ready condition yet"
+}
+
+// Wait runs until ctx ends (nil) or a component exits (its failure).
+func (c *Cluster) Wait(ctx context.Context) error {
+	own := map[int]bool{}
+	for _, p := range c.procs {
+		own[p.cmd.Process.Pid] = true
+	}
+	reap := time.NewTicker(5 * time.Second)
+	defer reap.Stop()
+	for {
+		for _, p := range c.procs {
+			select {
+			case <-p.done:
+				return p.failure()
+			default:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-reap.C:
+			reapAdopted(own)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Stop stops the components in reverse start order, removes the pods, sweeps any process
+// of the cluster still alive, unmounts what was mounted under the data and run dirs and
+// releases the data dir.
+func (c *Cluster) Stop() {
+	if c.lock == nil {
+		return
+	}
+	if len(c.procs) > 0 {
+		c.say("stopping")
+	}
+	for i := len(c.procs) - 1; i >= 0; i-- {
+		p := c.procs[i]
+		if hook := c.beforeStop[p.name]; hook != nil && !p.exited() {
+			if err := hook(context.Background()); err != nil {
+				c.say("%s: %v", p.name, err)
+			}
+		}
+		p.stop()
+	}
+	if err := killLeftovers(c.plan.layout, 15*time.Second); err != nil {
+		c.say("warning: %v", err)
+	}
+	if err := unmountUnder(c.plan.DataDir, c.plan.layout.RunDir); err != nil {
+		c.say("warning: %v", err)
+	}
+	c.plan.removeCgroupRoot()
+	c.lock.release()
+	c.lock = nil
+	if len(c.procs) > 0 {
+		c.say("stopped")
+	}
+}
+
+func (c *Cluster) say(format string, args ...any) {
+	fmt.Fprintf(c.plan.Out, "kubeparts up: "+format+"\n", args...)
+}
+
+// checkPorts fails when any of the cluster's ports is taken, naming the first.
+func checkPorts(p Ports) error {
+	named := []struct {
+		name string
+		port int
+	}{
+		{"kube-apiserver", p.APIServer}, {"etcd client", p.EtcdClient}, {"etcd peer", p.EtcdPeer},
+		{"etcd metrics", p.EtcdMetrics}, {"controller-manager", p.ControllerManager}, {"scheduler", p.Scheduler},
+		{"kubelet", p.Kubelet}, {"kubelet healthz", p.KubeletHealthz}, {"containerd streaming", p.Stream},
+		{"kubeparts-apiserver", p.KubepartsAPIServer},
+	}
+	for _, n := range named {
+		l, err := net.Listen("tcp", fmt.Sprintf(":%d", n.port))
+		if err != nil {
+			return fmt.Errorf("port %d (%s) is already in use; choose other ports with --port-base", n.port, n.name)
+		}
+		l.Close()
+	}
+	return nil
+}
+
+// httpOK probes a health endpoint. The components' own serving certificates are
+// self-signed, so the probe, like kubeadm's, does not verify them.
+func httpOK(ctx context.Context, url string) (bool, string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false, err.Error()
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return false, firstLine(err.Error())
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode == http.StatusOK, resp.Status
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
+
+// Status describes the cluster kept in dataDir: whether an `up` runs on it and, if so,
+// whether its kube-apiserver is ready.
+func Status(ctx context.Context, dataDir string) (string, error) {
+	l, err := LayoutFor(dataDir)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(l.DataDir); errors.Is(err, os.ErrNotExist) {
+		return fmt.Sprintf("no cluster in %s", l.DataDir), nil
+	}
+	pid := OwnerPID(l.DataDir)
+	if pid == 0 {
+		return fmt.Sprintf("cluster in %s is stopped", l.DataDir), nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", l.AdminKubeconfig)
+	if err != nil {
+		return "", err
+	}
+	cfg.Timeout = 5 * time.Second
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return "", err
+	}
+	if _, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx); err != nil {
+		return fmt.Sprintf("cluster in %s is running (pid %d) but not ready: %s", l.DataDir, pid, firstLine(err.Error())), nil
+	}
+	return fmt.Sprintf("cluster in %s is running (pid %d) and ready; export KUBECONFIG=%s", l.DataDir, pid, l.AdminKubeconfig), nil
+}

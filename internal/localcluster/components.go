@@ -1,0 +1,111 @@
+package localcluster
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+func (p *plan) etcdArgs(c *certs) []string {
+	peer := fmt.Sprintf("http://127.0.0.1:%d", p.ports.EtcdPeer)
+	client := fmt.Sprintf("https://127.0.0.1:%d", p.ports.EtcdClient)
+	return []string{
+		"--name=default",
+		"--data-dir=" + p.layout.Etcd,
+		"--listen-client-urls=" + client,
+		"--advertise-client-urls=" + client,
+		// One member on loopback: peer traffic never leaves the machine, so it stays plain.
+		"--listen-peer-urls=" + peer,
+		"--initial-advertise-peer-urls=" + peer,
+		"--initial-cluster=default=" + peer,
+		fmt.Sprintf("--listen-metrics-urls=http://127.0.0.1:%d", p.ports.EtcdMetrics),
+		"--cert-file=" + c.etcdServer.CertFile,
+		"--key-file=" + c.etcdServer.KeyFile,
+		"--trusted-ca-file=" + c.etcdCA.CertFile,
+		"--client-cert-auth=true",
+		"--log-level=warn",
+	}
+}
+
+func (p *plan) apiserverArgs(c *certs) []string {
+	return []string{
+		"--advertise-address=" + p.hostIP.String(),
+		"--bind-address=0.0.0.0",
+		fmt.Sprintf("--secure-port=%d", p.ports.APIServer),
+		fmt.Sprintf("--etcd-servers=https://127.0.0.1:%d", p.ports.EtcdClient),
+		"--etcd-cafile=" + c.etcdCA.CertFile,
+		"--etcd-certfile=" + c.apiserverEtcdClient.CertFile,
+		"--etcd-keyfile=" + c.apiserverEtcdClient.KeyFile,
+		"--client-ca-file=" + c.ca.CertFile,
+		"--tls-cert-file=" + c.apiserver.CertFile,
+		"--tls-private-key-file=" + c.apiserver.KeyFile,
+		"--cert-dir=" + filepath.Join(p.layout.PKI, "kube-apiserver"),
+		"--service-cluster-ip-range=" + serviceCIDR,
+		"--service-account-issuer=https://kubernetes.default.svc." + clusterDomain,
+		"--service-account-key-file=" + c.saPub,
+		"--service-account-signing-key-file=" + c.saKey,
+		"--authorization-mode=Node,RBAC",
+		"--enable-admission-plugins=NodeRestriction",
+		"--allow-privileged=true",
+		"--kubelet-client-certificate=" + c.apiserverKubeletClient.CertFile,
+		"--kubelet-client-key=" + c.apiserverKubeletClient.KeyFile,
+		"--kubelet-certificate-authority=" + c.ca.CertFile,
+		"--kubelet-preferred-address-types=InternalIP,Hostname",
+		// The front proxy: kube-apiserver authenticates to aggregated API servers with this
+		// client certificate and passes the user in the requestheader headers.
+		"--requestheader-client-ca-file=" + c.frontProxyCA.CertFile,
+		"--requestheader-allowed-names=" + frontProxyClient,
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file=" + c.frontProxy.CertFile,
+		"--proxy-client-key-file=" + c.frontProxy.KeyFile,
+		// No kube-proxy runs here: reach aggregated servers through their Endpoints.
+		"--enable-aggregator-routing=true",
+	}
+}
+
+// stockControllers is the stock manager's --controllers value: everything it runs by
+// default except what kubeparts-controller-manager took over.
+func (p *plan) stockControllers() string {
+	list := []string{"*"}
+	if p.runKubeparts[RoleControllerManager] {
+		for _, name := range ReplacedControllers {
+			list = append(list, "-"+name)
+		}
+	}
+	return strings.Join(list, ",")
+}
+
+func (p *plan) controllerManagerArgs(c *certs) []string {
+	return []string{
+		"--kubeconfig=" + c.controllerManager,
+		"--authentication-kubeconfig=" + c.controllerManager,
+		"--authorization-kubeconfig=" + c.controllerManager,
+		"--bind-address=127.0.0.1",
+		fmt.Sprintf("--secure-port=%d", p.ports.ControllerManager),
+		"--cert-dir=" + filepath.Join(p.layout.PKI, "kube-controller-manager"),
+		"--controllers=" + p.stockControllers(),
+		"--use-service-account-credentials=true",
+		"--service-account-private-key-file=" + c.saKey,
+		"--root-ca-file=" + c.ca.CertFile,
+		"--cluster-signing-cert-file=" + c.ca.CertFile,
+		"--cluster-signing-key-file=" + c.ca.KeyFile,
+		"--service-cluster-ip-range=" + serviceCIDR,
+		// One instance: a Lease left by the previous run would only delay a restart by the
+		// lease duration.
+		"--leader-elect=false",
+	}
+}
+
+func (p *plan) schedulerArgs(c *certs) []string {
+	return []string{
+		"--kubeconfig=" + c.scheduler,
+		"--authentication-kubeconfig=" + c.scheduler,
+		"--authorization-kubeconfig=" + c.scheduler,
+		"--bind-address=127.0.0.1",
+		fmt.Sprintf("--secure-port=%d", p.ports.Scheduler),
+		"--cert-dir=" + filepath.Join(p.layout.PKI, "kube-scheduler"),
+		"--leader-elect=false",
+	}
+}

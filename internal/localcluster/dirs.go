@@ -1,0 +1,136 @@
+package localcluster
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// dataDirLock is held by the `up` that owns a data dir, for as long as it runs.
+type dataDirLock struct{ f *os.File }
+
+const lockFile = "up.lock"
+
+// lockDataDir takes the data dir, or says which running `up` has it.
+func lockDataDir(dir string) (*dataDirLock, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if pid := OwnerPID(dir); pid > 0 {
+			return nil, fmt.Errorf("data dir %s is in use by a running cluster (kubeparts up, pid %d)", dir, pid)
+		}
+		return nil, fmt.Errorf("data dir %s is in use by a running cluster", dir)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return &dataDirLock{f: f}, nil
+}
+
+func (l *dataDirLock) release() {
+	_ = l.f.Truncate(0)
+	_ = l.f.Close()
+}
+
+// OwnerPID returns the pid of the `up` running on dir, or 0 when none is.
+func OwnerPID(dir string) int {
+	f, err := os.Open(filepath.Join(dir, lockFile))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err == nil {
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		return 0 // nobody holds it
+	}
+	data, _ := os.ReadFile(f.Name())
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	return pid
+}
+
+// unmountUnder detaches every mount below the given dirs, deepest first: volumes the
+// kubelet mounted and rootfs or shm mounts containerd left behind would otherwise block
+// removing the data dir, or pin the disk.
+func unmountUnder(dirs ...string) error {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var targets []string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMount(fields[4])
+		for _, d := range dirs {
+			if strings.HasPrefix(mp, d+"/") {
+				targets = append(targets, mp)
+				break
+			}
+		}
+	}
+	sort.Slice(targets, func(i, j int) bool { return len(targets[i]) > len(targets[j]) })
+	var errs []string
+	for _, t := range targets {
+		if err := unix.Unmount(t, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
+			errs = append(errs, fmt.Sprintf("%s: %v", t, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("unmount: %s", strings.Join(errs, "; "))
+	}
+	return s.Err()
+}
+
+// unescapeMount undoes the octal escapes of /proc/self/mountinfo (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// wipe empties the data dir for --fresh, keeping the lock file we hold.
+func wipe(l Layout) error {
+	if err := unmountUnder(l.DataDir, l.RunDir); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(l.DataDir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() == lockFile {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(l.DataDir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return os.RemoveAll(l.RunDir)
+}

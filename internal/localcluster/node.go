@@ -1,0 +1,326 @@
+package localcluster
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/kubeparts/kubeparts/internal/ociimage"
+)
+
+const (
+	cniBinDir = "/usr/lib/cni"
+	// SandboxImage is the pause image the node's containerd uses for pod sandboxes; it is
+	// built locally from bin/pause, no registry is needed.
+	SandboxImage = "registry.k8s.io/pause:3.10"
+)
+
+func lookPath(name string) (string, error) { return exec.LookPath(name) }
+
+func (p *plan) containerdSocket() string { return filepath.Join(p.layout.RunDir, "containerd.sock") }
+
+// writeContainerdConfig writes a config that keeps this containerd apart from any other
+// on the machine (own root, state, socket, stream port, CNI dirs) and fits this VM:
+// cgroupfs (no systemd), overlayfs, and no oom_score_adj below our own (no CAP_SYS_RESOURCE).
+func (p *plan) writeContainerdConfig() (string, error) {
+	dir := filepath.Join(p.layout.Node, "containerd")
+	netd := filepath.Join(p.layout.Node, "cni", "net.d")
+	for _, d := range []string{dir, netd, p.layout.RunDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", err
+		}
+	}
+	config := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+oom_score = 0
+
+[grpc]
+  address = %q
+
+[ttrpc]
+  address = %q
+
+[debug]
+  level = "warn"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = %q
+
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "%d"
+  sandbox_image = %q
+  restrict_oom_score_adj = true
+  enable_selinux = false
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = %q
+    conf_dir = %q
+`, filepath.Join(dir, "root"), filepath.Join(p.layout.RunDir, "containerd"), p.containerdSocket(),
+		filepath.Join(p.layout.RunDir, "containerd-ttrpc.sock"), filepath.Join(dir, "opt"),
+		p.ports.Stream, SandboxImage, cniBinDir, netd)
+	path := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
+		return "", err
+	}
+	// A bridge network with host-local addresses from this node's pod CIDR; containerd
+	// picks the file up without a restart.
+	conflist := fmt.Sprintf(`{
+  "cniVersion": "0.4.0",
+  "name": "kubeparts",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": %q,
+      "isGateway": true,
+      "ipMasq": true,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": %q}]],
+        "routes": [{"dst": "0.0.0.0/0"}],
+        "dataDir": %q
+      }
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+`, p.bridge, p.podCIDR, filepath.Join(p.layout.RunDir, "cni-ipam"))
+	if err := os.WriteFile(filepath.Join(netd, "10-kubeparts.conflist"), []byte(conflist), 0o644); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// writeKubeletConfig writes the KubeletConfiguration DESIGN.md §5 found to work here.
+func (p *plan) writeKubeletConfig(c *certs) (string, error) {
+	dir := filepath.Join(p.layout.Node, "kubelet")
+	manifests := filepath.Join(p.layout.Node, "manifests")
+	for _, d := range []string{dir, manifests} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", err
+		}
+	}
+	config := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: 0.0.0.0
+port: %d
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: %d
+tlsCertFile: %q
+tlsPrivateKeyFile: %q
+authentication:
+  anonymous:
+    enabled: false
+  webhook:
+    enabled: true
+  x509:
+    clientCAFile: %q
+authorization:
+  mode: Webhook
+containerRuntimeEndpoint: %q
+cgroupDriver: cgroupfs
+failCgroupV1: false
+cgroupsPerQOS: true
+cgroupRoot: %q
+enforceNodeAllocatable: [pods]
+failSwapOn: false
+oomScoreAdj: 0
+clusterDomain: %s
+staticPodPath: %q
+podCIDR: %q
+serializeImagePulls: false
+# The pause image is imported, never pulled; keep image GC and disk eviction from
+# acting on a small development disk.
+imageGCHighThresholdPercent: 100
+evictionHard:
+  memory.available: "100Mi"
+  nodefs.available: "1%%"
+  imagefs.available: "1%%"
+`, p.ports.Kubelet, p.ports.KubeletHealthz, c.kubeletServing.CertFile, c.kubeletServing.KeyFile, c.ca.CertFile,
+		"unix://"+p.containerdSocket(), p.layout.CgroupRoot, clusterDomain, manifests, p.podCIDR)
+	path := filepath.Join(dir, "config.yaml")
+	return path, os.WriteFile(path, []byte(config), 0o644)
+}
+
+func (p *plan) kubeletArgs(c *certs, config string) []string {
+	return []string{
+		"--config=" + config,
+		"--kubeconfig=" + c.kl,
+		"--root-dir=" + filepath.Join(p.layout.Node, "kubelet", "root"),
+		"--hostname-override=" + p.NodeName,
+		"--node-ip=" + p.hostIP.String(),
+	}
+}
+
+// cgroupMounts lists the mount points of every cgroup hierarchy.
+func cgroupMounts() ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		i := slices.Index(fields, "-")
+		if i < 0 || i+1 >= len(fields) {
+			continue
+		}
+		if fs := fields[i+1]; fs == "cgroup" || fs == "cgroup2" {
+			out = append(out, fields[4])
+		}
+	}
+	return out, s.Err()
+}
+
+// ensureCgroupRoot creates the node's cgroupRoot in every hierarchy; the kubelet expects
+// it to exist everywhere. A new cpuset cgroup starts with no CPUs or memory nodes, so it
+// inherits its parent's.
+func (p *plan) ensureCgroupRoot() error {
+	mounts, err := cgroupMounts()
+	if err != nil {
+		return err
+	}
+	for _, m := range mounts {
+		dir := filepath.Join(m, p.layout.CgroupRoot)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("cgroup %s: %w", dir, err)
+		}
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			parent, err := os.ReadFile(filepath.Join(m, f))
+			if err != nil {
+				continue // not the cpuset hierarchy
+			}
+			if cur, _ := os.ReadFile(filepath.Join(dir, f)); len(bytes.TrimSpace(cur)) == 0 {
+				if err := os.WriteFile(filepath.Join(dir, f), parent, 0o644); err != nil {
+					return fmt.Errorf("cgroup %s/%s: %w", dir, f, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// removeCgroupRoot removes the node's cgroups, deepest first; busy ones stay.
+func (p *plan) removeCgroupRoot() {
+	mounts, _ := cgroupMounts()
+	for _, m := range mounts {
+		root := filepath.Join(m, p.layout.CgroupRoot)
+		var dirs []string
+		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			_ = os.Remove(dirs[i])
+		}
+	}
+}
+
+// importSandboxImage builds the pause image from bin/pause and loads it into containerd.
+func (p *plan) importSandboxImage(ctx context.Context) error {
+	bin, err := os.ReadFile(p.binaries["pause"])
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := ociimage.Write(&buf, ociimage.Image{
+		Name:       SandboxImage,
+		Files:      []ociimage.File{{Path: "pause", Mode: 0o755, Data: bin}},
+		Entrypoint: []string{"/pause"},
+	}); err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, p.binaries["ctr"], "--address", p.containerdSocket(), "--namespace", "k8s.io", "images", "import", "-")
+	cmd.Stdin = &buf
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("ctr images import: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// criClient connects to the node's containerd over CRI.
+func (p *plan) criClient() (runtimeapi.RuntimeServiceClient, func(), error) {
+	conn, err := grpc.NewClient("unix://"+p.containerdSocket(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, nil, err
+	}
+	return runtimeapi.NewRuntimeServiceClient(conn), func() { _ = conn.Close() }, nil
+}
+
+// runtimeReady asks containerd over CRI whether it and its pod network are ready.
+func (p *plan) runtimeReady(ctx context.Context) (bool, error) {
+	if _, err := os.Stat(p.containerdSocket()); err != nil {
+		return false, nil
+	}
+	rt, closeFn, err := p.criClient()
+	if err != nil {
+		return false, err
+	}
+	defer closeFn()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := rt.Status(ctx, &runtimeapi.StatusRequest{})
+	if err != nil {
+		return false, nil
+	}
+	for _, c := range st.GetStatus().GetConditions() {
+		if !c.Status {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// removePods stops and removes every pod sandbox (and with it its containers) so that no
+// container outlives the cluster; the kubelet recreates them on the next start.
+func (p *plan) removePods(ctx context.Context) error {
+	rt, closeFn, err := p.criClient()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	list, err := rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		return err
+	}
+	var errs []string
+	for _, sb := range list.GetItems() {
+		if _, err := rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		if _, err := rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("removing pods: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}

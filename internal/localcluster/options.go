@@ -1,0 +1,279 @@
+package localcluster
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// The roles a kubeparts piece can take over (DESIGN.md §2).
+const (
+	RoleControllerManager = "controller-manager"
+	RoleScheduler         = "scheduler"
+	RoleAPIServer         = "apiserver"
+	RoleNodeAgent         = "nodeagent"
+)
+
+// Roles lists every role in start order.
+var Roles = []string{RoleControllerManager, RoleScheduler, RoleAPIServer, RoleNodeAgent}
+
+// piece says, for one role, which kubeparts binary would take it over and whether it can
+// yet. Until a piece is implemented `up` runs the stock one and says so.
+type piece struct {
+	binary      string // kubeparts binary
+	stock       string // stock binary, "" when the stock piece is not part of the toolchain
+	implemented bool
+}
+
+var pieces = map[string]piece{
+	RoleControllerManager: {binary: "kubeparts-controller-manager", stock: "kube-controller-manager"},
+	RoleScheduler:         {binary: "kubeparts-scheduler", stock: "kube-scheduler"},
+	// The stock piece of the API-extension role is metrics-server, which is not built by
+	// hack/upstream (its module pins other Kubernetes libraries): while kubeparts-apiserver
+	// is missing, metrics.k8s.io is simply not served.
+	RoleAPIServer: {binary: "kubeparts-apiserver"},
+	RoleNodeAgent: {binary: "kubeparts-nodeagent", stock: "kubelet"},
+}
+
+// ReplacedControllers are the kube-controller-manager controllers kubeparts-controller-
+// manager implements; when it runs, the stock manager runs with exactly these switched off.
+var ReplacedControllers []string
+
+// Options configure a local cluster.
+type Options struct {
+	// DataDir holds everything the cluster keeps: PKI, etcd data, node state, logs.
+	DataDir string
+	// BinDir holds the kubeparts and stock binaries.
+	BinDir string
+	// PortBase is the first of the PortCount consecutive ports the cluster listens on.
+	PortBase int
+	// Stock lists roles that run the stock binary even where a kubeparts piece exists.
+	Stock []string
+	// Fresh wipes the data dir before starting.
+	Fresh bool
+	// NodeName names the node; the machine's host name when empty.
+	NodeName string
+	// ReadyTimeout bounds the wait for /readyz and Ready nodes.
+	ReadyTimeout time.Duration
+	// Out receives the progress lines; os.Stdout when nil.
+	Out io.Writer
+}
+
+// DefaultPortBase puts kube-apiserver on 16443, clear of the ports a stock cluster uses.
+const DefaultPortBase = 16443
+
+// PortCount is how many ports from PortBase a cluster reserves.
+const PortCount = 10
+
+// Ports are the listening ports of one cluster, all derived from Options.PortBase.
+type Ports struct {
+	APIServer, EtcdClient, EtcdPeer, EtcdMetrics                  int
+	ControllerManager, Scheduler, Kubelet, KubeletHealthz, Stream int
+	KubepartsAPIServer                                            int
+}
+
+func portsFrom(base int) Ports {
+	return Ports{
+		APIServer: base, EtcdClient: base + 1, EtcdPeer: base + 2, EtcdMetrics: base + 3,
+		ControllerManager: base + 4, Scheduler: base + 5, Kubelet: base + 6, KubeletHealthz: base + 7,
+		Stream: base + 8, KubepartsAPIServer: base + 9,
+	}
+}
+
+// Layout is where a cluster keeps its files.
+type Layout struct {
+	DataDir, PKI, Etcd, Logs, Kubeconfigs, Node string
+	// RunDir holds sockets and runtime state under /run: unix socket paths must stay
+	// under 108 bytes whatever the data dir's path is.
+	RunDir string
+	// CgroupRoot is the cgroup (in every hierarchy) the node's pods live under.
+	CgroupRoot string
+	// AdminKubeconfig is what users export as KUBECONFIG.
+	AdminKubeconfig string
+}
+
+func layoutFor(dataDir string) Layout {
+	sum := sha256.Sum256([]byte(dataDir))
+	id := hex.EncodeToString(sum[:4])
+	return Layout{
+		DataDir:         dataDir,
+		PKI:             filepath.Join(dataDir, "pki"),
+		Etcd:            filepath.Join(dataDir, "etcd"),
+		Logs:            filepath.Join(dataDir, "logs"),
+		Kubeconfigs:     filepath.Join(dataDir, "kubeconfigs"),
+		Node:            filepath.Join(dataDir, "node"),
+		RunDir:          filepath.Join("/run/kubeparts", id),
+		CgroupRoot:      "/kubeparts-" + id,
+		AdminKubeconfig: filepath.Join(dataDir, "admin.kubeconfig"),
+	}
+}
+
+// LayoutFor returns the layout of the cluster kept in dataDir.
+func LayoutFor(dataDir string) (Layout, error) {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return Layout{}, err
+	}
+	return layoutFor(abs), nil
+}
+
+// plan is the validated form of Options.
+type plan struct {
+	Options
+	layout   Layout
+	ports    Ports
+	hostIP   net.IP
+	podCIDR  string
+	bridge   string
+	binaries map[string]string // name -> path
+	// runKubeparts says per role whether the kubeparts piece runs; stockRuns whether the
+	// stock piece runs (both may, for the controller manager).
+	runKubeparts map[string]bool
+	notes        []string
+}
+
+func newPlan(o Options) (*plan, error) {
+	if o.Out == nil {
+		o.Out = os.Stdout
+	}
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = 3 * time.Minute
+	}
+	if o.DataDir == "" {
+		return nil, fmt.Errorf("--data-dir is empty")
+	}
+	abs, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	o.DataDir = abs
+	if o.PortBase < 1024 || o.PortBase+PortCount > 65535 {
+		return nil, fmt.Errorf("--port-base %d out of range: need 1024..%d", o.PortBase, 65535-PortCount)
+	}
+	for _, r := range o.Stock {
+		if !slices.Contains(Roles, r) {
+			return nil, fmt.Errorf("unknown role %q in --stock (roles: %s)", r, strings.Join(Roles, ", "))
+		}
+	}
+	if o.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("node name: %w", err)
+		}
+		o.NodeName = strings.ToLower(h)
+	}
+	if errs := validation.IsDNS1123Subdomain(o.NodeName); len(errs) > 0 {
+		return nil, fmt.Errorf("node name %q is not valid: %s (set --node-name)", o.NodeName, strings.Join(errs, "; "))
+	}
+	if o.BinDir == "" {
+		return nil, fmt.Errorf("--bin-dir is empty")
+	}
+	if o.BinDir, err = filepath.Abs(o.BinDir); err != nil {
+		return nil, err
+	}
+	p := &plan{Options: o, layout: layoutFor(abs), ports: portsFrom(o.PortBase), binaries: map[string]string{}, runKubeparts: map[string]bool{}}
+	p.hostIP = hostIP()
+	sum := sha256.Sum256([]byte(abs))
+	// Distinct pod subnets and bridges per data dir keep two clusters on one machine apart.
+	p.podCIDR = fmt.Sprintf("10.%d.%d.0/24", 200+int(sum[4])%50, sum[5])
+	p.bridge = "kp" + hex.EncodeToString(sum[:4])
+
+	need := []string{"etcd", "kube-apiserver"}
+	for _, role := range Roles {
+		pc := pieces[role]
+		wantStock := slices.Contains(o.Stock, role)
+		switch {
+		case pc.implemented && !wantStock:
+			p.runKubeparts[role] = true
+			need = append(need, pc.binary)
+			if role == RoleControllerManager {
+				need = append(need, pc.stock) // the rest of the stock controllers
+			}
+		case pc.stock == "":
+			p.notes = append(p.notes, fmt.Sprintf("%s: %s is not implemented yet and no stock piece is built here; the role is left empty", role, pc.binary))
+		default:
+			if !pc.implemented {
+				p.notes = append(p.notes, fmt.Sprintf("%s: %s is not implemented yet, running stock %s", role, pc.binary, pc.stock))
+			}
+			need = append(need, pc.stock)
+		}
+	}
+	if p.runsNode() {
+		need = append(need, "pause")
+	}
+	var missing []string
+	for _, name := range need {
+		path := filepath.Join(o.BinDir, name)
+		if st, err := os.Stat(path); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			missing = append(missing, name)
+			continue
+		}
+		p.binaries[name] = path
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("missing binaries in %s: %s (run `make build upstream`)", o.BinDir, strings.Join(missing, ", "))
+	}
+	if p.runsNode() {
+		for _, tool := range []string{"containerd", "ctr", "runc"} {
+			path, err := lookPath(tool)
+			if err != nil {
+				return nil, fmt.Errorf("%s not found: the node needs Debian's containerd, runc and containernetworking-plugins (run `make deps` as root)", tool)
+			}
+			p.binaries[tool] = path
+		}
+		if _, err := os.Stat(filepath.Join(cniBinDir, "bridge")); err != nil {
+			return nil, fmt.Errorf("CNI plugins not found in %s (run `make deps` as root: containernetworking-plugins)", cniBinDir)
+		}
+		if os.Geteuid() != 0 {
+			return nil, fmt.Errorf("the node (containerd and kubelet) needs root")
+		}
+	}
+	return p, nil
+}
+
+// runsNode reports whether the cluster has a node. Every role set has one today; the
+// method marks the places a control-plane-only cluster would skip.
+func (p *plan) runsNode() bool { return true }
+
+// hostIP is the address of the interface holding the default route: kube-apiserver
+// advertises it (the kubernetes Service's endpoints may not be loopback) and the node
+// reports it as its InternalIP. It reads the routing table; nothing is sent.
+func hostIP() net.IP {
+	candidates := []string{}
+	if data, err := os.ReadFile("/proc/net/route"); err == nil {
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) > 2 && f[1] == "00000000" {
+				candidates = append(candidates, f[0])
+			}
+		}
+	}
+	ifaces, _ := net.Interfaces()
+	for _, ifc := range ifaces {
+		if ifc.Flags&net.FlagUp != 0 && ifc.Flags&net.FlagLoopback == 0 && !slices.Contains(candidates, ifc.Name) {
+			candidates = append(candidates, ifc.Name)
+		}
+	}
+	for _, name := range candidates {
+		ifc, err := net.InterfaceByName(name)
+		if err != nil {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+				return n.IP.To4()
+			}
+		}
+	}
+	return net.IPv4(127, 0, 0, 1).To4()
+}

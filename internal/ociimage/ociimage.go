@@ -1,0 +1,174 @@
+// Package ociimage writes single-layer container images as OCI image-layout tar archives,
+// the form `ctr images import` loads. No registry is reachable on the machines kubeparts
+// is developed on, so the images a local cluster needs (the sandbox image first) are
+// built from binaries on the spot.
+package ociimage
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"runtime"
+	"sort"
+	"time"
+)
+
+// File is one regular file of the image's only layer.
+type File struct {
+	Path string // inside the image, without a leading slash
+	Mode int64
+	Data []byte
+}
+
+// Image describes what to write.
+type Image struct {
+	// Name is the reference containerd records, e.g. registry.k8s.io/pause:3.10.
+	Name       string
+	Files      []File
+	Entrypoint []string
+	Cmd        []string
+	Env        []string
+}
+
+// epoch keeps archives byte-identical across builds, so a re-import is a no-op.
+var epoch = time.Unix(0, 0).UTC()
+
+type descriptor struct {
+	MediaType   string            `json:"mediaType"`
+	Digest      string            `json:"digest"`
+	Size        int64             `json:"size"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// Write writes the image as an OCI image layout in tar form to w.
+func Write(w io.Writer, img Image) error {
+	if img.Name == "" {
+		return fmt.Errorf("image name is empty")
+	}
+	layerTar, err := layer(img.Files)
+	if err != nil {
+		return err
+	}
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
+	if _, err := zw.Write(layerTar); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	config, err := json.Marshal(map[string]any{
+		"architecture": runtime.GOARCH,
+		"os":           "linux",
+		"created":      epoch.Format(time.RFC3339),
+		"config": map[string]any{
+			"Entrypoint": img.Entrypoint,
+			"Cmd":        img.Cmd,
+			"Env":        img.Env,
+		},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{digest(layerTar)}},
+	})
+	if err != nil {
+		return err
+	}
+	manifest, err := json.Marshal(map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     "application/vnd.oci.image.manifest.v1+json",
+		"config":        descriptor{MediaType: "application/vnd.oci.image.config.v1+json", Digest: digest(config), Size: int64(len(config))},
+		"layers": []descriptor{{
+			MediaType: "application/vnd.oci.image.layer.v1.tar+gzip", Digest: digest(gz.Bytes()), Size: int64(gz.Len()),
+		}},
+	})
+	if err != nil {
+		return err
+	}
+	index, err := json.Marshal(map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     "application/vnd.oci.image.index.v1+json",
+		"manifests": []descriptor{{
+			MediaType: "application/vnd.oci.image.manifest.v1+json", Digest: digest(manifest), Size: int64(len(manifest)),
+			Annotations: map[string]string{
+				"io.containerd.image.name":          img.Name,
+				"org.opencontainers.image.ref.name": img.Name,
+			},
+		}},
+	})
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(w)
+	entries := []struct {
+		name string
+		data []byte
+	}{
+		{"oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)},
+		{"index.json", index},
+		{blobPath(config), config},
+		{blobPath(gz.Bytes()), gz.Bytes()},
+		{blobPath(manifest), manifest},
+	}
+	for _, dir := range []string{"blobs/", "blobs/sha256/"} {
+		if err := tw.WriteHeader(&tar.Header{Name: dir, Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch}); err != nil {
+			return err
+		}
+	}
+	for _, e := range entries {
+		if err := writeFile(tw, e.name, 0o644, e.data); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}
+
+// layer builds the uncompressed layer tar, with parent directories for every file.
+func layer(files []File) ([]byte, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	dirs := map[string]bool{}
+	sorted := append([]File(nil), files...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Path < sorted[j].Path })
+	for _, f := range sorted {
+		if f.Path == "" || f.Path[0] == '/' {
+			return nil, fmt.Errorf("layer path %q must be relative", f.Path)
+		}
+		for i := range len(f.Path) {
+			if f.Path[i] != '/' || dirs[f.Path[:i+1]] {
+				continue
+			}
+			dirs[f.Path[:i+1]] = true
+			if err := tw.WriteHeader(&tar.Header{Name: f.Path[:i+1], Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch}); err != nil {
+				return nil, err
+			}
+		}
+		if err := writeFile(tw, f.Path, f.Mode, f.Data); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func writeFile(tw *tar.Writer, name string, mode int64, data []byte) error {
+	if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: mode, Size: int64(len(data)), ModTime: epoch}); err != nil {
+		return err
+	}
+	_, err := tw.Write(data)
+	return err
+}
+
+func digest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func blobPath(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "blobs/sha256/" + hex.EncodeToString(sum[:])
+}
