@@ -82,7 +82,13 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 			return nil, fmt.Errorf("--fresh: %w", err)
 		}
 	}
-	if err := checkPorts(p.ports); err != nil {
+	// Components of a killed `up` die with it, but a dying process can hold its ports for
+	// a moment after its parent is gone: give them that moment.
+	portWait := time.Duration(0)
+	if c.lock.uncleanPID != 0 {
+		portWait = 15 * time.Second
+	}
+	if err := checkPorts(p.ports, portWait); err != nil {
 		return nil, err
 	}
 	c.say("data dir %s, ports %d-%d, node %s (%s)", p.DataDir, p.PortBase, p.PortBase+PortCount-1, p.NodeName, p.hostIP)
@@ -330,6 +336,10 @@ func (c *Cluster) Stop() {
 		c.say("warning: %v", err)
 	}
 	c.plan.removeCgroupRoot()
+	// The run dir holds only runtime state (sockets, containerd state, IPAM leases).
+	if err := os.RemoveAll(c.plan.layout.RunDir); err != nil {
+		c.say("warning: %v", err)
+	}
 	c.lock.release()
 	c.lock = nil
 	if len(c.procs) > 0 {
@@ -341,8 +351,9 @@ func (c *Cluster) say(format string, args ...any) {
 	fmt.Fprintf(c.plan.Out, "kubeparts up: "+format+"\n", args...)
 }
 
-// checkPorts fails when any of the cluster's ports is taken, naming the first.
-func checkPorts(p Ports) error {
+// checkPorts fails when any of the cluster's ports is still taken after wait, naming the
+// first.
+func checkPorts(p Ports, wait time.Duration) error {
 	named := []struct {
 		name string
 		port int
@@ -352,14 +363,33 @@ func checkPorts(p Ports) error {
 		{"kubelet", p.Kubelet}, {"kubelet healthz", p.KubeletHealthz}, {"containerd streaming", p.Stream},
 		{"kubeparts-apiserver", p.KubepartsAPIServer},
 	}
+	deadline := time.Now().Add(wait)
 	for _, n := range named {
-		l, err := net.Listen("tcp", fmt.Sprintf(":%d", n.port))
-		if err != nil {
-			return fmt.Errorf("port %d (%s) is already in use; choose other ports with --port-base", n.port, n.name)
+		for !portFree(n.port) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("port %d (%s) is already in use; choose other ports with --port-base", n.port, n.name)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		l.Close()
 	}
 	return nil
+}
+
+// portFree reports whether nothing listens on port, on any address. Binding alone is not
+// proof (with SO_REUSEADDR a wildcard bind can coexist with a loopback listener), so a
+// loopback connect must fail too.
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 200*time.Millisecond)
+	if err == nil {
+		conn.Close()
+		return false
+	}
+	return true
 }
 
 // httpOK probes a health endpoint. The components' own serving certificates are

@@ -13,7 +13,12 @@ import (
 )
 
 // dataDirLock is held by the `up` that owns a data dir, for as long as it runs.
-type dataDirLock struct{ f *os.File }
+type dataDirLock struct {
+	f *os.File
+	// uncleanPID is the pid of an earlier `up` that died without releasing the data dir
+	// (it was killed); 0 when the last one stopped cleanly.
+	uncleanPID int
+}
 
 const lockFile = "up.lock"
 
@@ -33,9 +38,11 @@ func lockDataDir(dir string) (*dataDirLock, error) {
 		}
 		return nil, fmt.Errorf("data dir %s is in use by a running cluster", dir)
 	}
+	old, _ := os.ReadFile(f.Name())
+	unclean, _ := strconv.Atoi(strings.TrimSpace(string(old)))
 	_ = f.Truncate(0)
 	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	return &dataDirLock{f: f}, nil
+	return &dataDirLock{f: f, uncleanPID: unclean}, nil
 }
 
 func (l *dataDirLock) release() {

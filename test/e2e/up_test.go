@@ -1,0 +1,193 @@
+package e2e
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const smokePod = `apiVersion: v1
+kind: Pod
+metadata:
+  name: smoke
+  namespace: e2e
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: pause
+    image: registry.k8s.io/pause:3.10
+    imagePullPolicy: Never
+`
+
+func tempDataDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "kubeparts-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
+}
+
+// podRunning passes once the smoke pod runs with a pod IP and is Ready, with its
+// container started at or after since: a pod kept from before a restart still shows the
+// old run's status until the new kubelet reports.
+func podRunning(t *testing.T, bin, kc string, since time.Time) func() error {
+	return func() error {
+		out, err := kubectl(t, bin, kc, "-n", "e2e", "get", "pod", "smoke", "-o",
+			`jsonpath={.status.phase} {.status.podIP} {.status.conditions[?(@.type=="Ready")].status} {.status.containerStatuses[0].state.running.startedAt}`)
+		if err != nil {
+			return err
+		}
+		f := strings.Fields(out)
+		if len(f) != 4 || f[0] != "Running" || net.ParseIP(f[1]) == nil || f[2] != "True" {
+			return &unexpected{out}
+		}
+		started, err := time.Parse(time.RFC3339, f[3])
+		if err != nil || started.Before(since.Truncate(time.Second)) {
+			return &unexpected{out}
+		}
+		return nil
+	}
+}
+
+type unexpected struct{ got string }
+
+func (u *unexpected) Error() string { return "got " + u.got }
+
+// TestUpLifecycle walks a cluster through what an operator does with it: start, use it
+// with kubectl, run a pod on containerd, stop with Ctrl-C, restart on the same data,
+// survive a killed `up`, and start fresh; nothing may be left running after each stop.
+func TestUpLifecycle(t *testing.T) {
+	needRoot(t)
+	bin := binDir(t)
+	dataDir := tempDataDir(t)
+	const portBase = "17443"
+
+	up := startUp(t, bin, "--data-dir", dataDir, "--port-base", portBase)
+	kc := up.waitReady(t, 4*time.Minute)
+	if want := filepath.Join(dataDir, "admin.kubeconfig"); kc != want {
+		t.Errorf("export line names %s, want %s", kc, want)
+	}
+	if out, err := kubectl(t, bin, kc, "get", "--raw", "/readyz"); err != nil || out != "ok" {
+		t.Fatalf("/readyz = %q, %v", out, err)
+	}
+	if out, err := kubectl(t, bin, kc, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"); err != nil || out != "kubernetes-admin" {
+		t.Errorf("admin identity = %q, %v; want the x509 user kubernetes-admin", out, err)
+	}
+	if _, err := kubectl(t, bin, kc, "create", "namespace", "e2e"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kubectl(t, bin, kc, "-n", "e2e", "create", "configmap", "survivor", "--from-literal=key=value"); err != nil {
+		t.Fatal(err)
+	}
+	manifest := filepath.Join(dataDir, "smoke.yaml")
+	if err := os.WriteFile(manifest, []byte(smokePod), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The namespace's default ServiceAccount comes from the controller manager a moment
+	// after the namespace; admission refuses pods until then.
+	eventually(t, 60*time.Second, "create smoke pod", func() error {
+		_, err := kubectl(t, bin, kc, "apply", "-f", manifest)
+		return err
+	})
+	eventually(t, 90*time.Second, "smoke pod running on containerd with a pod IP", podRunning(t, bin, kc, time.Time{}))
+	// kubectl logs goes kube-apiserver -> kubelet over TLS with the node's serving cert.
+	if _, err := kubectl(t, bin, kc, "-n", "e2e", "logs", "smoke"); err != nil {
+		t.Errorf("kubectl logs through the kubelet: %v", err)
+	}
+
+	t.Run("refuses a second cluster on the same data dir or ports", func(t *testing.T) {
+		other := tempDataDir(t)
+		for _, tc := range []struct {
+			name string
+			args []string
+			want string
+		}{
+			{"same data dir", []string{"--data-dir", dataDir, "--port-base", "18443"}, "in use by a running cluster"},
+			{"same ports", []string{"--data-dir", other, "--port-base", portBase}, "already in use"},
+		} {
+			code, out := runUp(t, bin, tc.args...)
+			if code != 1 || !strings.Contains(out, tc.want) || !strings.Contains(out, "kubeparts up: error:") {
+				t.Errorf("%s: exit %d, output:\n%s\nwant exit 1 and an error line containing %q", tc.name, code, out, tc.want)
+			}
+			if left := clusterProcesses(t, other); len(left) > 0 {
+				t.Errorf("%s: refused up left processes: %v", tc.name, left)
+			}
+		}
+		if _, err := kubectl(t, bin, kc, "get", "--raw", "/readyz"); err != nil {
+			t.Errorf("running cluster disturbed by the refused up: %v", err)
+		}
+	})
+
+	if code := up.stop(t, syscall.SIGINT, 90*time.Second); code != 0 {
+		t.Fatalf("up exited %d after SIGINT:\n%s", code, up.output())
+	}
+	assertNothingLeft(t, dataDir)
+
+	// A restart on the same data dir keeps the cluster's objects and runs the pod again.
+	restarted := time.Now()
+	up = startUp(t, bin, "--data-dir", dataDir, "--port-base", portBase)
+	kc = up.waitReady(t, 4*time.Minute)
+	if out, err := kubectl(t, bin, kc, "-n", "e2e", "get", "configmap", "survivor", "-o", "jsonpath={.data.key}"); err != nil || out != "value" {
+		t.Fatalf("configmap after restart = %q, %v", out, err)
+	}
+	eventually(t, 90*time.Second, "smoke pod running again after restart", podRunning(t, bin, kc, restarted))
+
+	// A killed up cannot clean up; the next one on the data dir must.
+	up.stop(t, syscall.SIGKILL, 30*time.Second)
+	up = startUp(t, bin, "--data-dir", dataDir, "--port-base", portBase, "--fresh")
+	kc = up.waitReady(t, 4*time.Minute)
+	if !strings.Contains(up.output(), "cleaning up") {
+		t.Errorf("up after a killed one did not report cleaning up its leftovers:\n%s", up.output())
+	}
+	if out, err := kubectl(t, bin, kc, "get", "namespace", "e2e"); err == nil || !strings.Contains(out, "NotFound") {
+		t.Errorf("--fresh kept namespace e2e: %q, %v", out, err)
+	}
+	if code := up.stop(t, syscall.SIGTERM, 90*time.Second); code != 0 {
+		t.Fatalf("up exited %d after SIGTERM:\n%s", code, up.output())
+	}
+	assertNothingLeft(t, dataDir)
+}
+
+// TestUpBadInput: each mistake gets one clear error line and a non-zero exit, and no
+// process is left behind.
+func TestUpBadInput(t *testing.T) {
+	needRoot(t)
+	bin := binDir(t)
+	empty := t.TempDir()
+	busy, err := net.Listen("tcp", ":19443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown role", []string{"--stock=controller-manager,bogus"}, `unknown role "bogus" in --stock`},
+		{"missing binary", []string{"--bin-dir", empty}, "missing binaries in " + empty},
+		{"port in use", []string{"--port-base", "19443"}, "port 19443 (kube-apiserver) is already in use"},
+		{"port base out of range", []string{"--port-base", "80"}, "--port-base 80 out of range"},
+		{"invalid node name", []string{"--node-name", "Bad_Name"}, `node name "Bad_Name" is not valid`},
+		{"stray argument", []string{"extra"}, "unexpected arguments"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dataDir := tempDataDir(t)
+			code, out := runUp(t, bin, append([]string{"--data-dir", dataDir}, tc.args...)...)
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			last := lines[len(lines)-1]
+			if code != 1 || !strings.HasPrefix(last, "kubeparts up: error:") || !strings.Contains(last, tc.want) {
+				t.Errorf("exit %d, output:\n%s\nwant exit 1 and a last line `kubeparts up: error: ...%s...`", code, out, tc.want)
+			}
+			if left := clusterProcesses(t, dataDir); len(left) > 0 {
+				t.Errorf("left processes: %v", left)
+			}
+		})
+	}
+}
