@@ -1,0 +1,163 @@
+package localcluster
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fakeBinDir holds executable stand-ins for the binaries a plan looks for.
+func fakeBinDir(t *testing.T, names ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, n := range names {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("#!/bin/true\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+var allStock = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "pause"}
+
+func TestNewPlanRejectsBadInput(t *testing.T) {
+	bins := fakeBinDir(t, allStock...)
+	for _, tc := range []struct {
+		name string
+		mod  func(*Options)
+		want string
+	}{
+		{"unknown role", func(o *Options) { o.Stock = []string{"scheduler", "kube-proxy"} }, `unknown role "kube-proxy"`},
+		{"port base too low", func(o *Options) { o.PortBase = 80 }, "--port-base 80 out of range"},
+		{"port base too high", func(o *Options) { o.PortBase = 65530 }, "out of range"},
+		{"node name with capitals", func(o *Options) { o.NodeName = "Node_1" }, `node name "Node_1" is not valid`},
+		{"empty data dir", func(o *Options) { o.DataDir = "" }, "--data-dir is empty"},
+		{"missing binaries", func(o *Options) { o.BinDir = fakeBinDir(t, "etcd") }, "missing binaries in"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := Options{DataDir: t.TempDir(), BinDir: bins, PortBase: DefaultPortBase, NodeName: "node-1", Out: io.Discard}
+			tc.mod(&o)
+			_, err := newPlan(o)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestMissingBinariesAreAllNamed(t *testing.T) {
+	o := Options{DataDir: t.TempDir(), BinDir: fakeBinDir(t, "etcd", "kube-apiserver"), PortBase: DefaultPortBase, NodeName: "n", Out: io.Discard}
+	_, err := newPlan(o)
+	if err == nil {
+		t.Fatal("plan accepted a bin dir without the controller manager, scheduler, kubelet and pause")
+	}
+	for _, b := range []string{"kube-controller-manager", "kube-scheduler", "kubelet", "pause"} {
+		if !strings.Contains(err.Error(), b) {
+			t.Errorf("error %q does not name %s", err, b)
+		}
+	}
+}
+
+// While no kubeparts piece is implemented every role falls back to stock, and each
+// fallback is announced.
+func TestPlanAnnouncesStockFallbacks(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("a plan with a node needs root")
+	}
+	p, err := newPlan(Options{DataDir: t.TempDir(), BinDir: fakeBinDir(t, allStock...), PortBase: DefaultPortBase, NodeName: "n", Out: io.Discard})
+	if err != nil {
+		if strings.Contains(err.Error(), "not found") {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	for _, role := range Roles {
+		if p.runKubeparts[role] != pieces[role].implemented {
+			t.Errorf("%s: runs kubeparts piece = %v, implemented = %v", role, p.runKubeparts[role], pieces[role].implemented)
+		}
+		if pieces[role].implemented {
+			continue
+		}
+		found := false
+		for _, n := range p.notes {
+			found = found || strings.HasPrefix(n, role+": ")
+		}
+		if !found {
+			t.Errorf("no note says what runs for role %s: %v", role, p.notes)
+		}
+	}
+}
+
+func TestStockControllers(t *testing.T) {
+	saved := ReplacedControllers
+	t.Cleanup(func() { ReplacedControllers = saved })
+	ReplacedControllers = []string{"deployment-controller", "replicaset-controller"}
+	for _, tc := range []struct {
+		kubepartsRuns bool
+		want          string
+	}{
+		{false, "*"},
+		{true, "*,-deployment-controller,-replicaset-controller"},
+	} {
+		p := &plan{runKubeparts: map[string]bool{RoleControllerManager: tc.kubepartsRuns}}
+		if got := p.stockControllers(); got != tc.want {
+			t.Errorf("kubeparts runs=%v: --controllers=%s, want %s", tc.kubepartsRuns, got, tc.want)
+		}
+	}
+}
+
+func TestBelongs(t *testing.T) {
+	l := layoutFor("/data/kp")
+	for _, tc := range []struct {
+		name string
+		p    procInfo
+		want bool
+	}{
+		{"etcd of the cluster", procInfo{cmdline: []string{"/w/bin/etcd", "--data-dir=/data/kp/etcd"}}, true},
+		{"shim by socket in run dir", procInfo{cmdline: []string{"/usr/bin/containerd-shim-runc-v2", "-address", l.RunDir + "/containerd.sock"}}, true},
+		{"pod process by cgroup", procInfo{cmdline: []string{"/pause"}, cgroup: "4:memory:" + l.CgroupRoot + "/kubepods/besteffort/pod1/abc\n"}, true},
+		{"process without a command line, by cgroup", procInfo{cgroup: "1:cpu:" + l.CgroupRoot + "\n"}, true},
+		{"editor on a log file", procInfo{cmdline: []string{"vim", "/data/kp/logs/kubelet.log"}}, false},
+		{"tail on a log file", procInfo{cmdline: []string{"/usr/bin/tail", "-f", "/data/kp/logs/etcd.log"}}, false},
+		{"etcd of another cluster", procInfo{cmdline: []string{"/w/bin/etcd", "--data-dir=/data/kp2/etcd"}}, false},
+		{"etcd whose dir only shares a prefix", procInfo{cmdline: []string{"etcd", "--data-dir=/data/kpx"}}, false},
+		{"pod of another cluster", procInfo{cmdline: []string{"/pause"}, cgroup: "4:memory:/kubeparts-ffffffff/kubepods/x\n"}, false},
+	} {
+		if got := belongs(tc.p, l); got != tc.want {
+			t.Errorf("%s: belongs = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestLayoutsOfTwoDataDirsDoNotCollide(t *testing.T) {
+	a, b := layoutFor("/data/one"), layoutFor("/data/two")
+	if a.RunDir == b.RunDir || a.CgroupRoot == b.CgroupRoot {
+		t.Fatalf("two data dirs share run dir or cgroup: %+v %+v", a, b)
+	}
+	if len(a.RunDir+"/containerd-ttrpc.sock") >= 108 {
+		t.Fatalf("socket path %q too long for a unix socket", a.RunDir)
+	}
+	ports := portsFrom(DefaultPortBase)
+	seen := map[int]bool{}
+	for _, p := range []int{ports.APIServer, ports.EtcdClient, ports.EtcdPeer, ports.EtcdMetrics, ports.ControllerManager,
+		ports.Scheduler, ports.Kubelet, ports.KubeletHealthz, ports.Stream, ports.KubepartsAPIServer} {
+		if seen[p] || p < DefaultPortBase || p >= DefaultPortBase+PortCount {
+			t.Fatalf("port %d repeated or outside the reserved range", p)
+		}
+		seen[p] = true
+	}
+}
+
+func TestUnescapeMount(t *testing.T) {
+	for in, want := range map[string]string{
+		`/data/plain`:           "/data/plain",
+		`/data/with\040space`:   "/data/with space",
+		`/data/tab\011and\134b`: "/data/tab\tand\\b",
+	} {
+		if got := unescapeMount(in); got != want {
+			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
