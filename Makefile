@@ -69,8 +69,11 @@ test-e2e: ## `kubeparts up` end to end: cluster start, kubectl, restart, pods on
 	@go test $(TEST_FLAGS) -count=1 -timeout 20m ./test/e2e/...
 
 .PHONY: bench
-bench: build upstream ## Benchmarks (ratios against stock where a piece exists).
+bench: deps build upstream ## Benchmarks: Go benchmarks, then `kubeparts up` time to ready/stop (3 rounds).
+	@echo "bench: Go benchmarks"
 	@go test -run '^$$' -bench . -benchmem $$(go list ./... | grep -v /test/)
+	@echo "bench: kubeparts up, warm start to ready and Ctrl-C to exit"
+	@go test -count=1 -run '^$$' -bench . -benchtime 3x ./test/e2e/
 
 .PHONY: lint
 lint: ## gofmt, go vet, and golangci-lint when it is in bin/ or PATH.

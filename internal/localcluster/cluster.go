@@ -68,11 +68,15 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return nil, fmt.Errorf("become subreaper: %w", err)
 	}
-	if left := Leftovers(p.layout); len(left) > 0 {
+	left := Leftovers(p.layout)
+	if len(left) > 0 {
 		c.say("cleaning up %d processes left by an earlier run on this data dir", len(left))
 		if err := killLeftovers(p.layout, 15*time.Second); err != nil {
 			return nil, err
 		}
+	}
+	if len(left) > 0 || c.lock.uncleanPID != 0 {
+		p.removeBridge() // veths of pods whose sandboxes were never torn down
 	}
 	if err := unmountUnder(p.DataDir, p.layout.RunDir); err != nil {
 		return nil, err
@@ -336,6 +340,7 @@ func (c *Cluster) Stop() {
 		c.say("warning: %v", err)
 	}
 	c.plan.removeCgroupRoot()
+	c.plan.removeBridge()
 	// The run dir holds only runtime state (sockets, containerd state, IPAM leases).
 	if err := os.RemoveAll(c.plan.layout.RunDir); err != nil {
 		c.say("warning: %v", err)

@@ -324,3 +324,24 @@ func (p *plan) removePods(ctx context.Context) error {
 	}
 	return nil
 }
+
+// removeBridge deletes the pod network's bridge and the host ends of any veth still
+// enslaved to it (pods whose sandbox was never torn down, after a killed `up`); the CNI
+// plugin creates the bridge again on the next start. Absent is fine.
+func (p *plan) removeBridge() {
+	ip, err := exec.LookPath("ip")
+	if err != nil {
+		return
+	}
+	out, _ := exec.Command(ip, "-o", "link", "show", "master", p.bridge).Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		// "29: veth16fb2803@if2: <...> ..."
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		_ = exec.Command(ip, "link", "delete", name).Run()
+	}
+	_ = exec.Command(ip, "link", "delete", p.bridge).Run()
+}

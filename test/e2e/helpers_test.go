@@ -19,7 +19,7 @@ import (
 )
 
 // binDir is where `make build upstream` put kubeparts and the stock binaries.
-func binDir(t *testing.T) string {
+func binDir(t testing.TB) string {
 	t.Helper()
 	dir := os.Getenv("KUBEPARTS_BIN")
 	if dir == "" {
@@ -37,7 +37,7 @@ func binDir(t *testing.T) string {
 	return abs
 }
 
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("the node (containerd, kubelet) needs root")
@@ -54,7 +54,7 @@ type upProcess struct {
 	ready chan string
 }
 
-func startUp(t *testing.T, bin string, args ...string) *upProcess {
+func startUp(t testing.TB, bin string, args ...string) *upProcess {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(bin, "kubeparts"), append([]string{"up"}, args...)...)
 	stdout, err := cmd.StdoutPipe()
@@ -108,7 +108,7 @@ func (u *upProcess) output() string {
 }
 
 // waitReady returns the kubeconfig path once up printed its export line.
-func (u *upProcess) waitReady(t *testing.T, timeout time.Duration) string {
+func (u *upProcess) waitReady(t testing.TB, timeout time.Duration) string {
 	t.Helper()
 	select {
 	case path := <-u.ready:
@@ -122,7 +122,7 @@ func (u *upProcess) waitReady(t *testing.T, timeout time.Duration) string {
 }
 
 // stop sends sig and waits for up to exit, returning its exit code.
-func (u *upProcess) stop(t *testing.T, sig syscall.Signal, timeout time.Duration) int {
+func (u *upProcess) stop(t testing.TB, sig syscall.Signal, timeout time.Duration) int {
 	t.Helper()
 	_ = u.cmd.Process.Signal(sig)
 	select {
@@ -134,7 +134,7 @@ func (u *upProcess) stop(t *testing.T, sig syscall.Signal, timeout time.Duration
 }
 
 // runUp runs an `up` that is expected to fail fast and returns its exit code and output.
-func runUp(t *testing.T, bin string, args ...string) (int, string) {
+func runUp(t testing.TB, bin string, args ...string) (int, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -147,7 +147,7 @@ func runUp(t *testing.T, bin string, args ...string) (int, string) {
 }
 
 // kubectl runs the real kubectl against the cluster.
-func kubectl(t *testing.T, bin, kubeconfig string, args ...string) (string, error) {
+func kubectl(t testing.TB, bin, kubeconfig string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -160,7 +160,7 @@ func kubectl(t *testing.T, bin, kubeconfig string, args ...string) (string, erro
 }
 
 // eventually polls f until it succeeds or the deadline passes.
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+func eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -178,7 +178,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, f func() error
 // clusterProcesses lists live processes that belong to the cluster in dataDir, found
 // independently of the code under test: by a path of the cluster in their arguments,
 // or by membership of the node's pod cgroup.
-func clusterProcesses(t *testing.T, dataDir string) []string {
+func clusterProcesses(t testing.TB, dataDir string) []string {
 	t.Helper()
 	l, err := localcluster.LayoutFor(dataDir)
 	if err != nil {
@@ -206,7 +206,7 @@ func clusterProcesses(t *testing.T, dataDir string) []string {
 }
 
 // mountsUnder lists mount points below dir.
-func mountsUnder(t *testing.T, dir string) []string {
+func mountsUnder(t testing.TB, dir string) []string {
 	t.Helper()
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
@@ -223,7 +223,7 @@ func mountsUnder(t *testing.T, dir string) []string {
 }
 
 // assertNothingLeft checks that no process and no mount of the cluster survived.
-func assertNothingLeft(t *testing.T, dataDir string) {
+func assertNothingLeft(t testing.TB, dataDir string) {
 	t.Helper()
 	eventually(t, 10*time.Second, "cluster processes gone", func() error {
 		if left := clusterProcesses(t, dataDir); len(left) > 0 {

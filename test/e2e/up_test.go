@@ -23,7 +23,7 @@ spec:
     imagePullPolicy: Never
 `
 
-func tempDataDir(t *testing.T) string {
+func tempDataDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "kubeparts-e2e-")
 	if err != nil {
