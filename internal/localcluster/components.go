@@ -77,35 +77,36 @@ func (p *plan) stockControllers() string {
 	return strings.Join(list, ",")
 }
 
-func (p *plan) controllerManagerArgs(c *certs) []string {
+// servingArgs are the flags the controller manager and the scheduler share: one identity
+// for the API and for delegated authn/authz of their own endpoints, which listen on
+// loopback with a self-signed certificate kept in the data dir (not /var/run/kubernetes,
+// which two clusters would share).
+func (p *plan) servingArgs(kubeconfig, name string, port int) []string {
 	return []string{
-		"--kubeconfig=" + c.controllerManager,
-		"--authentication-kubeconfig=" + c.controllerManager,
-		"--authorization-kubeconfig=" + c.controllerManager,
+		"--kubeconfig=" + kubeconfig,
+		"--authentication-kubeconfig=" + kubeconfig,
+		"--authorization-kubeconfig=" + kubeconfig,
 		"--bind-address=127.0.0.1",
-		fmt.Sprintf("--secure-port=%d", p.ports.ControllerManager),
-		"--cert-dir=" + filepath.Join(p.layout.PKI, "kube-controller-manager"),
-		"--controllers=" + p.stockControllers(),
-		"--use-service-account-credentials=true",
-		"--service-account-private-key-file=" + c.saKey,
-		"--root-ca-file=" + c.ca.CertFile,
-		"--cluster-signing-cert-file=" + c.ca.CertFile,
-		"--cluster-signing-key-file=" + c.ca.KeyFile,
-		"--service-cluster-ip-range=" + serviceCIDR,
+		fmt.Sprintf("--secure-port=%d", port),
+		"--cert-dir=" + filepath.Join(p.layout.PKI, name),
 		// One instance: a Lease left by the previous run would only delay a restart by the
 		// lease duration.
 		"--leader-elect=false",
 	}
 }
 
+func (p *plan) controllerManagerArgs(c *certs) []string {
+	return append(p.servingArgs(c.controllerManager, "kube-controller-manager", p.ports.ControllerManager),
+		"--controllers="+p.stockControllers(),
+		"--use-service-account-credentials=true",
+		"--service-account-private-key-file="+c.saKey,
+		"--root-ca-file="+c.ca.CertFile,
+		"--cluster-signing-cert-file="+c.ca.CertFile,
+		"--cluster-signing-key-file="+c.ca.KeyFile,
+		"--service-cluster-ip-range="+serviceCIDR,
+	)
+}
+
 func (p *plan) schedulerArgs(c *certs) []string {
-	return []string{
-		"--kubeconfig=" + c.scheduler,
-		"--authentication-kubeconfig=" + c.scheduler,
-		"--authorization-kubeconfig=" + c.scheduler,
-		"--bind-address=127.0.0.1",
-		fmt.Sprintf("--secure-port=%d", p.ports.Scheduler),
-		"--cert-dir=" + filepath.Join(p.layout.PKI, "kube-scheduler"),
-		"--leader-elect=false",
-	}
+	return p.servingArgs(c.scheduler, "kube-scheduler", p.ports.Scheduler)
 }
