@@ -29,6 +29,7 @@ type certs struct {
 	kubeletServing                          pki.Pair
 	saKey, saPub                            string
 	admin, controllerManager, scheduler, kl string // kubeconfig paths
+	kubepartsCM                             string
 }
 
 // client identities, as kubeadm names them, so RBAC's bootstrap roles apply unchanged.
@@ -89,6 +90,8 @@ func (p *plan) ensureCerts() (*certs, error) {
 		{&c.controllerManager, filepath.Join(p.layout.Kubeconfigs, "controller-manager.kubeconfig"), "system:kube-controller-manager", nil},
 		{&c.scheduler, filepath.Join(p.layout.Kubeconfigs, "scheduler.kubeconfig"), "system:kube-scheduler", nil},
 		{&c.kl, filepath.Join(p.layout.Kubeconfigs, "kubelet-"+p.NodeName+".kubeconfig"), "system:node:" + p.NodeName, []string{"system:nodes"}},
+		// Bound to config/rbac/controller-manager.yaml's ClusterRole.
+		{&c.kubepartsCM, filepath.Join(p.layout.Kubeconfigs, "kubeparts-controller-manager.kubeconfig"), "kubeparts-controller-manager", nil},
 	}
 	for _, k := range kubeconfigs {
 		pair, err := c.ca.LoadOrIssue(dir, "client-"+sanitize(k.user), pki.Spec{CommonName: k.user, Organization: k.group, Client: true})

@@ -152,7 +152,7 @@ func (c *Cluster) startAll(ctx context.Context) error {
 		if err := p.importSandboxImage(ctx); err != nil {
 			return err
 		}
-		c.say("%-24s %s imported", "sandbox image", SandboxImage)
+		c.say("%-28s %s imported", "sandbox image", SandboxImage)
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", certs.admin)
 	if err != nil {
@@ -171,6 +171,16 @@ func (c *Cluster) startAll(ctx context.Context) error {
 		return err
 	}
 	var started []*process
+	if p.runKubeparts[RoleControllerManager] {
+		if err := applyRBAC(ctx, c.client); err != nil {
+			return fmt.Errorf("RBAC for kubeparts-controller-manager: %w", err)
+		}
+		proc, err := c.run("kubeparts-controller-manager", p.binaries["kubeparts-controller-manager"], p.kubepartsControllerManagerArgs(certs), 10*time.Second)
+		if err != nil {
+			return err
+		}
+		started = append(started, proc)
+	}
 	if p.binaries["kube-controller-manager"] != "" {
 		proc, err := c.run("kube-controller-manager", p.binaries["kube-controller-manager"], p.controllerManagerArgs(certs), 10*time.Second)
 		if err != nil {
@@ -198,9 +208,13 @@ func (c *Cluster) startAll(ctx context.Context) error {
 			return err
 		}
 	}
-	ports := map[string]int{"kube-controller-manager": p.ports.ControllerManager, "kube-scheduler": p.ports.Scheduler}
+	urls := map[string]string{
+		"kube-controller-manager":      fmt.Sprintf("https://127.0.0.1:%d/healthz", p.ports.ControllerManager),
+		"kube-scheduler":               fmt.Sprintf("https://127.0.0.1:%d/healthz", p.ports.Scheduler),
+		"kubeparts-controller-manager": fmt.Sprintf("http://127.0.0.1:%d/readyz", p.ports.KubepartsCMHealth),
+	}
 	for _, proc := range started {
-		url := fmt.Sprintf("https://127.0.0.1:%d/healthz", ports[proc.name])
+		url := urls[proc.name]
 		if err := c.waitFor(ctx, proc, 60*time.Second, func(ctx context.Context) (bool, string) { return httpOK(ctx, url) }); err != nil {
 			return err
 		}
@@ -246,7 +260,7 @@ func (c *Cluster) waitFor(ctx context.Context, proc *process, timeout time.Durat
 		ok, reason := check(cctx)
 		cancel()
 		if ok {
-			c.say("%-24s ready after %.1fs (pid %d)", what, time.Since(began).Seconds(), proc.cmd.Process.Pid)
+			c.say("%-28s ready after %.1fs (pid %d)", what, time.Since(began).Seconds(), proc.cmd.Process.Pid)
 			return nil
 		}
 		last = reason
@@ -366,7 +380,8 @@ func checkPorts(p Ports, wait time.Duration) error {
 		{"kube-apiserver", p.APIServer}, {"etcd client", p.EtcdClient}, {"etcd peer", p.EtcdPeer},
 		{"etcd metrics", p.EtcdMetrics}, {"controller-manager", p.ControllerManager}, {"scheduler", p.Scheduler},
 		{"kubelet", p.Kubelet}, {"kubelet healthz", p.KubeletHealthz}, {"containerd streaming", p.Stream},
-		{"kubeparts-apiserver", p.KubepartsAPIServer},
+		{"kubeparts-apiserver", p.KubepartsAPIServer}, {"kubeparts-controller-manager metrics", p.KubepartsCMMetrics},
+		{"kubeparts-controller-manager health", p.KubepartsCMHealth},
 	}
 	deadline := time.Now().Add(wait)
 	for _, n := range named {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+
+	"github.com/kubeparts/kubeparts/internal/controllernames"
 )
 
 func (p *plan) etcdArgs(c *certs) []string {
@@ -70,11 +72,25 @@ func (p *plan) apiserverArgs(c *certs) []string {
 func (p *plan) stockControllers() string {
 	list := []string{"*"}
 	if p.runKubeparts[RoleControllerManager] {
-		for _, name := range ReplacedControllers {
+		for _, name := range controllernames.Names() {
 			list = append(list, "-"+name)
 		}
 	}
 	return strings.Join(list, ",")
+}
+
+// kubepartsControllerManagerArgs runs every implemented controller, under its own
+// identity and Lease.
+func (p *plan) kubepartsControllerManagerArgs(c *certs) []string {
+	return []string{
+		"--kubeconfig=" + c.kubepartsCM,
+		"--controllers=" + strings.Join(controllernames.Names(), ","),
+		"--bind-address=127.0.0.1",
+		fmt.Sprintf("--secure-port=%d", p.ports.KubepartsCMMetrics),
+		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", p.ports.KubepartsCMHealth),
+		"--cert-dir=" + filepath.Join(p.layout.PKI, "kubeparts-controller-manager"),
+		"--leader-elect=false",
+	}
 }
 
 // servingArgs are the flags the controller manager and the scheduler share: one identity

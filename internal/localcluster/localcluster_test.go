@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kubeparts/kubeparts/internal/controllernames"
 )
 
 // fakeBinDir holds executable stand-ins for the binaries a plan looks for.
@@ -20,7 +22,7 @@ func fakeBinDir(t *testing.T, names ...string) string {
 	return dir
 }
 
-var allStock = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "pause"}
+var allStock = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "pause", "kubeparts-controller-manager"}
 
 func TestNewPlanRejectsBadInput(t *testing.T) {
 	bins := fakeBinDir(t, allStock...)
@@ -91,15 +93,16 @@ func TestPlanAnnouncesStockFallbacks(t *testing.T) {
 }
 
 func TestStockControllers(t *testing.T) {
-	saved := ReplacedControllers
-	t.Cleanup(func() { ReplacedControllers = saved })
-	ReplacedControllers = []string{"deployment-controller", "replicaset-controller"}
+	off := ""
+	for _, name := range controllernames.Names() {
+		off += ",-" + name
+	}
 	for _, tc := range []struct {
 		kubepartsRuns bool
 		want          string
 	}{
 		{false, "*"},
-		{true, "*,-deployment-controller,-replicaset-controller"},
+		{true, "*" + off},
 	} {
 		p := &plan{runKubeparts: map[string]bool{RoleControllerManager: tc.kubepartsRuns}}
 		if got := p.stockControllers(); got != tc.want {
@@ -142,7 +145,8 @@ func TestLayoutsOfTwoDataDirsDoNotCollide(t *testing.T) {
 	ports := portsFrom(DefaultPortBase)
 	seen := map[int]bool{}
 	for _, p := range []int{ports.APIServer, ports.EtcdClient, ports.EtcdPeer, ports.EtcdMetrics, ports.ControllerManager,
-		ports.Scheduler, ports.Kubelet, ports.KubeletHealthz, ports.Stream, ports.KubepartsAPIServer} {
+		ports.Scheduler, ports.Kubelet, ports.KubeletHealthz, ports.Stream, ports.KubepartsAPIServer,
+		ports.KubepartsCMMetrics, ports.KubepartsCMHealth} {
 		if seen[p] || p < DefaultPortBase || p >= DefaultPortBase+PortCount {
 			t.Fatalf("port %d repeated or outside the reserved range", p)
 		}

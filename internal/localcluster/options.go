@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/kubeparts/kubeparts/internal/controllernames"
 )
 
 // The roles a kubeparts piece can take over (DESIGN.md §2).
@@ -35,7 +37,7 @@ type piece struct {
 }
 
 var pieces = map[string]piece{
-	RoleControllerManager: {binary: "kubeparts-controller-manager", stock: "kube-controller-manager"},
+	RoleControllerManager: {binary: "kubeparts-controller-manager", stock: "kube-controller-manager", implemented: true},
 	RoleScheduler:         {binary: "kubeparts-scheduler", stock: "kube-scheduler"},
 	// The stock piece of the API-extension role is metrics-server, which is not built by
 	// hack/upstream (its module pins other Kubernetes libraries): while kubeparts-apiserver
@@ -43,10 +45,6 @@ var pieces = map[string]piece{
 	RoleAPIServer: {binary: "kubeparts-apiserver"},
 	RoleNodeAgent: {binary: "kubeparts-nodeagent", stock: "kubelet"},
 }
-
-// ReplacedControllers are the kube-controller-manager controllers kubeparts-controller-
-// manager implements; when it runs, the stock manager runs with exactly these switched off.
-var ReplacedControllers []string
 
 // Options configure a local cluster.
 type Options struct {
@@ -72,20 +70,22 @@ type Options struct {
 const DefaultPortBase = 16443
 
 // PortCount is how many ports from PortBase a cluster reserves.
-const PortCount = 10
+const PortCount = 12
 
 // Ports are the listening ports of one cluster, all derived from Options.PortBase.
 type Ports struct {
 	APIServer, EtcdClient, EtcdPeer, EtcdMetrics                  int
 	ControllerManager, Scheduler, Kubelet, KubeletHealthz, Stream int
 	KubepartsAPIServer                                            int
+	// kubeparts-controller-manager's secure /metrics and plain /healthz, /readyz.
+	KubepartsCMMetrics, KubepartsCMHealth int
 }
 
 func portsFrom(base int) Ports {
 	return Ports{
 		APIServer: base, EtcdClient: base + 1, EtcdPeer: base + 2, EtcdMetrics: base + 3,
 		ControllerManager: base + 4, Scheduler: base + 5, Kubelet: base + 6, KubeletHealthz: base + 7,
-		Stream: base + 8, KubepartsAPIServer: base + 9,
+		Stream: base + 8, KubepartsAPIServer: base + 9, KubepartsCMMetrics: base + 10, KubepartsCMHealth: base + 11,
 	}
 }
 
@@ -197,6 +197,8 @@ func newPlan(o Options) (*plan, error) {
 			need = append(need, pc.binary)
 			if role == RoleControllerManager {
 				need = append(need, pc.stock) // the rest of the stock controllers
+				p.notes = append(p.notes, fmt.Sprintf("%s: %s runs %s; stock %s runs the rest", role, pc.binary,
+					strings.Join(controllernames.Names(), ", "), pc.stock))
 			}
 		case pc.stock == "":
 			p.notes = append(p.notes, fmt.Sprintf("%s: %s is not implemented yet and no stock piece is built here; the role is left empty", role, pc.binary))

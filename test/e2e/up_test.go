@@ -23,6 +23,26 @@ spec:
     imagePullPolicy: Never
 `
 
+const webReplicaSet = `apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: web
+  namespace: e2e
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: pause
+        image: registry.k8s.io/pause:3.10
+        imagePullPolicy: Never
+`
+
 func tempDataDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "kubeparts-e2e-")
@@ -100,6 +120,38 @@ func TestUpLifecycle(t *testing.T) {
 	if _, err := kubectl(t, bin, kc, "-n", "e2e", "logs", "smoke"); err != nil {
 		t.Errorf("kubectl logs through the kubelet: %v", err)
 	}
+
+	t.Run("ReplicaSets are run by kubeparts-controller-manager", func(t *testing.T) {
+		rsManifest := filepath.Join(dataDir, "rs.yaml")
+		if err := os.WriteFile(rsManifest, []byte(webReplicaSet), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kubectl(t, bin, kc, "apply", "-f", rsManifest); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 90*time.Second, "2 ready replicas", func() error {
+			out, err := kubectl(t, bin, kc, "-n", "e2e", "get", "rs", "web", "-o", "jsonpath={.status.replicas}/{.status.readyReplicas}/{.status.availableReplicas}")
+			if err != nil || out != "2/2/2" {
+				return &unexpected{out}
+			}
+			return nil
+		})
+		// The pods' creator, from managedFields: ours, not the stock manager's.
+		out, err := kubectl(t, bin, kc, "-n", "e2e", "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.managedFields[0].manager}")
+		if err != nil || out != "kubeparts-controller-manager kubeparts-controller-manager" {
+			t.Errorf("pods of the ReplicaSet written by %q, %v; want kubeparts-controller-manager", out, err)
+		}
+		if _, err := kubectl(t, bin, kc, "-n", "e2e", "scale", "rs", "web", "--replicas=1"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 60*time.Second, "scaled to 1", func() error {
+			out, err := kubectl(t, bin, kc, "-n", "e2e", "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}")
+			if err != nil || len(strings.Fields(out)) != 1 {
+				return &unexpected{out}
+			}
+			return nil
+		})
+	})
 
 	t.Run("refuses a second cluster on the same data dir or ports", func(t *testing.T) {
 		other := tempDataDir(t)

@@ -5,6 +5,7 @@
 package framework
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -115,16 +116,27 @@ func (e *Env) closeLogs() {
 	}
 }
 
-// Main is a TestMain body: it starts the control plane into *env, runs the tests and
-// stops it.
-func Main(m *testing.M, name string, env **Env) int {
+// Main is a TestMain body: it starts the control plane into *env, runs each setup (to
+// start controllers under test; they must stop when ctx ends), runs the tests and stops
+// everything.
+func Main(m *testing.M, name string, env **Env, setups ...func(ctx context.Context, e *Env) error) int {
 	e, err := Start(name)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "integration:", err)
 		return 1
 	}
 	*env = e
+	ctx, cancel := context.WithCancel(context.Background())
+	for _, setup := range setups {
+		if err := setup(ctx, e); err != nil {
+			fmt.Fprintln(os.Stderr, "integration: setup:", err)
+			cancel()
+			_ = e.Stop()
+			return 1
+		}
+	}
 	code := m.Run()
+	cancel()
 	if err := e.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "integration: stop:", err)
 	}

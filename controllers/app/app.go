@@ -1,0 +1,154 @@
+// Package app wires kubeparts-controller-manager: flags named as kube-controller-manager
+// names them, a controller-runtime manager with protobuf clients, Lease leader election
+// under its own name, secure /metrics, /healthz and /readyz, and the controllers chosen
+// by --controllers.
+package app
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/kubeparts/kubeparts/controllers/replicaset"
+	"github.com/kubeparts/kubeparts/internal/controllernames"
+)
+
+// LeaseName is the leader-election Lease; never kube-controller-manager's, so both run
+// side by side.
+const LeaseName = "kubeparts-controller-manager"
+
+// Options are the command-line options.
+type Options struct {
+	Kubeconfig         string
+	Controllers        []string
+	KubeAPIQPS         float32
+	KubeAPIBurst       int
+	KubeAPIContentType string
+	BindAddress        string
+	SecurePort         int
+	HealthProbeAddress string
+	CertDir            string
+	LeaderElect        bool
+	LeaseDuration      time.Duration
+	RenewDeadline      time.Duration
+	RetryPeriod        time.Duration
+	LeaderElectNS      string
+	LeaderElectName    string
+	ConcurrentRSSyncs  int
+}
+
+// AddFlags registers the flags with kube-controller-manager's names and defaults.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "path to a kubeconfig; in-cluster config when empty")
+	fs.StringSliceVar(&o.Controllers, "controllers", []string{"*"}, "controllers to run: '*' for all on by default, 'name' to enable, '-name' to disable; names as kube-controller-manager's (old short names accepted)")
+	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", 20, "QPS to use while talking with kube-apiserver")
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", 30, "burst to use while talking with kube-apiserver")
+	fs.StringVar(&o.KubeAPIContentType, "kube-api-content-type", "application/vnd.kubernetes.protobuf", "content type of requests sent to apiserver")
+	fs.StringVar(&o.BindAddress, "bind-address", "0.0.0.0", "address of the secure /metrics endpoint")
+	fs.IntVar(&o.SecurePort, "secure-port", 10267, "port of the secure /metrics endpoint (authenticated and authorized through the apiserver); 0 disables it")
+	fs.StringVar(&o.HealthProbeAddress, "health-probe-bind-address", "127.0.0.1:10268", "address of the /healthz and /readyz endpoints; 0 disables them")
+	fs.StringVar(&o.CertDir, "cert-dir", "", "directory of tls.crt/tls.key for the secure port; a self-signed pair is generated when empty")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect a leader through a Lease before running the controllers")
+	fs.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long non-leaders wait before taking over an unrenewed lease")
+	fs.DurationVar(&o.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader retries renewing before giving up")
+	fs.DurationVar(&o.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "wait between acquire and renew attempts")
+	fs.StringVar(&o.LeaderElectNS, "leader-elect-resource-namespace", "kube-system", "namespace of the leader-election Lease")
+	fs.StringVar(&o.LeaderElectName, "leader-elect-resource-name", LeaseName, "name of the leader-election Lease (not kube-controller-manager's)")
+	fs.IntVar(&o.ConcurrentRSSyncs, "concurrent-replicaset-syncs", 5, "ReplicaSets synced in parallel")
+}
+
+// Validate checks the options before anything starts.
+func (o *Options) Validate() ([]string, error) {
+	enabled, err := controllernames.Resolve(o.Controllers)
+	if err != nil {
+		return nil, err
+	}
+	if len(enabled) == 0 {
+		return nil, fmt.Errorf("--controllers=%v enables no controller", o.Controllers)
+	}
+	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
+		return nil, fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive")
+	}
+	if o.ConcurrentRSSyncs <= 0 {
+		return nil, fmt.Errorf("--concurrent-replicaset-syncs must be positive")
+	}
+	if o.LeaderElect && (o.RenewDeadline >= o.LeaseDuration || o.RetryPeriod <= 0) {
+		return nil, fmt.Errorf("leader election needs retry period > 0 and renew deadline < lease duration")
+	}
+	return enabled, nil
+}
+
+// Run runs the manager until ctx ends.
+func Run(ctx context.Context, o *Options) error {
+	enabled, err := o.Validate()
+	if err != nil {
+		return err
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	cfg.QPS, cfg.Burst, cfg.ContentType = o.KubeAPIQPS, o.KubeAPIBurst, o.KubeAPIContentType
+	cfg.UserAgent = "kubeparts-controller-manager"
+
+	metricsAddr := "0"
+	if o.SecurePort != 0 {
+		metricsAddr = fmt.Sprintf("%s:%d", o.BindAddress, o.SecurePort)
+	}
+	mgr, err := ctrl.NewManager(cfg, manager.Options{
+		Metrics: metricsserver.Options{
+			BindAddress: metricsAddr, SecureServing: true, CertDir: o.CertDir,
+			FilterProvider: filters.WithAuthenticationAndAuthorization,
+		},
+		HealthProbeBindAddress:  o.HealthProbeAddress,
+		LeaderElection:          o.LeaderElect,
+		LeaderElectionID:        o.LeaderElectName,
+		LeaderElectionNamespace: o.LeaderElectNS,
+		LeaseDuration:           &o.LeaseDuration,
+		RenewDeadline:           &o.RenewDeadline,
+		RetryPeriod:             &o.RetryPeriod,
+		// A new leader starts at once when the old one stops cleanly.
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("informers", func(req *http.Request) error {
+		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
+			return fmt.Errorf("informers not synced")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, name := range enabled {
+		if err := setups[name](mgr, o); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		ctrl.Log.Info("controller enabled", "controller", name)
+	}
+	return mgr.Start(ctx)
+}
+
+// setups registers each implemented controller; keys must match controllernames.Implemented.
+var setups = map[string]func(manager.Manager, *Options) error{
+	replicaset.Name: func(mgr manager.Manager, o *Options) error {
+		r := &replicaset.Reconciler{
+			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+			Recorder: mgr.GetEventRecorder(replicaset.Name),
+		}
+		return r.SetupWithManager(mgr, o.ConcurrentRSSyncs)
+	},
+}

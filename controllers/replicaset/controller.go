@@ -1,0 +1,331 @@
+package replicaset
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+
+	"github.com/kubeparts/kubeparts/controllers/internal/controllerref"
+	"github.com/kubeparts/kubeparts/controllers/internal/expectations"
+)
+
+// Name is the controller's canonical kube-controller-manager name.
+const Name = "replicaset-controller"
+
+// BurstReplicas caps the pods created or deleted in one sync, as in the stock controller.
+const BurstReplicas = 500
+
+var controllerKind = metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "ReplicaSet"}
+
+// Reconciler keeps ReplicaSets at their desired replicas.
+type Reconciler struct {
+	Client client.Client
+	// APIReader reads past the cache, to confirm an owner before adopting orphans.
+	APIReader    client.Reader
+	Recorder     events.EventRecorder
+	Expectations *expectations.Store
+	Clock        clock.PassiveClock
+	Burst        int
+}
+
+// SetupWithManager registers the controller with workers parallel reconciles.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
+	if r.Expectations == nil {
+		r.Expectations = expectations.New(r.Clock, expectations.DefaultTTL)
+	}
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	if r.Burst == 0 {
+		r.Burst = BurstReplicas
+	}
+	registerMetrics()
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(Name).
+		For(&appsv1.ReplicaSet{}).
+		Watches(&corev1.Pod{}, &podEventHandler{r: r}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		Complete(r)
+}
+
+// Reconcile runs one sync of a ReplicaSet: claim pods, scale when the cache can be
+// trusted, write status.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	key := req.String()
+	rs := &appsv1.ReplicaSet{}
+	if err := r.Client.Get(ctx, req.NamespacedName, rs); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Expectations.Forget(key)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	selector, err := metav1.LabelSelectorAsSelector(rs.Spec.Selector)
+	if err != nil || selector.Empty() {
+		// The apiserver rejects such objects; one that slipped in can never be synced.
+		r.Recorder.Eventf(rs, nil, corev1.EventTypeWarning, "InvalidSelector", "Sync", "invalid selector: %v", err)
+		return ctrl.Result{}, nil
+	}
+	// Satisfied must be read before listing pods: an expectation met after the list
+	// would let a sync act on a list that lacks the pods it was waiting for.
+	needsSync := r.Expectations.Satisfied(key)
+
+	var podList corev1.PodList
+	if err := r.Client.List(ctx, &podList, client.InNamespace(rs.Namespace)); err != nil {
+		return ctrl.Result{}, err
+	}
+	var active []*corev1.Pod
+	terminating := 0
+	for i := range podList.Items {
+		p := &podList.Items[i]
+		if isActive(p) {
+			active = append(active, p)
+		} else if p.DeletionTimestamp != nil && isOwnedBy(p, rs.UID) {
+			terminating++
+		}
+	}
+	claimer := &controllerref.Claimer{
+		Client: r.Client, Owner: rs, OwnerGVK: controllerKind, Selector: selector,
+		Recheck: func(ctx context.Context) error { return r.recheck(ctx, rs) },
+	}
+	owned, err := claimer.ClaimPods(ctx, active)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+
+	var manageErr error
+	if needsSync && rs.DeletionTimestamp == nil {
+		manageErr = r.manageReplicas(ctx, rs, owned, key)
+	}
+	now := r.Clock.Now()
+	status := calculateStatus(rs, owned, terminating, manageErr, now)
+	if !equality.Semantic.DeepEqual(status, rs.Status) {
+		updated := rs.DeepCopy()
+		updated.Status = status
+		if err := r.Client.Status().Update(ctx, updated); err != nil {
+			if apierrors.IsConflict(err) && manageErr == nil {
+				// A newer version exists (a scale, say); its watch event brings us back and
+				// the status is computed afresh then.
+				return ctrl.Result{}, nil
+			}
+			return ctrl.Result{}, errors.Join(manageErr, err)
+		}
+	}
+	if manageErr != nil {
+		return ctrl.Result{}, manageErr
+	}
+	if wait := nextAvailableCheck(rs, owned, now); wait > 0 {
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+// recheck confirms with a live read that rs still exists under the same UID and is not
+// being deleted: the cache may not have caught up with a deletion.
+func (r *Reconciler) recheck(ctx context.Context, rs *appsv1.ReplicaSet) error {
+	fresh := &appsv1.ReplicaSet{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(rs), fresh); err != nil {
+		return err
+	}
+	if fresh.UID != rs.UID {
+		return fmt.Errorf("replicaset %s/%s was recreated (uid %s, cached %s)", rs.Namespace, rs.Name, fresh.UID, rs.UID)
+	}
+	if fresh.DeletionTimestamp != nil {
+		return fmt.Errorf("replicaset %s/%s is being deleted", rs.Namespace, rs.Name)
+	}
+	return nil
+}
+
+// manageReplicas creates or deletes pods to close the gap to spec.replicas, at most
+// Burst per sync.
+func (r *Reconciler) manageReplicas(ctx context.Context, rs *appsv1.ReplicaSet, owned []*corev1.Pod, key string) error {
+	want := int(*rs.Spec.Replicas)
+	diff := len(owned) - want
+	switch {
+	case diff < 0:
+		n := min(-diff, r.Burst)
+		r.Expectations.ExpectCreations(key, n)
+		created, err := slowStartBatch(n, func() error { return r.createPod(ctx, rs, key) })
+		// Pods never attempted will never show up: stop expecting them.
+		for range n - created - countFailures(err) {
+			r.Expectations.CreationObserved(key)
+		}
+		return err
+	case diff > 0:
+		n := min(diff, r.Burst)
+		related, err := r.relatedPods(ctx, rs, owned)
+		if err != nil {
+			return err
+		}
+		victims := podsToDelete(owned, related, n, r.Clock.Now())
+		keys := make([]string, len(victims))
+		for i, p := range victims {
+			keys[i] = types.NamespacedName{Namespace: p.Namespace, Name: p.Name}.String()
+		}
+		r.Expectations.ExpectDeletions(key, keys)
+		return r.deletePods(ctx, rs, victims, keys, key)
+	}
+	return nil
+}
+
+// createPod creates one pod from the template. A failed create is not expected any more,
+// except a timeout: the pod may exist and will show up in the cache.
+func (r *Reconciler) createPod(ctx context.Context, rs *appsv1.ReplicaSet, key string) error {
+	pod := podFromTemplate(rs)
+	err := r.Client.Create(ctx, pod)
+	if err == nil {
+		podsCreated.WithLabelValues(Name).Inc()
+		r.Recorder.Eventf(rs, pod, corev1.EventTypeNormal, "SuccessfulCreate", "Create", "Created pod: %v", pod.Name)
+		return nil
+	}
+	if apierrors.IsTimeout(err) {
+		return nil
+	}
+	r.Expectations.CreationObserved(key)
+	if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+		return nil // the namespace is going away with the ReplicaSet
+	}
+	r.Recorder.Eventf(rs, nil, corev1.EventTypeWarning, "FailedCreate", "Create", "Error creating: %v", err)
+	return &createError{err}
+}
+
+type createError struct{ error }
+
+func (e *createError) Unwrap() error { return e.error }
+
+// countFailures counts the failed creations slowStartBatch joined into err.
+func countFailures(err error) int {
+	if err == nil {
+		return 0
+	}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		return len(joined.Unwrap())
+	}
+	return 1
+}
+
+func (r *Reconciler) deletePods(ctx context.Context, rs *appsv1.ReplicaSet, victims []*corev1.Pod, keys []string, key string) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(victims))
+	for i, p := range victims {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Preconditions: delete exactly the pod ranked, not a namesake.
+			err := r.Client.Delete(ctx, p, client.Preconditions{UID: &p.UID})
+			switch {
+			case err == nil:
+				podsDeleted.WithLabelValues(Name).Inc()
+				r.Recorder.Eventf(rs, p, corev1.EventTypeNormal, "SuccessfulDelete", "Delete", "Deleted pod: %v", p.Name)
+			case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
+				// Already gone (or replaced): its deletion will not be observed as ours.
+				r.Expectations.DeletionObserved(key, keys[i])
+			default:
+				r.Expectations.DeletionObserved(key, keys[i])
+				r.Recorder.Eventf(rs, p, corev1.EventTypeWarning, "FailedDelete", "Delete", "Error deleting: %v", err)
+				errs[i] = err
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// relatedPods are the active pods of every ReplicaSet with the same controller as rs
+// (the ReplicaSets of one Deployment), used to spread deletions over nodes.
+func (r *Reconciler) relatedPods(ctx context.Context, rs *appsv1.ReplicaSet, owned []*corev1.Pod) ([]*corev1.Pod, error) {
+	owner := metav1.GetControllerOf(rs)
+	if owner == nil {
+		return owned, nil
+	}
+	var rsList appsv1.ReplicaSetList
+	if err := r.Client.List(ctx, &rsList, client.InNamespace(rs.Namespace)); err != nil {
+		return nil, err
+	}
+	siblings := map[types.UID]bool{}
+	for i := range rsList.Items {
+		if ref := metav1.GetControllerOf(&rsList.Items[i]); ref != nil && ref.UID == owner.UID {
+			siblings[rsList.Items[i].UID] = true
+		}
+	}
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(rs.Namespace)); err != nil {
+		return nil, err
+	}
+	var related []*corev1.Pod
+	for i := range pods.Items {
+		if ref := metav1.GetControllerOf(&pods.Items[i]); ref != nil && siblings[ref.UID] && isActive(&pods.Items[i]) {
+			related = append(related, &pods.Items[i])
+		}
+	}
+	return related, nil
+}
+
+// slowStartBatch calls fn count times in batches of 1, 2, 4, ... run in parallel, and
+// stops after the first batch with a failure, so that a quota or admission problem costs
+// one failed request rather than hundreds. It returns the successes and the failures.
+func slowStartBatch(count int, fn func() error) (int, error) {
+	done := 0
+	var failures []error
+	for batch := 1; done < count; batch *= 2 {
+		batch = min(batch, count-done)
+		errs := make([]error, batch)
+		var wg sync.WaitGroup
+		for i := range batch {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = fn()
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				failures = append(failures, err)
+			} else {
+				done++
+			}
+		}
+		if len(failures) > 0 {
+			return done, errors.Join(failures...)
+		}
+	}
+	return done, nil
+}
+
+// podFromTemplate is a pod of rs: the template's labels, annotations, finalizers and
+// spec, a name generated from the ReplicaSet's, and the ControllerRef.
+func podFromTemplate(rs *appsv1.ReplicaSet) *corev1.Pod {
+	t := rs.Spec.Template
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:       rs.Namespace,
+			GenerateName:    rs.Name + "-",
+			Labels:          labels.Merge(nil, t.Labels),
+			Annotations:     labels.Merge(nil, t.Annotations),
+			Finalizers:      append([]string(nil), t.Finalizers...),
+			OwnerReferences: []metav1.OwnerReference{*controllerref.NewControllerRef(rs, controllerKind)},
+		},
+		Spec: *t.Spec.DeepCopy(),
+	}
+	return pod
+}
+
+func isOwnedBy(p *corev1.Pod, uid types.UID) bool {
+	ref := metav1.GetControllerOf(p)
+	return ref != nil && ref.UID == uid
+}

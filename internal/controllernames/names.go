@@ -1,0 +1,93 @@
+// Package controllernames lists the kube-controller-manager controllers that
+// kubeparts-controller-manager implements, under their canonical names and the old short
+// names kube-controller-manager still accepts, and resolves a --controllers value with
+// the stock syntax. kubeparts-controller-manager uses it to choose what to run and
+// `kubeparts up` to switch exactly those controllers off in the stock manager.
+package controllernames
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Controller is one controller kubeparts implements.
+type Controller struct {
+	Name    string   // canonical, e.g. replicaset-controller
+	Aliases []string // old short names, e.g. replicaset
+}
+
+// Implemented are the controllers kubeparts-controller-manager can run, all enabled by
+// default (as they are in kube-controller-manager).
+var Implemented = []Controller{
+	{Name: "replicaset-controller", Aliases: []string{"replicaset"}},
+}
+
+// Names returns the canonical names of Implemented.
+func Names() []string {
+	out := make([]string, len(Implemented))
+	for i, c := range Implemented {
+		out[i] = c.Name
+	}
+	return out
+}
+
+// stockOnly are kube-controller-manager controllers kubeparts does not implement (yet):
+// naming one gets a precise error instead of "unknown".
+var stockOnly = []string{
+	"deployment-controller", "daemonset-controller", "namespace-controller", "node-lifecycle-controller",
+	"taint-eviction-controller", "statefulset-controller", "job-controller", "cronjob-controller",
+	"endpointslice-controller", "garbage-collector-controller", "serviceaccount-controller",
+	"resourcequota-controller", "horizontal-pod-autoscaler-controller", "disruption-controller",
+	"node-ipam-controller", "persistentvolume-binder-controller", "attach-detach-controller",
+}
+
+// Resolve turns a --controllers value into the canonical names to run, with the stock
+// semantics: "name" enables, "-name" disables (and wins), "*" enables every controller
+// that is on by default. Old short names are accepted wherever a name is.
+func Resolve(flags []string) ([]string, error) {
+	enabled, disabled := map[string]bool{}, map[string]bool{}
+	star := false
+	for _, raw := range flags {
+		item := strings.TrimSpace(raw)
+		if item == "" {
+			continue
+		}
+		if item == "*" {
+			star = true
+			continue
+		}
+		neg := strings.HasPrefix(item, "-")
+		name, err := canonical(strings.TrimPrefix(item, "-"))
+		if err != nil {
+			return nil, err
+		}
+		if neg {
+			disabled[name] = true
+		} else {
+			enabled[name] = true
+		}
+	}
+	var out []string
+	for _, c := range Implemented {
+		if disabled[c.Name] {
+			continue
+		}
+		if enabled[c.Name] || star {
+			out = append(out, c.Name)
+		}
+	}
+	return out, nil
+}
+
+func canonical(name string) (string, error) {
+	for _, c := range Implemented {
+		if name == c.Name || slices.Contains(c.Aliases, name) {
+			return c.Name, nil
+		}
+	}
+	if slices.Contains(stockOnly, name) || slices.Contains(stockOnly, name+"-controller") {
+		return "", fmt.Errorf("controller %q is not implemented by kubeparts-controller-manager yet; leave it to kube-controller-manager (implemented: %s)", name, strings.Join(Names(), ", "))
+	}
+	return "", fmt.Errorf("unknown controller %q in --controllers (implemented: %s)", name, strings.Join(Names(), ", "))
+}

@@ -1,0 +1,38 @@
+package controllernames
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestResolve(t *testing.T) {
+	for _, tc := range []struct {
+		flags   []string
+		want    []string
+		wantErr string
+	}{
+		{flags: []string{"*"}, want: []string{"replicaset-controller"}},
+		{flags: []string{"replicaset-controller"}, want: []string{"replicaset-controller"}},
+		{flags: []string{"replicaset"}, want: []string{"replicaset-controller"}},
+		{flags: []string{"*", "-replicaset-controller"}, want: nil},
+		{flags: []string{"-replicaset", "*"}, want: nil},
+		{flags: []string{"replicaset", "-replicaset-controller"}, want: nil},
+		{flags: nil, want: nil},
+		{flags: []string{"bogus-controller"}, wantErr: `unknown controller "bogus-controller"`},
+		{flags: []string{"*", "-bogus"}, wantErr: `unknown controller "bogus"`},
+		{flags: []string{"deployment-controller"}, wantErr: "not implemented by kubeparts-controller-manager yet"},
+		{flags: []string{"deployment"}, wantErr: "not implemented by kubeparts-controller-manager yet"},
+	} {
+		got, err := Resolve(tc.flags)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("Resolve(%v) err = %v, want %q", tc.flags, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("Resolve(%v) = %v, %v; want %v", tc.flags, got, err, tc.want)
+		}
+	}
+}

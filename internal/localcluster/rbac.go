@@ -1,0 +1,71 @@
+package localcluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/kubeparts/kubeparts/config"
+)
+
+// applyRBAC creates or updates the ClusterRoles and ClusterRoleBindings of config/rbac,
+// the same files users apply with kubectl.
+func applyRBAC(ctx context.Context, client kubernetes.Interface) error {
+	files, err := fs.Glob(config.RBAC, "rbac/*.yaml")
+	if err != nil {
+		return err
+	}
+	for _, name := range files {
+		data, err := config.RBAC.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		for _, doc := range bytes.Split(data, []byte("\n---\n")) {
+			if len(bytes.TrimSpace(doc)) == 0 {
+				continue
+			}
+			obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			if err := applyOne(ctx, client, obj); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func applyOne(ctx context.Context, client kubernetes.Interface, obj any) error {
+	rbac := client.RbacV1()
+	switch o := obj.(type) {
+	case *rbacv1.ClusterRole:
+		_, err := rbac.ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			var cur *rbacv1.ClusterRole
+			if cur, err = rbac.ClusterRoles().Get(ctx, o.Name, metav1.GetOptions{}); err == nil {
+				o.ResourceVersion = cur.ResourceVersion
+				_, err = rbac.ClusterRoles().Update(ctx, o, metav1.UpdateOptions{})
+			}
+		}
+		return err
+	case *rbacv1.ClusterRoleBinding:
+		_, err := rbac.ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			var cur *rbacv1.ClusterRoleBinding
+			if cur, err = rbac.ClusterRoleBindings().Get(ctx, o.Name, metav1.GetOptions{}); err == nil {
+				o.ResourceVersion = cur.ResourceVersion
+				_, err = rbac.ClusterRoleBindings().Update(ctx, o, metav1.UpdateOptions{})
+			}
+		}
+		return err
+	}
+	return fmt.Errorf("unexpected object %T in config/rbac", obj)
+}
