@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/kubeparts/kubeparts/controllers/deployment"
 	"github.com/kubeparts/kubeparts/controllers/replicaset"
 	"github.com/kubeparts/kubeparts/internal/controllernames"
 )
@@ -44,6 +45,7 @@ type Options struct {
 	LeaderElectNS      string
 	LeaderElectName    string
 	ConcurrentRSSyncs  int
+	ConcurrentDSyncs   int
 }
 
 // AddFlags registers the flags with kube-controller-manager's names and defaults.
@@ -64,6 +66,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.LeaderElectNS, "leader-elect-resource-namespace", "kube-system", "namespace of the leader-election Lease")
 	fs.StringVar(&o.LeaderElectName, "leader-elect-resource-name", LeaseName, "name of the leader-election Lease (not kube-controller-manager's)")
 	fs.IntVar(&o.ConcurrentRSSyncs, "concurrent-replicaset-syncs", 5, "ReplicaSets synced in parallel")
+	fs.IntVar(&o.ConcurrentDSyncs, "concurrent-deployment-syncs", 5, "Deployments synced in parallel")
 }
 
 // Validate checks the options before anything starts.
@@ -78,8 +81,8 @@ func (o *Options) Validate() ([]string, error) {
 	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
 		return nil, fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive")
 	}
-	if o.ConcurrentRSSyncs <= 0 {
-		return nil, fmt.Errorf("--concurrent-replicaset-syncs must be positive")
+	if o.ConcurrentRSSyncs <= 0 || o.ConcurrentDSyncs <= 0 {
+		return nil, fmt.Errorf("--concurrent-*-syncs must be positive")
 	}
 	if o.LeaderElect && (o.RenewDeadline >= o.LeaseDuration || o.RetryPeriod <= 0) {
 		return nil, fmt.Errorf("leader election needs retry period > 0 and renew deadline < lease duration")
@@ -144,6 +147,13 @@ func Run(ctx context.Context, o *Options) error {
 
 // setups registers each implemented controller; keys must match controllernames.Implemented.
 var setups = map[string]func(manager.Manager, *Options) error{
+	deployment.Name: func(mgr manager.Manager, o *Options) error {
+		r := &deployment.Reconciler{
+			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+			Recorder: mgr.GetEventRecorder(deployment.Name),
+		}
+		return r.SetupWithManager(mgr, o.ConcurrentDSyncs)
+	},
 	replicaset.Name: func(mgr manager.Manager, o *Options) error {
 		r := &replicaset.Reconciler{
 			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),

@@ -20,6 +20,7 @@ type Controller struct {
 // Implemented are the controllers kubeparts-controller-manager can run, all enabled by
 // default (as they are in kube-controller-manager).
 var Implemented = []Controller{
+	{Name: "deployment-controller", Aliases: []string{"deployment"}},
 	{Name: "replicaset-controller", Aliases: []string{"replicaset"}},
 }
 
@@ -35,7 +36,7 @@ func Names() []string {
 // stockOnly are kube-controller-manager controllers kubeparts does not implement (yet):
 // naming one gets a precise error instead of "unknown".
 var stockOnly = []string{
-	"deployment-controller", "daemonset-controller", "namespace-controller", "node-lifecycle-controller",
+	"daemonset-controller", "namespace-controller", "node-lifecycle-controller",
 	"taint-eviction-controller", "statefulset-controller", "job-controller", "cronjob-controller",
 	"endpointslice-controller", "garbage-collector-controller", "serviceaccount-controller",
 	"resourcequota-controller", "horizontal-pod-autoscaler-controller", "disruption-controller",

@@ -12,17 +12,18 @@ func TestResolve(t *testing.T) {
 		want    []string
 		wantErr string
 	}{
-		{flags: []string{"*"}, want: []string{"replicaset-controller"}},
+		{flags: []string{"*"}, want: []string{"deployment-controller", "replicaset-controller"}},
 		{flags: []string{"replicaset-controller"}, want: []string{"replicaset-controller"}},
 		{flags: []string{"replicaset"}, want: []string{"replicaset-controller"}},
-		{flags: []string{"*", "-replicaset-controller"}, want: nil},
-		{flags: []string{"-replicaset", "*"}, want: nil},
+		{flags: []string{"deployment", "replicaset"}, want: []string{"deployment-controller", "replicaset-controller"}},
+		{flags: []string{"*", "-replicaset-controller"}, want: []string{"deployment-controller"}},
+		{flags: []string{"-replicaset", "*", "-deployment"}, want: nil},
 		{flags: []string{"replicaset", "-replicaset-controller"}, want: nil},
 		{flags: nil, want: nil},
 		{flags: []string{"bogus-controller"}, wantErr: `unknown controller "bogus-controller"`},
 		{flags: []string{"*", "-bogus"}, wantErr: `unknown controller "bogus"`},
-		{flags: []string{"deployment-controller"}, wantErr: "not implemented by kubeparts-controller-manager yet"},
-		{flags: []string{"deployment"}, wantErr: "not implemented by kubeparts-controller-manager yet"},
+		{flags: []string{"daemonset-controller"}, wantErr: "not implemented by kubeparts-controller-manager yet"},
+		{flags: []string{"daemonset"}, wantErr: "not implemented by kubeparts-controller-manager yet"},
 	} {
 		got, err := Resolve(tc.flags)
 		if tc.wantErr != "" {

@@ -40,27 +40,32 @@ type Claimer struct {
 // ClaimPods returns the pods the owner owns after adopting and releasing; pods must be
 // the candidates (active pods of the owner's namespace).
 func (c *Claimer) ClaimPods(ctx context.Context, pods []*corev1.Pod) ([]*corev1.Pod, error) {
-	var claimed []*corev1.Pod
+	return Claim(ctx, c, pods)
+}
+
+// Claim is ClaimPods for any kind of owned object (ReplicaSets of a Deployment, say).
+func Claim[T client.Object](ctx context.Context, c *Claimer, objs []T) ([]T, error) {
+	var claimed []T
 	var errs []error
-	for _, pod := range pods {
-		ok, err := c.claim(ctx, pod)
+	for _, obj := range objs {
+		ok, err := c.claim(ctx, obj)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		if ok {
-			claimed = append(claimed, pod)
+			claimed = append(claimed, obj)
 		}
 	}
 	if len(errs) > 0 {
-		return claimed, fmt.Errorf("claiming pods: %v", errs)
+		return claimed, fmt.Errorf("claiming: %v", errs)
 	}
 	return claimed, nil
 }
 
-func (c *Claimer) claim(ctx context.Context, pod *corev1.Pod) (bool, error) {
-	matches := c.Selector.Matches(labels.Set(pod.Labels))
-	if ref := metav1.GetControllerOf(pod); ref != nil {
+func (c *Claimer) claim(ctx context.Context, obj client.Object) (bool, error) {
+	matches := c.Selector.Matches(labels.Set(obj.GetLabels()))
+	if ref := metav1.GetControllerOf(obj); ref != nil {
 		if ref.UID != c.Owner.GetUID() {
 			return false, nil // another controller's pod
 		}
@@ -72,13 +77,13 @@ func (c *Claimer) claim(ctx context.Context, pod *corev1.Pod) (bool, error) {
 		if c.Owner.GetDeletionTimestamp() != nil {
 			return false, nil
 		}
-		err := c.patch(ctx, pod, releasePatch(c.Owner.GetUID(), pod.UID))
+		err := c.patch(ctx, obj, releasePatch(c.Owner.GetUID(), obj.GetUID()))
 		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) || apierrors.IsInvalid(err) {
 			return false, nil // gone, or changed under us: the next sync sees the truth
 		}
 		return false, err
 	}
-	if !matches || pod.DeletionTimestamp != nil || c.Owner.GetDeletionTimestamp() != nil {
+	if !matches || obj.GetDeletionTimestamp() != nil || c.Owner.GetDeletionTimestamp() != nil {
 		return false, nil
 	}
 	if !c.rechecked {
@@ -90,7 +95,7 @@ func (c *Claimer) claim(ctx context.Context, pod *corev1.Pod) (bool, error) {
 	if c.recheckErr != nil {
 		return false, nil // do not adopt for an owner we cannot confirm
 	}
-	err := c.patch(ctx, pod, adoptPatch(c.OwnerGVK, c.Owner, pod.UID))
+	err := c.patch(ctx, obj, adoptPatch(c.OwnerGVK, c.Owner, obj.GetUID()))
 	if apierrors.IsNotFound(err) || apierrors.IsInvalid(err) {
 		return false, nil
 	}
@@ -100,8 +105,8 @@ func (c *Claimer) claim(ctx context.Context, pod *corev1.Pod) (bool, error) {
 	return true, nil
 }
 
-func (c *Claimer) patch(ctx context.Context, pod *corev1.Pod, data []byte) error {
-	return c.Client.Patch(ctx, pod, client.RawPatch(types.StrategicMergePatchType, data))
+func (c *Claimer) patch(ctx context.Context, obj client.Object, data []byte) error {
+	return c.Client.Patch(ctx, obj, client.RawPatch(types.StrategicMergePatchType, data))
 }
 
 // adoptPatch adds the ControllerRef; metadata.uid makes the patch fail (Invalid) if the
