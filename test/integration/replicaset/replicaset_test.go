@@ -61,19 +61,13 @@ func eventually(t *testing.T, what string, f func() error) {
 	}
 }
 
-// namespace makes a namespace with the default ServiceAccount that admission requires
-// (no controller manager runs here to create it).
 func namespace(t *testing.T) string {
 	t.Helper()
-	ctx := context.Background()
-	ns, err := env.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "rs-"}}, metav1.CreateOptions{})
+	ns, err := env.Namespace(context.Background(), "rs-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.Client.CoreV1().ServiceAccounts(ns.Name).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return ns.Name
+	return ns
 }
 
 func newRS(ns, name string, replicas int32) *appsv1.ReplicaSet {
