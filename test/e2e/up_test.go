@@ -153,6 +153,61 @@ func TestUpLifecycle(t *testing.T) {
 		})
 	})
 
+	t.Run("kubectl rollout drives kubeparts' deployment-controller", func(t *testing.T) {
+		k := func(args ...string) string {
+			t.Helper()
+			out, err := kubectl(t, bin, kc, append([]string{"-n", "rollout"}, args...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		if _, err := kubectl(t, bin, kc, "create", "namespace", "rollout"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 60*time.Second, "create deployment", func() error {
+			_, err := kubectl(t, bin, kc, "-n", "rollout", "create", "deployment", "web", "--image=registry.k8s.io/pause:3.10", "--replicas=3")
+			return err
+		})
+		k("rollout", "status", "deploy/web", "--timeout=90s")
+		k("set", "env", "deploy/web", "V=2")
+		k("rollout", "status", "deploy/web", "--timeout=90s")
+		if h := k("rollout", "history", "deploy/web"); !strings.Contains(h, "1 ") || !strings.Contains(h, "2 ") {
+			t.Errorf("rollout history lacks revisions 1 and 2:\n%s", h)
+		}
+		k("rollout", "undo", "deploy/web")
+		k("rollout", "status", "deploy/web", "--timeout=90s")
+		if rev := k("get", "deploy/web", "-o", `jsonpath={.metadata.annotations.deployment\.kubernetes\.io/revision}`); rev != "3" {
+			t.Errorf("revision after undo = %q, want 3", rev)
+		}
+		if n := len(strings.Fields(k("get", "rs", "-o", "name"))); n != 2 {
+			t.Errorf("%d ReplicaSets after undo, want 2 (undo reuses the first)", n)
+		}
+		k("rollout", "pause", "deploy/web")
+		k("set", "env", "deploy/web", "V=3")
+		eventually(t, 30*time.Second, "paused change observed", func() error {
+			out := k("get", "deploy/web", "-o", `jsonpath={.metadata.generation}/{.status.observedGeneration}/{.status.conditions[?(@.type=="Progressing")].reason}`)
+			f := strings.Split(out, "/")
+			if len(f) != 3 || f[0] != f[1] || f[2] != "DeploymentPaused" {
+				return &unexpected{out}
+			}
+			return nil
+		})
+		if n := len(strings.Fields(k("get", "rs", "-o", "name"))); n != 2 {
+			t.Errorf("%d ReplicaSets while paused, want 2", n)
+		}
+		k("rollout", "resume", "deploy/web")
+		k("rollout", "status", "deploy/web", "--timeout=90s")
+		k("scale", "deploy/web", "--replicas=1")
+		k("rollout", "status", "deploy/web", "--timeout=90s")
+		if out := k("get", "deploy/web", "-o", "jsonpath={.status.replicas}/{.status.availableReplicas}"); out != "1/1" {
+			t.Errorf("after scale to 1: %s", out)
+		}
+		if _, err := kubectl(t, bin, kc, "delete", "namespace", "rollout", "--timeout=90s"); err != nil {
+			t.Errorf("delete namespace: %v", err)
+		}
+	})
+
 	t.Run("refuses a second cluster on the same data dir or ports", func(t *testing.T) {
 		other := tempDataDir(t)
 		for _, tc := range []struct {

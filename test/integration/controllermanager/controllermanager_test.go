@@ -1,0 +1,239 @@
+// Package controllermanager runs the real kubeparts-controller-manager binary against a
+// real kube-apiserver: start-up errors, leader election, and a kill -9 in the middle of
+// a large rollout.
+package controllermanager
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+
+	"github.com/kubeparts/kubeparts/test/integration/framework"
+)
+
+var env *framework.Env
+
+func TestMain(m *testing.M) { os.Exit(framework.Main(m, "controllermanager", &env)) }
+
+func binary(t *testing.T) string {
+	t.Helper()
+	bin, err := framework.BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(bin, "kubeparts-controller-manager")
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("%s missing: run `make build`", path)
+	}
+	return path
+}
+
+// kubeconfig writes the harness's admin credentials for the binary.
+func kubeconfig(t *testing.T) string {
+	t.Helper()
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: env.Config.Host, CertificateAuthorityData: env.Config.CAData}
+	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{ClientCertificateData: env.Config.CertData, ClientKeyData: env.Config.KeyData, Token: env.Config.BearerToken}
+	cfg.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
+	cfg.CurrentContext = "c"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+type manager struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  string
+}
+
+func startManager(t *testing.T, kc string, args ...string) *manager {
+	t.Helper()
+	logPath := filepath.Join(env.LogDir, fmt.Sprintf("kubeparts-controller-manager-%d.log", time.Now().UnixNano()))
+	log, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--kubeconfig", kc, "--secure-port=0", "--health-probe-bind-address=0",
+		"--leader-elect-lease-duration=3s", "--leader-elect-renew-deadline=2s", "--leader-elect-retry-period=500ms"}
+	cmd := exec.Command(binary(t), append(base, args...)...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	m := &manager{cmd: cmd, done: make(chan struct{}), log: logPath}
+	go func() { _ = cmd.Wait(); log.Close(); close(m.done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-m.done
+	})
+	return m
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Mistakes in flags stop the binary at once with one clear line, never a crash loop.
+func TestStartupErrors(t *testing.T) {
+	kc := kubeconfig(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--controllers=bogus"}, `unknown controller "bogus"`},
+		{[]string{"--controllers=*,-nodelifecycle-controller-typo"}, "unknown controller"},
+		{[]string{"--controllers=daemonset-controller"}, "not implemented by kubeparts-controller-manager yet"},
+		{[]string{"--controllers=-deployment,-replicaset"}, "enables no controller"},
+		{[]string{"--kube-api-qps=0"}, "must be positive"},
+		{[]string{"--concurrent-deployment-syncs=0"}, "must be positive"},
+		{[]string{"--kubeconfig=/nonexistent"}, "kubeconfig"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		out, err := exec.CommandContext(ctx, binary(t), append([]string{"--kubeconfig", kc}, tc.args...)...).CombinedOutput()
+		timedOut := ctx.Err() == context.DeadlineExceeded
+		cancel()
+		if timedOut {
+			t.Errorf("%v: still running after 20s", tc.args)
+			continue
+		}
+		if err == nil || !strings.Contains(string(out), tc.want) || strings.Contains(string(out), "panic") {
+			t.Errorf("%v: err %v, output %q; want a failure saying %q", tc.args, err, out, tc.want)
+		}
+	}
+}
+
+// TestKillDuringLargeRollout: kill -9 kubeparts-controller-manager in the middle of a
+// 200-replica rollout, start it again: the rollout finishes with exactly 200 pods, all
+// of the new template, and no ReplicaSet ever owns more pods than it asks for.
+func TestKillDuringLargeRollout(t *testing.T) {
+	ctx := context.Background()
+	ns, err := env.Namespace(ctx, "kill-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	framework.FakeKubelet(kctx, env.Client, ns, nil)
+	kc := kubeconfig(t)
+	m := startManager(t, kc)
+
+	const replicas = 200
+	labels := map[string]string{"app": "big"}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "big"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "registry.k8s.io/pause:3.10", Env: []corev1.EnvVar{{Name: "V", Value: "1"}}}}},
+			},
+		},
+	}
+	if d, err = env.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	done := func(version string) func() error {
+		return func() error {
+			cur, err := env.Client.AppsV1().Deployments(ns).Get(ctx, "big", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			st := cur.Status
+			if st.ObservedGeneration < cur.Generation || st.UpdatedReplicas != replicas || st.Replicas != replicas || st.AvailableReplicas != replicas {
+				return fmt.Errorf("status %+v", st)
+			}
+			return checkPods(ctx, ns, version)
+		}
+	}
+	eventually(t, 3*time.Minute, "first rollout of 200", done("1"))
+	patch := `{"spec":{"template":{"spec":{"containers":[{"name":"c","env":[{"name":"V","value":"2"}]}]}}}}`
+	if _, err := env.Client.AppsV1().Deployments(ns).Patch(ctx, "big", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Kill once the new version has some pods but is far from done.
+	eventually(t, time.Minute, "rollout under way", func() error {
+		pods, err := env.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, p := range pods.Items {
+			if p.Spec.Containers[0].Env[0].Value == "2" {
+				n++
+			}
+		}
+		if n < 20 {
+			return fmt.Errorf("%d new pods", n)
+		}
+		return nil
+	})
+	_ = m.cmd.Process.Signal(syscall.SIGKILL)
+	<-m.done
+	startManager(t, kc)
+	eventually(t, 3*time.Minute, "rollout finished after restart", done("2"))
+}
+
+// checkPods verifies the end state: exactly 200 live pods, all of version, and no
+// ReplicaSet owning more pods than its spec asks for (the mark of duplicates).
+func checkPods(ctx context.Context, ns, version string) error {
+	rss, err := env.Client.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	pods, err := env.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	owned := map[types.UID]int32{}
+	live := 0
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		live++
+		if ref := metav1.GetControllerOf(&p); ref != nil {
+			owned[ref.UID]++
+		}
+		if p.Spec.Containers[0].Env[0].Value != version {
+			return fmt.Errorf("pod %s is of another version", p.Name)
+		}
+	}
+	for _, rs := range rss.Items {
+		if n := owned[rs.UID]; n > ptr.Deref(rs.Spec.Replicas, 0) {
+			return fmt.Errorf("ReplicaSet %s owns %d pods for %d replicas", rs.Name, n, ptr.Deref(rs.Spec.Replicas, 0))
+		}
+	}
+	if live != 200 {
+		return fmt.Errorf("%d live pods, want exactly 200", live)
+	}
+	return nil
+}
