@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -19,7 +21,11 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kubeparts/kubeparts/controllers/deployment"
+	"github.com/kubeparts/kubeparts/controllers/internal/eventfilter"
+	"github.com/kubeparts/kubeparts/controllers/namespace"
+	"github.com/kubeparts/kubeparts/controllers/nodelifecycle"
 	"github.com/kubeparts/kubeparts/controllers/replicaset"
+	"github.com/kubeparts/kubeparts/controllers/tainteviction"
 	"github.com/kubeparts/kubeparts/internal/controllernames"
 )
 
@@ -46,6 +52,8 @@ type Options struct {
 	LeaderElectName    string
 	ConcurrentRSSyncs  int
 	ConcurrentDSyncs   int
+	ConcurrentNSSyncs  int
+	NodeLifecycle      nodelifecycle.Options
 }
 
 // AddFlags registers the flags with kube-controller-manager's names and defaults.
@@ -67,6 +75,16 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.LeaderElectName, "leader-elect-resource-name", LeaseName, "name of the leader-election Lease (not kube-controller-manager's)")
 	fs.IntVar(&o.ConcurrentRSSyncs, "concurrent-replicaset-syncs", 5, "ReplicaSets synced in parallel")
 	fs.IntVar(&o.ConcurrentDSyncs, "concurrent-deployment-syncs", 5, "Deployments synced in parallel")
+	fs.IntVar(&o.ConcurrentNSSyncs, "concurrent-namespace-syncs", 10, "namespaces deleted in parallel")
+	nl := nodelifecycle.DefaultOptions()
+	o.NodeLifecycle = nl
+	fs.DurationVar(&o.NodeLifecycle.MonitorPeriod, "node-monitor-period", nl.MonitorPeriod, "how often node health is checked")
+	fs.DurationVar(&o.NodeLifecycle.GracePeriod, "node-monitor-grace-period", nl.GracePeriod, "how long a node may go without a heartbeat before it is marked unhealthy")
+	fs.DurationVar(&o.NodeLifecycle.StartupGracePeriod, "node-startup-grace-period", nl.StartupGracePeriod, "how long a new node may go without its first heartbeat")
+	fs.Float32Var(&o.NodeLifecycle.EvictionRate, "node-eviction-rate", nl.EvictionRate, "nodes per second whose pods may be evicted in a healthy zone")
+	fs.Float32Var(&o.NodeLifecycle.SecondaryEvictionRate, "secondary-node-eviction-rate", nl.SecondaryEvictionRate, "nodes per second in an unhealthy zone of a large cluster")
+	fs.Float32Var(&o.NodeLifecycle.UnhealthyZoneThreshold, "unhealthy-zone-threshold", nl.UnhealthyZoneThreshold, "fraction of not-ready nodes (at least 3) that makes a zone unhealthy")
+	fs.IntVar(&o.NodeLifecycle.LargeClusterThreshold, "large-cluster-size-threshold", nl.LargeClusterThreshold, "clusters above this size keep evicting slowly in unhealthy zones")
 }
 
 // Validate checks the options before anything starts.
@@ -81,7 +99,10 @@ func (o *Options) Validate() ([]string, error) {
 	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
 		return nil, fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive")
 	}
-	if o.ConcurrentRSSyncs <= 0 || o.ConcurrentDSyncs <= 0 {
+	if err := o.NodeLifecycle.Validate(); err != nil {
+		return nil, err
+	}
+	if o.ConcurrentRSSyncs <= 0 || o.ConcurrentDSyncs <= 0 || o.ConcurrentNSSyncs <= 0 {
 		return nil, fmt.Errorf("--concurrent-*-syncs must be positive")
 	}
 	if o.LeaderElect && (o.RenewDeadline >= o.LeaseDuration || o.RetryPeriod <= 0) {
@@ -137,7 +158,7 @@ func Run(ctx context.Context, o *Options) error {
 		return err
 	}
 	for _, name := range enabled {
-		if err := setups[name](mgr, o); err != nil {
+		if err := setups[name](ctx, mgr, o); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		ctrl.Log.Info("controller enabled", "controller", name)
@@ -146,19 +167,40 @@ func Run(ctx context.Context, o *Options) error {
 }
 
 // setups registers each implemented controller; keys must match controllernames.Implemented.
-var setups = map[string]func(manager.Manager, *Options) error{
-	deployment.Name: func(mgr manager.Manager, o *Options) error {
+var setups = map[string]func(context.Context, manager.Manager, *Options) error{
+	deployment.Name: func(_ context.Context, mgr manager.Manager, o *Options) error {
 		r := &deployment.Reconciler{
 			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
-			Recorder: mgr.GetEventRecorder(deployment.Name),
+			Recorder: eventfilter.New(mgr.GetEventRecorder(deployment.Name)),
 		}
 		return r.SetupWithManager(mgr, o.ConcurrentDSyncs)
 	},
-	replicaset.Name: func(mgr manager.Manager, o *Options) error {
+	replicaset.Name: func(_ context.Context, mgr manager.Manager, o *Options) error {
 		r := &replicaset.Reconciler{
 			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
-			Recorder: mgr.GetEventRecorder(replicaset.Name),
+			Recorder: eventfilter.New(mgr.GetEventRecorder(replicaset.Name)),
 		}
 		return r.SetupWithManager(mgr, o.ConcurrentRSSyncs)
+	},
+	namespace.Name: func(_ context.Context, mgr manager.Manager, o *Options) error {
+		cfg := mgr.GetConfig()
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		mc, err := metadata.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		r := &namespace.Reconciler{Client: mgr.GetClient(), Clientset: cs, Discovery: cs.Discovery(), Metadata: mc}
+		return r.SetupWithManager(mgr, o.ConcurrentNSSyncs)
+	},
+	nodelifecycle.Name: func(ctx context.Context, mgr manager.Manager, o *Options) error {
+		c := &nodelifecycle.Controller{Client: mgr.GetClient(), Recorder: eventfilter.New(mgr.GetEventRecorder(nodelifecycle.Name)), Options: o.NodeLifecycle}
+		return c.SetupWithManager(ctx, mgr)
+	},
+	tainteviction.Name: func(ctx context.Context, mgr manager.Manager, _ *Options) error {
+		r := &tainteviction.Reconciler{Client: mgr.GetClient(), Recorder: eventfilter.New(mgr.GetEventRecorder(tainteviction.Name))}
+		return r.SetupWithManager(ctx, mgr, 8)
 	},
 }

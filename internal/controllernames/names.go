@@ -21,7 +21,10 @@ type Controller struct {
 // default (as they are in kube-controller-manager).
 var Implemented = []Controller{
 	{Name: "deployment-controller", Aliases: []string{"deployment"}},
+	{Name: "namespace-controller", Aliases: []string{"namespace"}},
+	{Name: "node-lifecycle-controller", Aliases: []string{"nodelifecycle"}},
 	{Name: "replicaset-controller", Aliases: []string{"replicaset"}},
+	{Name: "taint-eviction-controller"}, // new in 1.29: no old short name
 }
 
 // Names returns the canonical names of Implemented.
@@ -36,8 +39,7 @@ func Names() []string {
 // stockOnly are kube-controller-manager controllers kubeparts does not implement (yet):
 // naming one gets a precise error instead of "unknown".
 var stockOnly = []string{
-	"daemonset-controller", "namespace-controller", "node-lifecycle-controller",
-	"taint-eviction-controller", "statefulset-controller", "job-controller", "cronjob-controller",
+	"daemonset-controller", "statefulset-controller", "job-controller", "cronjob-controller",
 	"endpointslice-controller", "garbage-collector-controller", "serviceaccount-controller",
 	"resourcequota-controller", "horizontal-pod-autoscaler-controller", "disruption-controller",
 	"node-ipam-controller", "persistentvolume-binder-controller", "attach-detach-controller",

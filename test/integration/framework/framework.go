@@ -13,6 +13,8 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
@@ -96,6 +98,8 @@ func Start(name string) (*Env, error) {
 		return nil, fmt.Errorf("start control plane (logs in %s): %w", logDir, err)
 	}
 	e.Config.ContentType = "application/vnd.kubernetes.protobuf"
+	// Test drivers (fake kubelets, fixtures) must never be the bottleneck.
+	e.Config.QPS, e.Config.Burst = 500, 1000
 	if e.Client, err = kubernetes.NewForConfig(e.Config); err != nil {
 		_ = e.Stop()
 		return nil, err
@@ -126,6 +130,11 @@ func Main(m *testing.M, name string, env **Env, setups ...func(ctx context.Conte
 		return 1
 	}
 	*env = e
+	// Controllers under test log to test/logs/<name>/controllers.log.
+	if f, err := os.Create(filepath.Join(e.LogDir, "controllers.log")); err == nil {
+		defer f.Close()
+		ctrl.SetLogger(zap.New(zap.WriteTo(f), zap.UseDevMode(true)))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	for _, setup := range setups {
 		if err := setup(ctx, e); err != nil {

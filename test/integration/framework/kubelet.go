@@ -2,47 +2,44 @@ package framework
 
 import (
 	"context"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 )
 
 // FakeKubelet stands in for the kubelets of a control-plane-only test: every pod of the
-// namespace that ready() accepts is reported Running and Ready, the way a kubelet would
-// after starting its containers. It runs until ctx ends.
+// namespace that ready() accepts (all when nil) is reported Running and Ready as soon as
+// it is seen, the way a kubelet would after starting its containers. It watches rather
+// than polls, so it keeps up with thousands of pods. It runs until ctx ends.
 func FakeKubelet(ctx context.Context, client kubernetes.Interface, namespace string, ready func(*corev1.Pod) bool) {
-	go func() {
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			pods, err := client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
-			if err != nil {
-				continue
-			}
-			for i := range pods.Items {
-				p := &pods.Items[i]
-				if p.DeletionTimestamp != nil || isReady(p) || (ready != nil && !ready(p)) {
-					continue
-				}
-				now := metav1.Now()
-				p.Status.Phase = corev1.PodRunning
-				p.Status.StartTime = &now
-				p.Status.Conditions = []corev1.PodCondition{
-					{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
-					{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
-					{Type: corev1.ContainersReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
-				}
-				_, _ = client.CoreV1().Pods(namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
-			}
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(namespace))
+	informer := factory.Core().V1().Pods().Informer()
+	mark := func(obj any) {
+		p, ok := obj.(*corev1.Pod)
+		if !ok || p.DeletionTimestamp != nil || isReady(p) || (ready != nil && !ready(p)) {
+			return
 		}
-	}()
+		p = p.DeepCopy()
+		now := metav1.Now()
+		p.Status.Phase = corev1.PodRunning
+		p.Status.StartTime = &now
+		p.Status.Conditions = []corev1.PodCondition{
+			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			{Type: corev1.ContainersReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		}
+		// A conflict means a newer version is coming through the watch; it is marked then.
+		_, _ = client.CoreV1().Pods(namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+	}
+	_, _ = informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    mark,
+		UpdateFunc: func(_, obj any) { mark(obj) },
+	})
+	factory.Start(ctx.Done())
+	factory.WaitForCacheSync(ctx.Done())
 }
 
 func isReady(p *corev1.Pod) bool {
