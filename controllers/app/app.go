@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/kubeparts/kubeparts/controllers/daemonset"
 	"github.com/kubeparts/kubeparts/controllers/deployment"
 	"github.com/kubeparts/kubeparts/controllers/internal/eventfilter"
 	"github.com/kubeparts/kubeparts/controllers/namespace"
@@ -53,6 +54,7 @@ type Options struct {
 	ConcurrentRSSyncs  int
 	ConcurrentDSyncs   int
 	ConcurrentNSSyncs  int
+	ConcurrentDSSyncs  int
 	NodeLifecycle      nodelifecycle.Options
 }
 
@@ -76,6 +78,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.ConcurrentRSSyncs, "concurrent-replicaset-syncs", 5, "ReplicaSets synced in parallel")
 	fs.IntVar(&o.ConcurrentDSyncs, "concurrent-deployment-syncs", 5, "Deployments synced in parallel")
 	fs.IntVar(&o.ConcurrentNSSyncs, "concurrent-namespace-syncs", 10, "namespaces deleted in parallel")
+	fs.IntVar(&o.ConcurrentDSSyncs, "concurrent-daemonset-syncs", 2, "DaemonSets synced in parallel")
 	nl := nodelifecycle.DefaultOptions()
 	o.NodeLifecycle = nl
 	fs.DurationVar(&o.NodeLifecycle.MonitorPeriod, "node-monitor-period", nl.MonitorPeriod, "how often node health is checked")
@@ -102,7 +105,7 @@ func (o *Options) Validate() ([]string, error) {
 	if err := o.NodeLifecycle.Validate(); err != nil {
 		return nil, err
 	}
-	if o.ConcurrentRSSyncs <= 0 || o.ConcurrentDSyncs <= 0 || o.ConcurrentNSSyncs <= 0 {
+	if o.ConcurrentRSSyncs <= 0 || o.ConcurrentDSyncs <= 0 || o.ConcurrentNSSyncs <= 0 || o.ConcurrentDSSyncs <= 0 {
 		return nil, fmt.Errorf("--concurrent-*-syncs must be positive")
 	}
 	if o.LeaderElect && (o.RenewDeadline >= o.LeaseDuration || o.RetryPeriod <= 0) {
@@ -168,6 +171,13 @@ func Run(ctx context.Context, o *Options) error {
 
 // setups registers each implemented controller; keys must match controllernames.Implemented.
 var setups = map[string]func(context.Context, manager.Manager, *Options) error{
+	daemonset.Name: func(_ context.Context, mgr manager.Manager, o *Options) error {
+		r := &daemonset.Reconciler{
+			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+			Recorder: eventfilter.New(mgr.GetEventRecorder(daemonset.Name)),
+		}
+		return r.SetupWithManager(mgr, o.ConcurrentDSSyncs)
+	},
 	deployment.Name: func(_ context.Context, mgr manager.Manager, o *Options) error {
 		r := &deployment.Reconciler{
 			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),

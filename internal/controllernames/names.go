@@ -20,6 +20,7 @@ type Controller struct {
 // Implemented are the controllers kubeparts-controller-manager can run, all enabled by
 // default (as they are in kube-controller-manager).
 var Implemented = []Controller{
+	{Name: "daemonset-controller", Aliases: []string{"daemonset"}},
 	{Name: "deployment-controller", Aliases: []string{"deployment"}},
 	{Name: "namespace-controller", Aliases: []string{"namespace"}},
 	{Name: "node-lifecycle-controller", Aliases: []string{"nodelifecycle"}},
@@ -39,7 +40,7 @@ func Names() []string {
 // stockOnly are kube-controller-manager controllers kubeparts does not implement (yet):
 // naming one gets a precise error instead of "unknown".
 var stockOnly = []string{
-	"daemonset-controller", "statefulset-controller", "job-controller", "cronjob-controller",
+	"statefulset-controller", "job-controller", "cronjob-controller",
 	"endpointslice-controller", "garbage-collector-controller", "serviceaccount-controller",
 	"resourcequota-controller", "horizontal-pod-autoscaler-controller", "disruption-controller",
 	"node-ipam-controller", "persistentvolume-binder-controller", "attach-detach-controller",

@@ -12,18 +12,18 @@ func TestResolve(t *testing.T) {
 		want    []string
 		wantErr string
 	}{
-		{flags: []string{"*"}, want: []string{"deployment-controller", "namespace-controller", "node-lifecycle-controller", "replicaset-controller", "taint-eviction-controller"}},
+		{flags: []string{"*"}, want: []string{"daemonset-controller", "deployment-controller", "namespace-controller", "node-lifecycle-controller", "replicaset-controller", "taint-eviction-controller"}},
 		{flags: []string{"replicaset-controller"}, want: []string{"replicaset-controller"}},
 		{flags: []string{"replicaset"}, want: []string{"replicaset-controller"}},
 		{flags: []string{"deployment", "replicaset"}, want: []string{"deployment-controller", "replicaset-controller"}},
-		{flags: []string{"*", "-replicaset-controller", "-namespace", "-nodelifecycle", "-taint-eviction-controller"}, want: []string{"deployment-controller"}},
-		{flags: []string{"-replicaset", "*", "-deployment", "-namespace", "-node-lifecycle-controller", "-taint-eviction-controller"}, want: nil},
+		{flags: []string{"*", "-replicaset-controller", "-namespace", "-nodelifecycle", "-taint-eviction-controller", "-daemonset"}, want: []string{"deployment-controller"}},
+		{flags: []string{"-replicaset", "*", "-deployment", "-namespace", "-node-lifecycle-controller", "-taint-eviction-controller", "-daemonset-controller"}, want: nil},
 		{flags: []string{"replicaset", "-replicaset-controller"}, want: nil},
 		{flags: nil, want: nil},
 		{flags: []string{"bogus-controller"}, wantErr: `unknown controller "bogus-controller"`},
 		{flags: []string{"*", "-bogus"}, wantErr: `unknown controller "bogus"`},
-		{flags: []string{"daemonset-controller"}, wantErr: "not implemented by kubeparts-controller-manager yet"},
-		{flags: []string{"daemonset"}, wantErr: "not implemented by kubeparts-controller-manager yet"},
+		{flags: []string{"statefulset-controller"}, wantErr: "not implemented by kubeparts-controller-manager yet"},
+		{flags: []string{"statefulset"}, wantErr: "not implemented by kubeparts-controller-manager yet"},
 	} {
 		got, err := Resolve(tc.flags)
 		if tc.wantErr != "" {

@@ -63,6 +63,11 @@ func (s *Store) ExpectDeletions(key string, podKeys []string) {
 	s.set(key, 0, podKeys)
 }
 
+// Expect records creations and deletions about to happen in the same sync.
+func (s *Store) Expect(key string, creations int, podKeys []string) {
+	s.set(key, creations, podKeys)
+}
+
 func (s *Store) set(key string, adds int, podKeys []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -110,8 +110,9 @@ func TestStartupErrors(t *testing.T) {
 	}{
 		{[]string{"--controllers=bogus"}, `unknown controller "bogus"`},
 		{[]string{"--controllers=*,-nodelifecycle-controller-typo"}, "unknown controller"},
-		{[]string{"--controllers=daemonset-controller"}, "not implemented by kubeparts-controller-manager yet"},
-		{[]string{"--controllers=-deployment,-replicaset"}, "enables no controller"},
+		{[]string{"--controllers=statefulset-controller"}, "not implemented by kubeparts-controller-manager yet"},
+		{[]string{"--controllers=-deployment,-replicaset,-daemonset,-namespace,-nodelifecycle,-taint-eviction-controller"}, "enables no controller"},
+		{[]string{"--node-monitor-grace-period=1s", "--node-monitor-period=5s"}, "must not be shorter"},
 		{[]string{"--kube-api-qps=0"}, "must be positive"},
 		{[]string{"--concurrent-deployment-syncs=0"}, "must be positive"},
 		{[]string{"--kubeconfig=/nonexistent"}, "kubeconfig"},
