@@ -23,6 +23,24 @@ spec:
     imagePullPolicy: Never
 `
 
+const agentDaemonSet = `apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: agent
+  namespace: rollout
+spec:
+  selector:
+    matchLabels: {app: agent}
+  template:
+    metadata:
+      labels: {app: agent}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: pause
+        image: registry.k8s.io/pause:3.10
+`
+
 const webReplicaSet = `apiVersion: apps/v1
 kind: ReplicaSet
 metadata:
@@ -137,9 +155,15 @@ func TestUpLifecycle(t *testing.T) {
 			return nil
 		})
 		// The pods' creator, from managedFields: ours, not the stock manager's.
-		out, err := kubectl(t, bin, kc, "-n", "e2e", "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.managedFields[0].manager}")
-		if err != nil || out != "kubeparts-controller-manager kubeparts-controller-manager" {
-			t.Errorf("pods of the ReplicaSet written by %q, %v; want kubeparts-controller-manager", out, err)
+		out, err := kubectl(t, bin, kc, "-n", "e2e", "get", "pods", "-l", "app=web", "-o", `jsonpath={range .items[*]}{.metadata.managedFields[*].manager}{"\n"}{end}`)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		for _, l := range lines {
+			if !strings.Contains(l, "kubeparts-controller-manager") || strings.Contains(l, "kube-controller-manager") {
+				t.Errorf("pod managers %q: want kubeparts-controller-manager, never kube-controller-manager", l)
+			}
+		}
+		if err != nil || len(lines) != 2 {
+			t.Errorf("managers of the ReplicaSet's pods: %q, %v", out, err)
 		}
 		if _, err := kubectl(t, bin, kc, "-n", "e2e", "scale", "rs", "web", "--replicas=1"); err != nil {
 			t.Fatal(err)
@@ -203,6 +227,28 @@ func TestUpLifecycle(t *testing.T) {
 		if out := k("get", "deploy/web", "-o", "jsonpath={.status.replicas}/{.status.availableReplicas}"); out != "1/1" {
 			t.Errorf("after scale to 1: %s", out)
 		}
+		// A DaemonSet: one pod on the node, rolled out and back with kubectl.
+		ds := filepath.Join(dataDir, "ds.yaml")
+		if err := os.WriteFile(ds, []byte(agentDaemonSet), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		k("apply", "-f", ds)
+		k("rollout", "status", "ds/agent", "--timeout=90s")
+		k("set", "env", "ds/agent", "V=2")
+		k("rollout", "status", "ds/agent", "--timeout=90s")
+		k("rollout", "undo", "ds/agent")
+		k("rollout", "status", "ds/agent", "--timeout=90s")
+		if out := k("get", "ds/agent", "-o", "jsonpath={.status.desiredNumberScheduled}/{.status.numberReady}/{.status.updatedNumberScheduled}"); out != "1/1/1" {
+			t.Errorf("DaemonSet status after undo: %s", out)
+		}
+		// The replaced pod may still be terminating for a moment.
+		eventually(t, 60*time.Second, "daemon back at the first template", func() error {
+			out := k("get", "pods", "-l", "app=agent", "-o", "jsonpath={range .items[*]}{.metadata.name}={.spec.containers[0].env}{\"\\n\"}{end}")
+			if lines := strings.Fields(out); len(lines) != 1 || strings.Contains(out, "V") {
+				return &unexpected{out}
+			}
+			return nil
+		})
 		if _, err := kubectl(t, bin, kc, "delete", "namespace", "rollout", "--timeout=90s"); err != nil {
 			t.Errorf("delete namespace: %v", err)
 		}
