@@ -69,9 +69,11 @@ test-e2e: ## `kubeparts up` end to end: cluster start, kubectl, restart, pods on
 	@go test $(TEST_FLAGS) -count=1 -timeout 20m ./test/e2e/...
 
 .PHONY: bench
-bench: deps build upstream ## Benchmarks: Go benchmarks, then `kubeparts up` time to ready/stop (3 rounds).
+bench: deps build upstream ## Benchmarks: Go benchmarks, controllers vs stock, `kubeparts up` time to ready/stop.
 	@echo "bench: Go benchmarks"
 	@go test -run '^$$' -bench . -benchmem $$(go list ./... | grep -v /test/)
+	@echo "bench: controller managers side by side (stock vs kubeparts, same apiserver; BENCH_ROUNDS=n for more rounds)"
+	@go test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/bench/
 	@echo "bench: kubeparts up, warm start to ready and Ctrl-C to exit"
 	@go test -count=1 -run '^$$' -bench . -benchtime 3x ./test/e2e/
 

@@ -20,8 +20,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 
 	"github.com/kubeparts/kubeparts/test/integration/framework"
@@ -53,19 +51,6 @@ func implementations(b *testing.B) []implementation {
 	}
 }
 
-func kubeconfig(b *testing.B) string {
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: env.Config.Host, CertificateAuthorityData: env.Config.CAData}
-	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{ClientCertificateData: env.Config.CertData, ClientKeyData: env.Config.KeyData, Token: env.Config.BearerToken}
-	cfg.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
-	cfg.CurrentContext = "c"
-	path := filepath.Join(b.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		b.Fatal(err)
-	}
-	return path
-}
-
 // run starts impl, waits for it to roll out a warm-up Deployment (informers synced),
 // then times scenario and counts the controller's API writes during it.
 func run(b *testing.B, impl implementation, scenario func(ctx context.Context, ns string) (pods int)) (time.Duration, float64) {
@@ -78,7 +63,7 @@ func run(b *testing.B, impl implementation, scenario func(ctx context.Context, n
 	framework.FakeKubelet(ctx, env.Client, ns, nil)
 	log, _ := os.Create(filepath.Join(env.LogDir, impl.name+".log"))
 	defer log.Close()
-	cmd := exec.Command(impl.binary, append([]string{"--kubeconfig", kubeconfig(b)}, impl.args...)...)
+	cmd := exec.Command(impl.binary, append([]string{"--kubeconfig", env.WriteKubeconfig(b)}, impl.args...)...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kubeparts/kubeparts/internal/localcluster"
+	"github.com/kubeparts/kubeparts/test/integration/framework"
 )
 
 // binDir is where `make build upstream` put kubeparts and the stock binaries.
@@ -162,17 +163,7 @@ func kubectl(t testing.TB, bin, kubeconfig string, args ...string) (string, erro
 // eventually polls f until it succeeds or the deadline passes.
 func eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not done after %s: %v", what, timeout, err)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	framework.Eventually(t, timeout, what, f)
 }
 
 // clusterProcesses lists live processes that belong to the cluster in dataDir, found

@@ -18,8 +18,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 
 	"github.com/kubeparts/kubeparts/test/integration/framework"
@@ -38,21 +36,6 @@ func binary(t *testing.T) string {
 	path := filepath.Join(bin, "kubeparts-controller-manager")
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("%s missing: run `make build`", path)
-	}
-	return path
-}
-
-// kubeconfig writes the harness's admin credentials for the binary.
-func kubeconfig(t *testing.T) string {
-	t.Helper()
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: env.Config.Host, CertificateAuthorityData: env.Config.CAData}
-	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{ClientCertificateData: env.Config.CertData, ClientKeyData: env.Config.KeyData, Token: env.Config.BearerToken}
-	cfg.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
-	cfg.CurrentContext = "c"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		t.Fatal(err)
 	}
 	return path
 }
@@ -86,24 +69,9 @@ func startManager(t *testing.T, kc string, args ...string) *manager {
 	return m
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // Mistakes in flags stop the binary at once with one clear line, never a crash loop.
 func TestStartupErrors(t *testing.T) {
-	kc := kubeconfig(t)
+	kc := env.WriteKubeconfig(t)
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -143,7 +111,7 @@ func TestKillDuringLargeRollout(t *testing.T) {
 	kctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	framework.FakeKubelet(kctx, env.Client, ns, nil)
-	kc := kubeconfig(t)
+	kc := env.WriteKubeconfig(t)
 	m := startManager(t, kc)
 
 	const replicas = 200
@@ -175,13 +143,13 @@ func TestKillDuringLargeRollout(t *testing.T) {
 			return checkPods(ctx, ns, version)
 		}
 	}
-	eventually(t, 3*time.Minute, "first rollout of 200", done("1"))
+	framework.Eventually(t, 3*time.Minute, "first rollout of 200", done("1"))
 	patch := `{"spec":{"template":{"spec":{"containers":[{"name":"c","env":[{"name":"V","value":"2"}]}]}}}}`
 	if _, err := env.Client.AppsV1().Deployments(ns).Patch(ctx, "big", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// Kill once the new version has some pods but is far from done.
-	eventually(t, time.Minute, "rollout under way", func() error {
+	framework.Eventually(t, time.Minute, "rollout under way", func() error {
 		pods, err := env.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err
@@ -200,7 +168,7 @@ func TestKillDuringLargeRollout(t *testing.T) {
 	_ = m.cmd.Process.Signal(syscall.SIGKILL)
 	<-m.done
 	startManager(t, kc)
-	eventually(t, 3*time.Minute, "rollout finished after restart", done("2"))
+	framework.Eventually(t, 3*time.Minute, "rollout finished after restart", done("2"))
 }
 
 // checkPods verifies the end state: exactly 200 live pods, all of version, and no

@@ -17,8 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kubeparts/kubeparts/controllers/daemonset"
 	"github.com/kubeparts/kubeparts/test/integration/framework"
@@ -27,33 +25,15 @@ import (
 var env *framework.Env
 
 func TestMain(m *testing.M) {
-	os.Exit(framework.Main(m, "daemonset", &env, func(ctx context.Context, e *framework.Env) error {
-		mgr, err := ctrl.NewManager(e.Config, manager.Options{Metrics: metricsserver.Options{BindAddress: "0"}})
-		if err != nil {
-			return err
-		}
+	os.Exit(framework.Main(m, "daemonset", &env, framework.WithManager(func(_ context.Context, mgr ctrl.Manager) error {
 		r := &daemonset.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder(daemonset.Name)}
-		if err := r.SetupWithManager(mgr, 2); err != nil {
-			return err
-		}
-		go func() { _ = mgr.Start(ctx) }()
-		return nil
-	}))
+		return r.SetupWithManager(mgr, 2)
+	})))
 }
 
 func eventually(t *testing.T, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	framework.Eventually(t, 45*time.Second, what, f)
 }
 
 // nodes creates ready nodes labelled with the test's pool, removed at the end. Admission

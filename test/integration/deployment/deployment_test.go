@@ -18,8 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kubeparts/kubeparts/controllers/deployment"
 	"github.com/kubeparts/kubeparts/controllers/replicaset"
@@ -29,39 +27,21 @@ import (
 var env *framework.Env
 
 func TestMain(m *testing.M) {
-	os.Exit(framework.Main(m, "deployment", &env, func(ctx context.Context, e *framework.Env) error {
-		mgr, err := ctrl.NewManager(e.Config, manager.Options{Metrics: metricsserver.Options{BindAddress: "0"}})
-		if err != nil {
-			return err
-		}
+	os.Exit(framework.Main(m, "deployment", &env, framework.WithManager(func(_ context.Context, mgr ctrl.Manager) error {
 		rs := &replicaset.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder(replicaset.Name)}
 		if err := rs.SetupWithManager(mgr, 5); err != nil {
 			return err
 		}
 		d := &deployment.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder(deployment.Name)}
-		if err := d.SetupWithManager(mgr, 5); err != nil {
-			return err
-		}
-		go func() { _ = mgr.Start(ctx) }()
-		return nil
-	}))
+		return d.SetupWithManager(mgr, 5)
+	})))
 }
 
 const wait = 60 * time.Second
 
 func eventually(t *testing.T, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	framework.Eventually(t, wait, what, f)
 }
 
 // setup makes a namespace whose pods a fake kubelet makes ready when ready() says so.

@@ -13,14 +13,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	aggregator "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kubeparts/kubeparts/controllers/namespace"
 	"github.com/kubeparts/kubeparts/test/integration/framework"
@@ -29,45 +26,23 @@ import (
 var env *framework.Env
 
 func TestMain(m *testing.M) {
-	os.Exit(framework.Main(m, "namespace", &env, func(ctx context.Context, e *framework.Env) error {
-		mgr, err := ctrl.NewManager(e.Config, manager.Options{Metrics: metricsserver.Options{BindAddress: "0"}})
+	os.Exit(framework.Main(m, "namespace", &env, framework.WithManager(func(_ context.Context, mgr ctrl.Manager) error {
+		cs, err := kubernetes.NewForConfig(mgr.GetConfig())
 		if err != nil {
 			return err
 		}
-		cs, err := kubernetes.NewForConfig(e.Config)
+		mc, err := metadata.NewForConfig(mgr.GetConfig())
 		if err != nil {
 			return err
 		}
-		mc, err := metadata.NewForConfig(e.Config)
-		if err != nil {
-			return err
-		}
-		dc, err := discovery.NewDiscoveryClientForConfig(e.Config)
-		if err != nil {
-			return err
-		}
-		r := &namespace.Reconciler{Client: mgr.GetClient(), Clientset: cs, Discovery: dc, Metadata: mc}
-		if err := r.SetupWithManager(mgr, 10); err != nil {
-			return err
-		}
-		go func() { _ = mgr.Start(ctx) }()
-		return nil
-	}))
+		r := &namespace.Reconciler{Client: mgr.GetClient(), Clientset: cs, Discovery: cs.Discovery(), Metadata: mc}
+		return r.SetupWithManager(mgr, 10)
+	})))
 }
 
 func eventually(t *testing.T, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	framework.Eventually(t, 60*time.Second, what, f)
 }
 
 func gone(t *testing.T, ns string) func() error {

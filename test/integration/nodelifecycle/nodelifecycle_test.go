@@ -17,8 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kubeparts/kubeparts/controllers/nodelifecycle"
 	"github.com/kubeparts/kubeparts/controllers/tainteviction"
@@ -30,11 +28,7 @@ var env *framework.Env
 const grace = 2 * time.Second
 
 func TestMain(m *testing.M) {
-	os.Exit(framework.Main(m, "nodelifecycle", &env, func(ctx context.Context, e *framework.Env) error {
-		mgr, err := ctrl.NewManager(e.Config, manager.Options{Metrics: metricsserver.Options{BindAddress: "0"}})
-		if err != nil {
-			return err
-		}
+	os.Exit(framework.Main(m, "nodelifecycle", &env, framework.WithManager(func(ctx context.Context, mgr ctrl.Manager) error {
 		opts := nodelifecycle.DefaultOptions()
 		opts.MonitorPeriod, opts.GracePeriod, opts.StartupGracePeriod, opts.EvictionRate = 200*time.Millisecond, grace, 3*time.Second, 50
 		nl := &nodelifecycle.Controller{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder(nodelifecycle.Name), Options: opts}
@@ -42,27 +36,13 @@ func TestMain(m *testing.M) {
 			return err
 		}
 		te := &tainteviction.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder(tainteviction.Name)}
-		if err := te.SetupWithManager(ctx, mgr, 4); err != nil {
-			return err
-		}
-		go func() { _ = mgr.Start(ctx) }()
-		return nil
-	}))
+		return te.SetupWithManager(ctx, mgr, 4)
+	})))
 }
 
 func eventually(t *testing.T, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	framework.Eventually(t, 30*time.Second, what, f)
 }
 
 // kubelet plays one node's kubelet: it registers the node and, while beating, renews the

@@ -20,8 +20,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kubeparts/kubeparts/controllers/replicaset"
 	"github.com/kubeparts/kubeparts/test/integration/framework"
@@ -30,35 +28,17 @@ import (
 var env *framework.Env
 
 func TestMain(m *testing.M) {
-	os.Exit(framework.Main(m, "replicaset", &env, func(ctx context.Context, e *framework.Env) error {
-		mgr, err := ctrl.NewManager(e.Config, manager.Options{Metrics: metricsserver.Options{BindAddress: "0"}})
-		if err != nil {
-			return err
-		}
+	os.Exit(framework.Main(m, "replicaset", &env, framework.WithManager(func(_ context.Context, mgr ctrl.Manager) error {
 		r := &replicaset.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder(replicaset.Name)}
-		if err := r.SetupWithManager(mgr, 5); err != nil {
-			return err
-		}
-		go func() { _ = mgr.Start(ctx) }()
-		return nil
-	}))
+		return r.SetupWithManager(mgr, 5)
+	})))
 }
 
 const wait = 30 * time.Second
 
 func eventually(t *testing.T, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	framework.Eventually(t, wait, what, f)
 }
 
 func namespace(t *testing.T) string {

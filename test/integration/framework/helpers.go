@@ -1,0 +1,62 @@
+package framework
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+)
+
+// Eventually polls f every 50ms until it returns nil, failing the test with f's last
+// error when timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not done after %s: %v", what, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// WithManager is a Main setup that runs the controllers register adds in one
+// controller-runtime manager (metrics off) for the whole package.
+func WithManager(register func(ctx context.Context, mgr ctrl.Manager) error) func(context.Context, *Env) error {
+	return func(ctx context.Context, e *Env) error {
+		mgr, err := ctrl.NewManager(e.Config, manager.Options{Metrics: metricsserver.Options{BindAddress: "0"}})
+		if err != nil {
+			return err
+		}
+		if err := register(ctx, mgr); err != nil {
+			return err
+		}
+		go func() { _ = mgr.Start(ctx) }()
+		return nil
+	}
+}
+
+// WriteKubeconfig writes the harness's admin credentials for binaries under test.
+func (e *Env) WriteKubeconfig(t testing.TB) string {
+	t.Helper()
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: e.Config.Host, CertificateAuthorityData: e.Config.CAData}
+	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{ClientCertificateData: e.Config.CertData, ClientKeyData: e.Config.KeyData, Token: e.Config.BearerToken}
+	cfg.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
+	cfg.CurrentContext = "c"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
