@@ -28,6 +28,7 @@ import (
 
 	"github.com/kubeparts/kubeparts/controllers/internal/controllerref"
 	"github.com/kubeparts/kubeparts/controllers/internal/expectations"
+	"github.com/kubeparts/kubeparts/controllers/internal/metrics"
 )
 
 // Name is the controller's canonical kube-controller-manager name.
@@ -56,6 +57,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
 	if r.Expectations == nil {
 		r.Expectations = expectations.New(r.Clock, expectations.DefaultTTL)
 	}
+	metrics.Register()
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(Name).
 		For(&appsv1.DaemonSet{}).
@@ -246,6 +248,7 @@ func (r *Reconciler) apply(ctx context.Context, ds *appsv1.DaemonSet, key, hash 
 			err := r.Client.Create(ctx, pod)
 			switch {
 			case err == nil:
+				metrics.PodsCreated.WithLabelValues(Name).Inc()
 				r.Recorder.Eventf(ds, pod, corev1.EventTypeNormal, "SuccessfulCreate", "Create", "Created pod: %v", pod.Name)
 			case apierrors.IsTimeout(err):
 			default:
@@ -267,6 +270,7 @@ func (r *Reconciler) apply(ctx context.Context, ds *appsv1.DaemonSet, key, hash 
 			err := r.Client.Delete(ctx, pod, client.Preconditions{UID: &pod.UID})
 			switch {
 			case err == nil:
+				metrics.PodsDeleted.WithLabelValues(Name).Inc()
 				r.Recorder.Eventf(ds, pod, corev1.EventTypeNormal, "SuccessfulDelete", "Delete", "Deleted pod: %v", pod.Name)
 			case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
 				r.Expectations.DeletionObserved(key, deleteKeys[i])

@@ -21,6 +21,7 @@ import (
 
 	"github.com/kubeparts/kubeparts/controllers/internal/controllerref"
 	"github.com/kubeparts/kubeparts/controllers/internal/expectations"
+	"github.com/kubeparts/kubeparts/controllers/internal/metrics"
 )
 
 // Name is the controller's canonical kube-controller-manager name.
@@ -53,7 +54,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
 	if r.Burst == 0 {
 		r.Burst = BurstReplicas
 	}
-	registerMetrics()
+	metrics.Register()
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(Name).
 		For(&appsv1.ReplicaSet{}).
@@ -188,7 +189,7 @@ func (r *Reconciler) createPod(ctx context.Context, rs *appsv1.ReplicaSet, key s
 	pod := podFromTemplate(rs)
 	err := r.Client.Create(ctx, pod)
 	if err == nil {
-		podsCreated.WithLabelValues(Name).Inc()
+		metrics.PodsCreated.WithLabelValues(Name).Inc()
 		r.Recorder.Eventf(rs, pod, corev1.EventTypeNormal, "SuccessfulCreate", "Create", "Created pod: %v", pod.Name)
 		return nil
 	}
@@ -229,7 +230,7 @@ func (r *Reconciler) deletePods(ctx context.Context, rs *appsv1.ReplicaSet, vict
 			err := r.Client.Delete(ctx, p, client.Preconditions{UID: &p.UID})
 			switch {
 			case err == nil:
-				podsDeleted.WithLabelValues(Name).Inc()
+				metrics.PodsDeleted.WithLabelValues(Name).Inc()
 				r.Recorder.Eventf(rs, p, corev1.EventTypeNormal, "SuccessfulDelete", "Delete", "Deleted pod: %v", p.Name)
 			case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
 				// Already gone (or replaced): its deletion will not be observed as ours.

@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -225,4 +228,36 @@ func assertNothingLeft(t testing.TB, dataDir string) {
 	if m := mountsUnder(t, dataDir); len(m) > 0 {
 		t.Errorf("mounts left under the data dir: %v", m)
 	}
+}
+
+// scrape reads a secure /metrics endpoint the way Prometheus does: with the token of a
+// ServiceAccount bound to system:monitoring (the endpoint reviews it with the apiserver).
+func scrape(t testing.TB, bin, kubeconfig string, port int) string {
+	t.Helper()
+	for _, args := range [][]string{
+		{"-n", "kube-system", "create", "serviceaccount", "scraper"},
+		{"create", "clusterrolebinding", "scraper", "--clusterrole=system:monitoring", "--serviceaccount=kube-system:scraper"},
+	} {
+		if out, err := kubectl(t, bin, kubeconfig, args...); err != nil && !strings.Contains(out, "AlreadyExists") {
+			t.Fatal(err)
+		}
+	}
+	token, err := kubectl(t, bin, kubeconfig, "-n", "kube-system", "create", "token", "scraper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The endpoint's certificate is self-signed.
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d/metrics", port), nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(token))
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %s: %s", resp.Status, body)
+	}
+	return string(body)
 }

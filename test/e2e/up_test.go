@@ -168,13 +168,41 @@ func TestUpLifecycle(t *testing.T) {
 		if _, err := kubectl(t, bin, kc, "-n", "e2e", "scale", "rs", "web", "--replicas=1"); err != nil {
 			t.Fatal(err)
 		}
+		var survivor string
 		eventually(t, 60*time.Second, "scaled to 1", func() error {
 			out, err := kubectl(t, bin, kc, "-n", "e2e", "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}")
 			if err != nil || len(strings.Fields(out)) != 1 {
 				return &unexpected{out}
 			}
+			survivor = out
 			return nil
 		})
+		// Orphan the pod, recreate the ReplicaSet: it adopts the orphan and adds one.
+		if _, err := kubectl(t, bin, kc, "-n", "e2e", "delete", "rs", "web", "--cascade=orphan", "--wait=true"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kubectl(t, bin, kc, "apply", "-f", rsManifest); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 60*time.Second, "orphan adopted", func() error {
+			uid, err := kubectl(t, bin, kc, "-n", "e2e", "get", "rs", "web", "-o", "jsonpath={.metadata.uid}")
+			if err != nil {
+				return err
+			}
+			owner, err := kubectl(t, bin, kc, "-n", "e2e", "get", "pod", survivor, "-o", "jsonpath={.metadata.ownerReferences[0].uid}")
+			if err != nil || owner != uid {
+				return &unexpected{"owner " + owner + " of " + survivor}
+			}
+			out, _ := kubectl(t, bin, kc, "-n", "e2e", "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}")
+			if len(strings.Fields(out)) != 2 {
+				return &unexpected{out}
+			}
+			return nil
+		})
+		// The per-controller counters on the authenticated /metrics endpoint.
+		if got := scrape(t, bin, kc, 17443+10); !strings.Contains(got, `kubeparts_controller_pods_created_total{controller="replicaset-controller"}`) || !strings.Contains(got, "workqueue_depth") {
+			t.Errorf("kubeparts-controller-manager /metrics lacks its counters:\n%.2000s", got)
+		}
 	})
 
 	t.Run("kubectl rollout drives kubeparts' deployment-controller", func(t *testing.T) {
