@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -47,6 +49,10 @@ type Reconciler struct {
 	Recorder     events.EventRecorder
 	Expectations *expectations.Store
 	Clock        clock.PassiveClock
+	// failedBackoff spaces out replacing a daemon pod that keeps failing on a node
+	// (1s doubling to 15min, per DaemonSet and node), as the stock controller does, so
+	// that a broken daemon does not become a create/delete hot loop.
+	failedBackoff *flowcontrol.Backoff
 }
 
 // SetupWithManager registers the controller with workers parallel reconciles.
@@ -58,6 +64,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
 		r.Expectations = expectations.New(r.Clock, expectations.DefaultTTL)
 	}
 	metrics.Register()
+	if r.failedBackoff == nil {
+		r.failedBackoff = flowcontrol.NewBackOff(time.Second, 15*time.Minute)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(Name).
 		For(&appsv1.DaemonSet{}).
@@ -150,6 +159,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	plan := planFor(ds, nodeList.Items, podsByNode, hash, r.Clock.Now())
+	if wait := r.holdFailedReplacements(ds, plan); wait > 0 && (plan.recheckAfter == 0 || wait < plan.recheckAfter) {
+		plan.recheckAfter = wait
+	}
 	if satisfied {
 		if err := r.apply(ctx, ds, key, hash, plan); err != nil {
 			return ctrl.Result{}, err
@@ -173,6 +185,41 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 	return ctrl.Result{RequeueAfter: plan.recheckAfter}, nil
+}
+
+// holdFailedReplacements keeps in the plan only the failed pods whose node is out of
+// back-off, starting the next back-off step for those; it returns when to look again.
+func (r *Reconciler) holdFailedReplacements(ds *appsv1.DaemonSet, p *plan) time.Duration {
+	if len(p.failedOn) == 0 {
+		return 0
+	}
+	failed := map[string]bool{}
+	for _, n := range p.failedOn {
+		failed[n] = true
+	}
+	now := r.Clock.Now()
+	var wait time.Duration
+	var keep []*corev1.Pod
+	for _, pod := range p.remove {
+		node := targetNode(pod)
+		if pod.Status.Phase != corev1.PodFailed || !failed[node] {
+			keep = append(keep, pod)
+			continue
+		}
+		id := string(ds.UID) + "/" + node
+		if r.failedBackoff.IsInBackOffSinceUpdate(id, now) {
+			left := r.failedBackoff.Get(id)
+			if wait == 0 || left < wait {
+				wait = left
+			}
+			continue
+		}
+		r.failedBackoff.Next(id, now)
+		r.Recorder.Eventf(ds, pod, corev1.EventTypeWarning, "FailedDaemonPod", "Delete", "Found failed daemon pod %s/%s on node %s, will try to kill it", pod.Namespace, pod.Name, node)
+		keep = append(keep, pod)
+	}
+	p.remove = keep
+	return wait
 }
 
 // claimPods returns the DaemonSet's active pods grouped by the node they are for.

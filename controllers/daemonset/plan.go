@@ -12,6 +12,7 @@ import (
 type plan struct {
 	create       []string // nodes to create a pod for
 	remove       []*corev1.Pod
+	failedOn     []string // nodes whose failed pod is being replaced
 	desired      int32
 	current      int32
 	misscheduled int32
@@ -39,9 +40,12 @@ func planFor(ds *appsv1.DaemonSet, nodes []corev1.Node, podsByNode map[string][]
 		known[node.Name] = true
 		shouldRun, shouldContinue := placement(ds, node)
 		var live []*corev1.Pod
+		failed := false
 		for _, pod := range podsByNode[node.Name] {
 			if pod.Status.Phase == corev1.PodFailed {
-				p.remove = append(p.remove, pod) // a failed daemon is replaced
+				p.remove = append(p.remove, pod) // a failed daemon is replaced (the caller backs off)
+				p.failedOn = append(p.failedOn, node.Name)
+				failed = true
 				continue
 			}
 			live = append(live, pod)
@@ -76,7 +80,8 @@ func planFor(ds *appsv1.DaemonSet, nodes []corev1.Node, podsByNode map[string][]
 			st.new = nil
 		}
 		if st.old == nil && st.new == nil {
-			if shouldRun {
+			// A failed pod is replaced once it is gone: the next sync creates.
+			if shouldRun && !failed {
 				p.create = append(p.create, node.Name)
 			}
 			continue

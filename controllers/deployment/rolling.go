@@ -55,7 +55,7 @@ func newRSReplicas(d *appsv1.Deployment, all []*appsv1.ReplicaSet, newRS *appsv1
 		return want
 	}
 	current := specReplicas(all)
-	maxTotal := want + maxSurge(d)
+	maxTotal := maxReplicas(d)
 	if current >= maxTotal {
 		return replicas(newRS)
 	}

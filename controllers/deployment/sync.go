@@ -270,7 +270,7 @@ func (s *deploymentSync) scale(ctx context.Context, newRS *appsv1.ReplicaSet, ol
 func proportionalSizes(d *appsv1.Deployment, active []*appsv1.ReplicaSet) map[string]int32 {
 	allowed := int32(0)
 	if want := ptr.Deref(d.Spec.Replicas, 1); want > 0 {
-		allowed = want + maxSurge(d)
+		allowed = maxReplicas(d)
 	}
 	toAdd := allowed - specReplicas(active)
 	sorted := append([]*appsv1.ReplicaSet(nil), active...)
@@ -309,7 +309,7 @@ func proportion(rs *appsv1.ReplicaSet, d *appsv1.Deployment, toAdd, added int32)
 	if want == 0 {
 		fraction = -replicas(rs)
 	} else {
-		target := want + maxSurge(d)
+		target := maxReplicas(d)
 		annotated, ok := intAnnotation(rs, MaxReplicasAnnotation)
 		if !ok || annotated == 0 {
 			annotated = d.Status.Replicas
@@ -363,7 +363,7 @@ func saturated(d *appsv1.Deployment, rs *appsv1.ReplicaSet) bool {
 func (s *deploymentSync) scaleReplicaSet(ctx context.Context, rs *appsv1.ReplicaSet, size int32) (bool, error) {
 	from := replicas(rs)
 	cp := rs.DeepCopy()
-	annotationsChanged := setReplicasAnnotations(cp, s.desired(), s.desired()+maxSurge(s.d))
+	annotationsChanged := setReplicasAnnotations(cp, s.desired(), maxReplicas(s.d))
 	if from == size && !annotationsChanged {
 		return false, nil
 	}
@@ -454,7 +454,7 @@ func setNewRSAnnotations(d *appsv1.Deployment, rs *appsv1.ReplicaSet, newRevisio
 			rs.Annotations[RevisionHistoryAnnotation] = history
 		}
 	}
-	if !exists && setReplicasAnnotations(rs, ptr.Deref(d.Spec.Replicas, 1), ptr.Deref(d.Spec.Replicas, 1)+maxSurge(d)) {
+	if !exists && setReplicasAnnotations(rs, ptr.Deref(d.Spec.Replicas, 1), maxReplicas(d)) {
 		changed = true
 	}
 	return changed

@@ -3,6 +3,7 @@ package deployment
 import (
 	"encoding/json"
 	"hash/fnv"
+	"math"
 	"sort"
 	"strconv"
 
@@ -108,11 +109,12 @@ func replicas(rs *appsv1.ReplicaSet) int32 {
 
 // specReplicas sums spec.replicas; statusReplicas, readyReplicas and availableReplicas
 // sum the status fields.
-func specReplicas(rss []*appsv1.ReplicaSet) (n int32) {
+func specReplicas(rss []*appsv1.ReplicaSet) int32 {
+	var n int64
 	for _, rs := range rss {
-		n += replicas(rs)
+		n += int64(replicas(rs))
 	}
-	return n
+	return int32(min(n, math.MaxInt32))
 }
 
 func sumStatus(rss []*appsv1.ReplicaSet, f func(*appsv1.ReplicaSetStatus) int32) (n int32) {
@@ -189,4 +191,11 @@ func maxUnavailable(d *appsv1.Deployment) int32 {
 	}
 	_, u := fenceposts(d)
 	return min(u, want)
+}
+
+// maxReplicas is spec.replicas plus maxSurge, clamped to the int32 range: a Deployment
+// near the maximum replica count must not overflow into a negative budget.
+func maxReplicas(d *appsv1.Deployment) int32 {
+	total := int64(ptr.Deref(d.Spec.Replicas, 1)) + int64(maxSurge(d))
+	return int32(min(total, math.MaxInt32))
 }

@@ -322,3 +322,34 @@ func TestOnDelete(t *testing.T) {
 		return nil
 	})
 }
+
+// A failed daemon pod is deleted, and then replaced on its node.
+func TestFailedPodReplaced(t *testing.T) {
+	ctx := context.Background()
+	ns := setup(t)
+	pool := "fail-" + ns
+	nodes(t, pool, pool+"-a")
+	create(t, newDS(ns, "agent", pool))
+	eventually(t, "a daemon", onNodes(t, ns, pool+"-a"))
+	first := podNodes(t, ns)[pool+"-a"][0]
+	eventually(t, "daemon ready", func() error {
+		p, err := env.Client.CoreV1().Pods(ns).Get(ctx, first.Name, metav1.GetOptions{})
+		if err != nil || p.Status.Phase != corev1.PodRunning {
+			return fmt.Errorf("phase %v %v", p.Status.Phase, err)
+		}
+		first = *p
+		return nil
+	})
+	// Ready stays true so the fake kubelet leaves the failure alone.
+	first.Status.Phase = corev1.PodFailed
+	if _, err := env.Client.CoreV1().Pods(ns).UpdateStatus(ctx, &first, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "failed daemon replaced", func() error {
+		pods := podNodes(t, ns)[pool+"-a"]
+		if len(pods) != 1 || pods[0].Name == first.Name {
+			return fmt.Errorf("%d pods, first %v", len(pods), pods)
+		}
+		return nil
+	})
+}

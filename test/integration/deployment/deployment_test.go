@@ -6,6 +6,7 @@ package deployment
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -385,6 +387,58 @@ func TestScaleDuringRollout(t *testing.T) {
 		}
 		if sizes["1"] != 11 || sizes["2"] != 7 {
 			return fmt.Errorf("sizes %v", sizes)
+		}
+		return nil
+	})
+}
+
+// Bad input: what the apiserver refuses says why; what it accepts (the largest replica
+// count) must not overflow the controller's arithmetic or make it crash.
+func TestBadInput(t *testing.T) {
+	ctx := context.Background()
+	ns := setup(t, func(*corev1.Pod) bool { return false })
+	mismatch := newDeployment(ns, "mismatch", 1)
+	mismatch.Spec.Template.Labels = map[string]string{"app": "other"}
+	negative := newDeployment(ns, "negative", -1)
+	for _, tc := range []struct {
+		d    *appsv1.Deployment
+		want string
+	}{
+		{mismatch, "`selector` does not match template `labels`"},
+		{negative, "must be greater than or equal to 0"},
+	} {
+		_, err := env.Client.AppsV1().Deployments(ns).Create(ctx, tc.d, metav1.CreateOptions{})
+		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want Invalid mentioning %q", tc.d.Name, err, tc.want)
+		}
+	}
+
+	huge := create(t, newDeployment(ns, "huge", math.MaxInt32))
+	eventually(t, "ReplicaSet sized without overflow, pods being created", func() error {
+		for _, rs := range replicaSets(t, huge) {
+			if got := ptr.Deref(rs.Spec.Replicas, 0); got <= 0 {
+				return fmt.Errorf("ReplicaSet replicas %d", got)
+			}
+			if rs.Status.Replicas > 0 {
+				return nil
+			}
+		}
+		return fmt.Errorf("no pods yet")
+	})
+	patch(t, huge, `{"spec":{"replicas":0}}`)
+	eventually(t, "scaled back to 0", func() error {
+		pods, err := env.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		live := 0
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil {
+				live++
+			}
+		}
+		if live != 0 {
+			return fmt.Errorf("%d pods left", live)
 		}
 		return nil
 	})
