@@ -28,6 +28,11 @@ build: ## Build the kubeparts binaries and the sandbox (pause) binary into bin/.
 	@$(GO_BUILD) -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
 	@$(GO_BUILD) -ldflags '-s -w' -o $(BIN)/pause ./hack/images/pause
 
+.PHONY: image
+image: build ## Build kubeparts-controller-manager's image as an OCI archive in bin/images/ (ctr import / kind load).
+	@go run ./hack/images/build --binary $(BIN)/kubeparts-controller-manager --name kubeparts/kubeparts-controller-manager:dev --out $(BIN)/images/kubeparts-controller-manager.tar
+	@echo "image: $(BIN)/images/kubeparts-controller-manager.tar (kubeparts/kubeparts-controller-manager:dev)"
+
 .PHONY: upstream
 upstream: ## Build the stock v1.36.3 binaries and etcd into bin/ (skipped when built).
 	@BIN=$(BIN) hack/upstream/build.sh

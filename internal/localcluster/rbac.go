@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"path"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -23,6 +24,9 @@ func applyRBAC(ctx context.Context, client kubernetes.Interface) error {
 		return err
 	}
 	for _, name := range files {
+		if path.Base(name) == "kustomization.yaml" {
+			continue
+		}
 		data, err := config.RBAC.ReadFile(name)
 		if err != nil {
 			return err

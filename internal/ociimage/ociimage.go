@@ -15,6 +15,7 @@ import (
 	"io"
 	"runtime"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -35,6 +36,21 @@ type Image struct {
 	Env        []string
 }
 
+// Normalize completes a short image reference the way the CRI resolves it
+// (kubeparts/x:1 is docker.io/kubeparts/x:1, pause:1 is docker.io/library/pause:1):
+// `ctr images import` stores names as given, and a pod naming the short form would not
+// find an image stored under it.
+func Normalize(ref string) string {
+	first, rest, found := strings.Cut(ref, "/")
+	switch {
+	case !found:
+		return "docker.io/library/" + ref
+	case strings.ContainsAny(first, ".:") || first == "localhost":
+		return ref
+	}
+	return "docker.io/" + first + "/" + rest
+}
+
 // epoch keeps archives byte-identical across builds, so a re-import is a no-op.
 var epoch = time.Unix(0, 0).UTC()
 
@@ -50,6 +66,7 @@ func Write(w io.Writer, img Image) error {
 	if img.Name == "" {
 		return fmt.Errorf("image name is empty")
 	}
+	img.Name = Normalize(img.Name)
 	layerTar, err := layer(img.Files)
 	if err != nil {
 		return err

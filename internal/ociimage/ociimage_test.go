@@ -148,3 +148,17 @@ func TestWriteRejectsBadInput(t *testing.T) {
 		}
 	}
 }
+
+func TestNormalize(t *testing.T) {
+	for in, want := range map[string]string{
+		"registry.k8s.io/pause:3.10":                 "registry.k8s.io/pause:3.10",
+		"kubeparts/kubeparts-controller-manager:dev": "docker.io/kubeparts/kubeparts-controller-manager:dev",
+		"busybox:1":          "docker.io/library/busybox:1",
+		"localhost/x:1":      "localhost/x:1",
+		"127.0.0.1:5000/x:1": "127.0.0.1:5000/x:1",
+	} {
+		if got := Normalize(in); got != want {
+			t.Errorf("Normalize(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

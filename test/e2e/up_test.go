@@ -3,11 +3,14 @@ package e2e
 import (
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kubeparts/kubeparts/internal/localcluster"
 )
 
 const smokePod = `apiVersion: v1
@@ -39,6 +42,21 @@ spec:
       containers:
       - name: pause
         image: registry.k8s.io/pause:3.10
+`
+
+// imageProbePod runs the built image with a bad flag: its log proves the binary runs.
+const imageProbePod = `apiVersion: v1
+kind: Pod
+metadata:
+  name: image-probe
+  namespace: e2e
+spec:
+  restartPolicy: Never
+  containers:
+  - name: manager
+    image: kubeparts/kubeparts-controller-manager:dev
+    imagePullPolicy: Never
+    args: ["--controllers=bogus"]
 `
 
 const webReplicaSet = `apiVersion: apps/v1
@@ -280,6 +298,44 @@ func TestUpLifecycle(t *testing.T) {
 		if _, err := kubectl(t, bin, kc, "delete", "namespace", "rollout", "--timeout=90s"); err != nil {
 			t.Errorf("delete namespace: %v", err)
 		}
+	})
+
+	t.Run("shipped manifests and image", func(t *testing.T) {
+		// config/default validates against the real apiserver.
+		root, err := filepath.Abs(filepath.Join("..", ".."))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := kubectl(t, bin, kc, "apply", "--dry-run=server", "-k", filepath.Join(root, "config", "default")); err != nil {
+			t.Fatalf("config/default: %v\n%s", err, out)
+		}
+		// The image `make image` builds loads into containerd and runs our binary.
+		archive := filepath.Join(t.TempDir(), "cm.tar")
+		build := exec.Command("go", "run", "./hack/images/build", "--binary", filepath.Join(bin, "kubeparts-controller-manager"),
+			"--name", "kubeparts/kubeparts-controller-manager:dev", "--out", archive)
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("image build: %v\n%s", err, out)
+		}
+		l, _ := localcluster.LayoutFor(dataDir)
+		imp := exec.Command("ctr", "--address", filepath.Join(l.RunDir, "containerd.sock"), "--namespace", "k8s.io", "images", "import", archive)
+		if out, err := imp.CombinedOutput(); err != nil {
+			t.Fatalf("ctr import: %v\n%s", err, out)
+		}
+		pod := filepath.Join(dataDir, "cm-pod.yaml")
+		if err := os.WriteFile(pod, []byte(imageProbePod), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kubectl(t, bin, kc, "apply", "-f", pod); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 60*time.Second, "the image runs kubeparts-controller-manager", func() error {
+			out, err := kubectl(t, bin, kc, "-n", "e2e", "logs", "image-probe")
+			if err != nil || !strings.Contains(out, `unknown controller "bogus"`) {
+				return &unexpected{out}
+			}
+			return nil
+		})
 	})
 
 	t.Run("refuses a second cluster on the same data dir or ports", func(t *testing.T) {
