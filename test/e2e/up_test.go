@@ -377,7 +377,8 @@ func TestUpLifecycle(t *testing.T) {
 
 	// A killed up cannot clean up; the next one on the data dir must.
 	up.stop(t, syscall.SIGKILL, 30*time.Second)
-	up = startUp(t, bin, "--data-dir", dataDir, "--port-base", portBase, "--fresh")
+	// ... and swaps the controller manager back to the stock one.
+	up = startUp(t, bin, "--data-dir", dataDir, "--port-base", portBase, "--fresh", "--stock=controller-manager")
 	kc = up.waitReady(t, 4*time.Minute)
 	if !strings.Contains(up.output(), "cleaning up") {
 		t.Errorf("up after a killed one did not report cleaning up its leftovers:\n%s", up.output())
@@ -385,6 +386,21 @@ func TestUpLifecycle(t *testing.T) {
 	if out, err := kubectl(t, bin, kc, "get", "namespace", "e2e"); err == nil || !strings.Contains(out, "NotFound") {
 		t.Errorf("--fresh kept namespace e2e: %q, %v", out, err)
 	}
+	if strings.Contains(up.output(), "kubeparts-controller-manager ") {
+		t.Errorf("--stock=controller-manager still started kubeparts-controller-manager:\n%s", up.output())
+	}
+	eventually(t, 60*time.Second, "stock controllers run the Deployment", func() error {
+		if _, err := kubectl(t, bin, kc, "get", "deploy", "stockweb"); err != nil {
+			if _, err := kubectl(t, bin, kc, "create", "deployment", "stockweb", "--image=registry.k8s.io/pause:3.10"); err != nil {
+				return err
+			}
+		}
+		out, err := kubectl(t, bin, kc, "get", "pods", "-l", "app=stockweb", "-o", "jsonpath={.items[*].metadata.managedFields[*].manager}")
+		if err != nil || !strings.Contains(out, "kube-controller-manager") {
+			return &unexpected{out}
+		}
+		return nil
+	})
 	if code := up.stop(t, syscall.SIGTERM, 90*time.Second); code != 0 {
 		t.Fatalf("up exited %d after SIGTERM:\n%s", code, up.output())
 	}
