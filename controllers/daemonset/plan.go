@@ -28,7 +28,6 @@ type plan struct {
 func planFor(ds *appsv1.DaemonSet, nodes []corev1.Node, podsByNode map[string][]*corev1.Pod, hash string, now time.Time) *plan {
 	p := &plan{}
 	rolling := ds.Spec.UpdateStrategy.Type != appsv1.OnDeleteDaemonSetStrategyType
-	surge, unavailable := fenceposts(ds, nodes)
 	type nodeState struct {
 		name     string
 		old, new *corev1.Pod // the node's pod of an old and of the current revision
@@ -118,7 +117,8 @@ func planFor(ds *appsv1.DaemonSet, nodes []corev1.Node, podsByNode map[string][]
 	if !rolling {
 		return p
 	}
-	// Rolling update.
+	// Rolling update; percentages are of the nodes that should run a daemon.
+	surge, unavailable := fenceposts(ds, int(p.desired))
 	numUnavailable := p.desired - p.available
 	surging := int32(0)
 	for _, st := range states {
@@ -163,11 +163,10 @@ func (p *plan) status(ds *appsv1.DaemonSet) appsv1.DaemonSetStatus {
 	}
 }
 
-// fenceposts resolves maxSurge and maxUnavailable against the nodes; both round up for a
-// DaemonSet, and both zero makes maxUnavailable 1.
-func fenceposts(ds *appsv1.DaemonSet, nodes []corev1.Node) (surge, unavailable int32) {
+// fenceposts resolves maxSurge and maxUnavailable against the desired number of daemons;
+// both round up for a DaemonSet, and both zero makes maxUnavailable 1.
+func fenceposts(ds *appsv1.DaemonSet, total int) (surge, unavailable int32) {
 	ru := ds.Spec.UpdateStrategy.RollingUpdate
-	total := len(nodes)
 	one, zero := intstr.FromInt32(1), intstr.FromInt32(0)
 	maxU, maxS := &one, &zero
 	if ru != nil {

@@ -120,3 +120,18 @@ func TestPinToNode(t *testing.T) {
 		t.Fatalf("targetNode = %q", got)
 	}
 }
+
+func TestFencepostsOfDesiredDaemons(t *testing.T) {
+	half, quarter := intstr.FromString("50%"), intstr.FromString("25%")
+	ds := &appsv1.DaemonSet{Spec: appsv1.DaemonSetSpec{UpdateStrategy: appsv1.DaemonSetUpdateStrategy{
+		Type: appsv1.RollingUpdateDaemonSetStrategyType, RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: &half, MaxSurge: &quarter}}}}
+	for _, tc := range []struct {
+		desired        int
+		surge, unavail int32
+	}{{4, 1, 2}, {5, 2, 3}, {1, 1, 1}, {0, 0, 1}} {
+		s, u := fenceposts(ds, tc.desired)
+		if s != tc.surge || u != tc.unavail {
+			t.Errorf("desired %d: surge %d unavailable %d, want %d %d (both round up)", tc.desired, s, u, tc.surge, tc.unavail)
+		}
+	}
+}
