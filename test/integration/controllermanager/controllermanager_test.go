@@ -206,3 +206,79 @@ func checkPods(ctx context.Context, ns, version string) error {
 	}
 	return nil
 }
+
+// Two instances elect one leader through their own Lease (never kube-controller-
+// manager's); when the leader dies the other takes over and keeps working.
+func TestLeaderElectionFailover(t *testing.T) {
+	ctx := context.Background()
+	kc := env.WriteKubeconfig(t)
+	ns, err := env.Namespace(ctx, "leader-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	framework.FakeKubelet(kctx, env.Client, ns, nil)
+	a := startManager(t, kc)
+	b := startManager(t, kc)
+	framework.Eventually(t, 30*time.Second, "a leader", func() error {
+		l, err := env.Client.CoordinationV1().Leases("kube-system").Get(ctx, "kubeparts-controller-manager", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if ptr.Deref(l.Spec.HolderIdentity, "") == "" {
+			return fmt.Errorf("no holder")
+		}
+		return nil
+	})
+	if _, err := env.Client.CoordinationV1().Leases("kube-system").Get(ctx, "kube-controller-manager", metav1.GetOptions{}); err == nil {
+		t.Fatal("the stock manager's Lease was created by kubeparts")
+	}
+	// Kill one instance. Whether it led or not, a Lease renewed after its death proves a
+	// live leader: the other one, which already led or has taken over.
+	_ = a.cmd.Process.Signal(syscall.SIGKILL)
+	<-a.done
+	killedAt := time.Now()
+	framework.Eventually(t, 30*time.Second, "a live leader after the kill", func() error {
+		l, err := env.Client.CoordinationV1().Leases("kube-system").Get(ctx, "kubeparts-controller-manager", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if l.Spec.RenewTime == nil || !l.Spec.RenewTime.After(killedAt.Add(time.Second)) {
+			return fmt.Errorf("lease held by %q last renewed %v", ptr.Deref(l.Spec.HolderIdentity, ""), l.Spec.RenewTime)
+		}
+		return nil
+	})
+	if !leaderAlive(b) {
+		t.Fatal("the surviving instance exited")
+	}
+	labels := map[string]string{"app": "after-failover"}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "after-failover"},
+		Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](2), Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "registry.k8s.io/pause:3.10"}}}}},
+	}
+	if _, err := env.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, 60*time.Second, "the surviving instance rolls out", func() error {
+		cur, err := env.Client.AppsV1().Deployments(ns).Get(ctx, d.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if cur.Status.AvailableReplicas != 2 {
+			return fmt.Errorf("status %+v", cur.Status)
+		}
+		return nil
+	})
+}
+
+func leaderAlive(m *manager) bool {
+	select {
+	case <-m.done:
+		return false
+	default:
+		return true
+	}
+}
