@@ -83,12 +83,17 @@ bench: deps build upstream ## Benchmarks: Go benchmarks, controllers vs stock, `
 	@go test -count=1 -run '^$$' -bench . -benchtime 3x ./test/e2e/
 
 .PHONY: lint
-lint: ## gofmt, go vet, and golangci-lint when it is in bin/ or PATH.
-	@echo "lint: gofmt, go vet"
+lint: $(BIN)/staticcheck ## gofmt, go vet, staticcheck (and golangci-lint when it is in PATH).
+	@echo "lint: gofmt, go vet, staticcheck"
 	@bad=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
 	@go vet ./...
 	@(cd hack/upstream && go vet ./etcd)
+	@$(BIN)/staticcheck ./...
 	@if command -v golangci-lint >/dev/null; then golangci-lint run ./...; fi
+
+$(BIN)/staticcheck: hack/tools/go.mod
+	@echo "tools: building staticcheck"
+	@cd hack/tools && $(GO_BUILD) -o $(BIN)/staticcheck honnef.co/go/tools/cmd/staticcheck
 
 .PHONY: verify
 verify: generate manifests ## Regenerate and fail when the tree changed.

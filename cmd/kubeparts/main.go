@@ -38,7 +38,7 @@ func main() {
 	case "status":
 		err = status(os.Args[2:])
 	case "swap":
-		err = fmt.Errorf("swap is not implemented yet: stop the cluster and start it again with --stock=ROLE,...")
+		err = fmt.Errorf("swap is not implemented yet: stop the cluster and start it again with --stock=ROLE")
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

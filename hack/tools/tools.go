@@ -3,4 +3,7 @@
 // Package tools records the generator main packages this module builds.
 package tools
 
-import _ "sigs.k8s.io/controller-tools/cmd/controller-gen"
+import (
+	_ "honnef.co/go/tools/cmd/staticcheck"
+	_ "sigs.k8s.io/controller-tools/cmd/controller-gen"
+)

@@ -1,7 +1,6 @@
 package localcluster
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -222,6 +221,3 @@ func isZombie(stat string) bool {
 	i := strings.LastIndexByte(stat, ')')
 	return i >= 0 && len(stat) > i+2 && stat[i+2] == 'Z'
 }
-
-// errStopped is returned by waits interrupted by shutdown.
-var errStopped = errors.New("stopped")

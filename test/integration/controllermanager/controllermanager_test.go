@@ -127,7 +127,7 @@ func TestKillDuringLargeRollout(t *testing.T) {
 			},
 		},
 	}
-	if d, err = env.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+	if _, err = env.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	done := func(version string) func() error {

@@ -235,7 +235,7 @@ func TestHeartbeatLossEvictionAndRecovery(t *testing.T) {
 		}
 		return nil
 	})
-	if early := added.Add(3 * time.Second).Sub(time.Now()); early > time.Second {
+	if early := time.Until(added.Add(3 * time.Second)); early > time.Second {
 		t.Fatalf("patient pod evicted %v before its 3s toleration ran out", early)
 	}
 	p, _ := env.Client.CoreV1().Pods(ns).Get(ctx, "patient", metav1.GetOptions{})

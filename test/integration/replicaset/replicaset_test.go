@@ -305,7 +305,7 @@ func TestReplicaFailureFromQuota(t *testing.T) {
 	}
 	// No quota controller runs here: publish the status it would.
 	quota.Status = corev1.ResourceQuotaStatus{Hard: quota.Spec.Hard, Used: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("0")}}
-	if quota, err = env.Client.CoreV1().ResourceQuotas(ns).UpdateStatus(ctx, quota, metav1.UpdateOptions{}); err != nil {
+	if _, err = env.Client.CoreV1().ResourceQuotas(ns).UpdateStatus(ctx, quota, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	rs := createRS(t, newRS(ns, "quota", 4))
