@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -131,6 +132,9 @@ func TestUpLifecycle(t *testing.T) {
 	}
 	if out, err := kubectl(t, bin, kc, "get", "--raw", "/readyz"); err != nil || out != "ok" {
 		t.Fatalf("/readyz = %q, %v", out, err)
+	}
+	if out, err := exec.Command(filepath.Join(bin, "kubeparts"), "status", "--data-dir", dataDir).CombinedOutput(); err != nil || !strings.Contains(string(out), "is running") || !strings.Contains(string(out), "and ready") {
+		t.Errorf("kubeparts status on a running cluster: %v: %s", err, out)
 	}
 	if out, err := kubectl(t, bin, kc, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"); err != nil || out != "kubernetes-admin" {
 		t.Errorf("admin identity = %q, %v; want the x509 user kubernetes-admin", out, err)
@@ -365,6 +369,9 @@ func TestUpLifecycle(t *testing.T) {
 		t.Fatalf("up exited %d after SIGINT:\n%s", code, up.output())
 	}
 	assertNothingLeft(t, dataDir)
+	if out, err := exec.Command(filepath.Join(bin, "kubeparts"), "status", "--data-dir", dataDir).CombinedOutput(); err != nil || !strings.Contains(string(out), "is stopped") {
+		t.Errorf("kubeparts status after stop: %v: %s", err, out)
+	}
 
 	// A restart on the same data dir keeps the cluster's objects and runs the pod again.
 	restarted := time.Now()
@@ -443,4 +450,36 @@ func TestUpBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUpComponentCrash: when a component dies, up says which and why, stops the rest and
+// exits non-zero; nothing is left running.
+func TestUpComponentCrash(t *testing.T) {
+	needRoot(t)
+	bin := binDir(t)
+	dataDir := tempDataDir(t)
+	up := startUp(t, bin, "--data-dir", dataDir, "--port-base", "20443")
+	up.waitReady(t, 4*time.Minute)
+	var victim int
+	for _, line := range strings.Split(up.output(), "\n") {
+		if strings.Contains(line, "kube-scheduler ") && strings.Contains(line, "(pid ") {
+			pid := line[strings.LastIndex(line, "(pid ")+5 : strings.LastIndex(line, ")")]
+			victim, _ = strconv.Atoi(pid)
+		}
+	}
+	if victim == 0 {
+		t.Fatalf("no scheduler pid in:\n%s", up.output())
+	}
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-up.done:
+	case <-time.After(90 * time.Second):
+		t.Fatalf("up still running after its scheduler died:\n%s", up.output())
+	}
+	if code := up.cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(up.output(), "kube-scheduler signal: killed") {
+		t.Errorf("exit %d, output:\n%s\nwant exit 1 naming the dead scheduler", code, up.output())
+	}
+	assertNothingLeft(t, dataDir)
 }
