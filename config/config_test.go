@@ -14,7 +14,7 @@ import (
 // controllers kubeparts-controller-manager runs: one missing means two controllers
 // fighting over the same objects, one too many means nobody runs it.
 func TestStockControllersSwitchedOffMatchImplemented(t *testing.T) {
-	names := controllernames.Names()
+	names := controllernames.StockNames()
 	sort.Strings(names)
 	want := "*,-" + strings.Join(names, ",-")
 	re := regexp.MustCompile(`"(\*,-[a-z,-]+)"`)

@@ -6,11 +6,13 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/clientcmd"
@@ -25,6 +27,7 @@ import (
 	"github.com/kubeparts/kubeparts/controllers/internal/eventfilter"
 	"github.com/kubeparts/kubeparts/controllers/namespace"
 	"github.com/kubeparts/kubeparts/controllers/nodelifecycle"
+	"github.com/kubeparts/kubeparts/controllers/podgroup"
 	"github.com/kubeparts/kubeparts/controllers/replicaset"
 	"github.com/kubeparts/kubeparts/controllers/tainteviction"
 	"github.com/kubeparts/kubeparts/internal/controllernames"
@@ -64,7 +67,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.Controllers, "controllers", []string{"*"}, "controllers to run: '*' for all on by default, 'name' to enable, '-name' to disable; names as kube-controller-manager's (old short names accepted)")
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", 20, "QPS to use while talking with kube-apiserver")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", 30, "burst to use while talking with kube-apiserver")
-	fs.StringVar(&o.KubeAPIContentType, "kube-api-content-type", "application/vnd.kubernetes.protobuf", "content type of requests sent to apiserver")
+	fs.StringVar(&o.KubeAPIContentType, "kube-api-content-type", "application/vnd.kubernetes.protobuf", "content type of requests sent to apiserver (protobuf is used for built-in types, JSON for custom resources)")
 	fs.StringVar(&o.BindAddress, "bind-address", "0.0.0.0", "address of the secure /metrics endpoint")
 	fs.IntVar(&o.SecurePort, "secure-port", 10267, "port of the secure /metrics endpoint (authenticated and authorized through the apiserver); 0 disables it")
 	fs.StringVar(&o.HealthProbeAddress, "health-probe-bind-address", "127.0.0.1:10268", "address of the /healthz and /readyz endpoints; 0 disables them")
@@ -124,7 +127,12 @@ func Run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return fmt.Errorf("kubeconfig: %w", err)
 	}
-	cfg.QPS, cfg.Burst, cfg.ContentType = o.KubeAPIQPS, o.KubeAPIBurst, o.KubeAPIContentType
+	cfg.QPS, cfg.Burst = o.KubeAPIQPS, o.KubeAPIBurst
+	// controller-runtime already speaks protobuf for built-in types and must speak JSON
+	// to CRDs (PodGroup): only a request for JSON everywhere is passed on.
+	if o.KubeAPIContentType != runtime.ContentTypeProtobuf {
+		cfg.ContentType = o.KubeAPIContentType
+	}
 	cfg.UserAgent = "kubeparts-controller-manager"
 
 	metricsAddr := "0"
@@ -162,6 +170,11 @@ func Run(ctx context.Context, o *Options) error {
 	}
 	for _, name := range enabled {
 		if err := setups[name](ctx, mgr, o); err != nil {
+			if errors.Is(err, podgroup.ErrCRDMissing) {
+				// An optional API: the rest of the manager runs without it.
+				ctrl.Log.Error(err, "controller not started", "controller", name)
+				continue
+			}
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		ctrl.Log.Info("controller enabled", "controller", name)
@@ -204,6 +217,9 @@ var setups = map[string]func(context.Context, manager.Manager, *Options) error{
 		}
 		r := &namespace.Reconciler{Client: mgr.GetClient(), Clientset: cs, Discovery: cs.Discovery(), Metadata: mc}
 		return r.SetupWithManager(mgr, o.ConcurrentNSSyncs)
+	},
+	podgroup.Name: func(_ context.Context, mgr manager.Manager, _ *Options) error {
+		return (&podgroup.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)
 	},
 	nodelifecycle.Name: func(ctx context.Context, mgr manager.Manager, o *Options) error {
 		c := &nodelifecycle.Controller{Client: mgr.GetClient(), Recorder: eventfilter.New(mgr.GetEventRecorder(nodelifecycle.Name)), Options: o.NodeLifecycle}

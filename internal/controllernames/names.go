@@ -15,6 +15,9 @@ import (
 type Controller struct {
 	Name    string   // canonical, e.g. replicaset-controller
 	Aliases []string // old short names, e.g. replicaset
+	// KubepartsOnly marks a controller with no kube-controller-manager counterpart: it is
+	// never switched off in the stock manager (which would reject the unknown name).
+	KubepartsOnly bool
 }
 
 // Implemented are the controllers kubeparts-controller-manager can run, all enabled by
@@ -24,6 +27,7 @@ var Implemented = []Controller{
 	{Name: "deployment-controller", Aliases: []string{"deployment"}},
 	{Name: "namespace-controller", Aliases: []string{"namespace"}},
 	{Name: "node-lifecycle-controller", Aliases: []string{"nodelifecycle"}},
+	{Name: "podgroup-controller", KubepartsOnly: true},
 	{Name: "replicaset-controller", Aliases: []string{"replicaset"}},
 	{Name: "taint-eviction-controller"}, // new in 1.29: no old short name
 }
@@ -33,6 +37,18 @@ func Names() []string {
 	out := make([]string, len(Implemented))
 	for i, c := range Implemented {
 		out[i] = c.Name
+	}
+	return out
+}
+
+// StockNames returns the canonical names of the implemented controllers that replace a
+// kube-controller-manager one: what the stock manager must switch off.
+func StockNames() []string {
+	var out []string
+	for _, c := range Implemented {
+		if !c.KubepartsOnly {
+			out = append(out, c.Name)
+		}
 	}
 	return out
 }

@@ -175,6 +175,9 @@ func (c *Cluster) startAll(ctx context.Context) error {
 		if err := applyRBAC(ctx, c.client); err != nil {
 			return fmt.Errorf("RBAC for kubeparts-controller-manager: %w", err)
 		}
+		if err := applyCRDs(ctx, cfg); err != nil {
+			return fmt.Errorf("kubeparts CRDs: %w", err)
+		}
 		proc, err := c.run("kubeparts-controller-manager", p.binaries["kubeparts-controller-manager"], p.kubepartsControllerManagerArgs(certs), 10*time.Second)
 		if err != nil {
 			return err

@@ -72,7 +72,7 @@ func (p *plan) apiserverArgs(c *certs) []string {
 func (p *plan) stockControllers() string {
 	list := []string{"*"}
 	if p.runKubeparts[RoleControllerManager] {
-		for _, name := range controllernames.Names() {
+		for _, name := range controllernames.StockNames() {
 			list = append(list, "-"+name)
 		}
 	}

@@ -94,7 +94,7 @@ func TestPlanAnnouncesStockFallbacks(t *testing.T) {
 
 func TestStockControllers(t *testing.T) {
 	off := ""
-	for _, name := range controllernames.Names() {
+	for _, name := range controllernames.StockNames() {
 		off += ",-" + name
 	}
 	for _, tc := range []struct {

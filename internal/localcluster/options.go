@@ -198,7 +198,7 @@ func newPlan(o Options) (*plan, error) {
 			if role == RoleControllerManager {
 				need = append(need, pc.stock) // the rest of the stock controllers
 				p.notes = append(p.notes, fmt.Sprintf("%s: %s runs %s; stock %s runs the rest", role, pc.binary,
-					strings.Join(controllernames.Names(), ", "), pc.stock))
+					strings.Join(controllernames.StockNames(), ", "), pc.stock))
 			}
 		case pc.stock == "":
 			p.notes = append(p.notes, fmt.Sprintf("%s: %s is not implemented yet and no stock piece is built here; the role is left empty", role, pc.binary))

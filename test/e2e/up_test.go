@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -313,6 +314,29 @@ func TestUpLifecycle(t *testing.T) {
 		if out, err := kubectl(t, bin, kc, "apply", "--dry-run=server", "-k", filepath.Join(root, "config", "default")); err != nil {
 			t.Fatalf("config/default: %v\n%s", err, out)
 		}
+		// The PodGroup CRD is installed by up: a gang with minMember 0 is refused, a good
+		// one gets its status (Pending, no pods yet) from the podgroup-controller.
+		for name, min := range map[string]int{"bad": 0, "gang": 2} {
+			pg := filepath.Join(dataDir, "pg-"+name+".yaml")
+			doc := fmt.Sprintf("apiVersion: scheduling.kubeparts.dev/v1alpha1\nkind: PodGroup\nmetadata: {name: %s, namespace: e2e}\nspec: {minMember: %d}\n", name, min)
+			if err := os.WriteFile(pg, []byte(doc), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := kubectl(t, bin, kc, "apply", "-f", pg)
+			if min == 0 && (err == nil || !strings.Contains(out, "should be greater than or equal to 1")) {
+				t.Errorf("PodGroup with minMember 0: %v %s", err, out)
+			}
+			if min > 0 && err != nil {
+				t.Fatal(err)
+			}
+		}
+		eventually(t, 30*time.Second, "PodGroup status", func() error {
+			out, err := kubectl(t, bin, kc, "-n", "e2e", "get", "pg", "gang", "--no-headers")
+			if err != nil || !strings.Contains(out, "Pending") {
+				return &unexpected{out}
+			}
+			return nil
+		})
 		// The image `make image` builds loads into containerd and runs our binary.
 		archive := filepath.Join(t.TempDir(), "cm.tar")
 		build := exec.Command("go", "run", "./hack/images/build", "--binary", filepath.Join(bin, "kubeparts-controller-manager"),

@@ -20,7 +20,8 @@ import (
 
 // Env is a running control plane.
 type Env struct {
-	// Config is an admin client config for the apiserver.
+	// Config is an admin client config for the apiserver (content type left to the
+	// client: controller-runtime uses protobuf for built-in types, JSON for CRDs).
 	Config *rest.Config
 	Client kubernetes.Interface
 	// LogDir holds etcd.log and kube-apiserver.log.
@@ -97,10 +98,13 @@ func Start(name string) (*Env, error) {
 		e.closeLogs()
 		return nil, fmt.Errorf("start control plane (logs in %s): %w", logDir, err)
 	}
-	e.Config.ContentType = "application/vnd.kubernetes.protobuf"
 	// Test drivers (fake kubelets, fixtures) must never be the bottleneck.
 	e.Config.QPS, e.Config.Burst = 500, 1000
-	if e.Client, err = kubernetes.NewForConfig(e.Config); err != nil {
+	// Config stays content-type neutral: controller-runtime picks protobuf for built-in
+	// types and JSON for CRDs by itself; the clientset speaks protobuf.
+	cs := rest.CopyConfig(e.Config)
+	cs.ContentType = "application/vnd.kubernetes.protobuf"
+	if e.Client, err = kubernetes.NewForConfig(cs); err != nil {
 		_ = e.Stop()
 		return nil, err
 	}

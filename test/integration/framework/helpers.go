@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
@@ -59,4 +60,17 @@ func (e *Env) WriteKubeconfig(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// WithCRDs is a Main setup that installs kubeparts' CRDs (config/crd) and waits until
+// they are served.
+func WithCRDs() func(context.Context, *Env) error {
+	return func(_ context.Context, e *Env) error {
+		root, err := RepoRoot()
+		if err != nil {
+			return err
+		}
+		_, err = envtest.InstallCRDs(e.Config, envtest.CRDInstallOptions{Paths: []string{filepath.Join(root, "config", "crd")}, ErrorIfPathMissing: true})
+		return err
+	}
 }
