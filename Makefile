@@ -56,7 +56,7 @@ run: deps build upstream ## Start a local cluster in the foreground (Ctrl-C stop
 
 ##@ Test
 .PHONY: test
-test: deps build upstream lint test-unit test-integration test-e2e ## Everything CI runs: lint, unit, integration, e2e smoke.
+test: deps build upstream lint verify test-unit test-integration test-e2e ## Everything CI runs: lint, generated files, unit, integration, e2e.
 
 .PHONY: test-unit
 test-unit: ## Unit tests (no apiserver).
@@ -97,7 +97,8 @@ $(BIN)/staticcheck: hack/tools/go.mod
 
 .PHONY: verify
 verify: generate manifests ## Regenerate and fail when the tree changed.
-	@git diff --exit-code -- api config
+	@echo "verify: generated code and CRDs are up to date"
+	@git diff --exit-code -- api config || { echo "verify: run make generate manifests and commit the result"; exit 1; }
 
 .PHONY: clean
 clean: ## Remove built kubeparts binaries (keeps the stock ones).
