@@ -5,7 +5,6 @@ import (
 	"errors"
 	"sort"
 	"strconv"
-	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -31,6 +30,7 @@ import (
 	"github.com/kubeparts/kubeparts/controllers/internal/controllerref"
 	"github.com/kubeparts/kubeparts/controllers/internal/expectations"
 	"github.com/kubeparts/kubeparts/controllers/internal/metrics"
+	"github.com/kubeparts/kubeparts/controllers/internal/podcontrol"
 )
 
 // Name is the controller's canonical kube-controller-manager name.
@@ -279,59 +279,14 @@ func (r *Reconciler) recheck(ds *appsv1.DaemonSet) func(context.Context) error {
 
 // apply creates and deletes the pods the plan asks for, under expectations.
 func (r *Reconciler) apply(ctx context.Context, ds *appsv1.DaemonSet, key, hash string, p *plan) error {
-	var deleteKeys []string
-	for _, pod := range p.remove {
-		deleteKeys = append(deleteKeys, pod.Namespace+"/"+pod.Name)
+	deleteKeys := make([]string, len(p.remove))
+	for i, pod := range p.remove {
+		deleteKeys[i] = pod.Namespace + "/" + pod.Name
 	}
 	r.Expectations.Expect(key, len(p.create), deleteKeys)
-	var mu sync.Mutex
-	var errs []error
-	var wg sync.WaitGroup
-	for _, node := range p.create {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			pod := newPod(ds, node, hash)
-			err := r.Client.Create(ctx, pod)
-			switch {
-			case err == nil:
-				metrics.PodsCreated.WithLabelValues(Name).Inc()
-				r.Recorder.Eventf(ds, pod, corev1.EventTypeNormal, "SuccessfulCreate", "Create", "Created pod: %v", pod.Name)
-			case apierrors.IsTimeout(err):
-			default:
-				r.Expectations.CreationObserved(key)
-				if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
-					return
-				}
-				r.Recorder.Eventf(ds, nil, corev1.EventTypeWarning, "FailedCreate", "Create", "Error creating: %v", err)
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}()
-	}
-	for i, pod := range p.remove {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := r.Client.Delete(ctx, pod, client.Preconditions{UID: &pod.UID})
-			switch {
-			case err == nil:
-				metrics.PodsDeleted.WithLabelValues(Name).Inc()
-				r.Recorder.Eventf(ds, pod, corev1.EventTypeNormal, "SuccessfulDelete", "Delete", "Deleted pod: %v", pod.Name)
-			case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
-				r.Expectations.DeletionObserved(key, deleteKeys[i])
-			default:
-				r.Expectations.DeletionObserved(key, deleteKeys[i])
-				r.Recorder.Eventf(ds, pod, corev1.EventTypeWarning, "FailedDelete", "Delete", "Error deleting: %v", err)
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	pods := &podcontrol.Control{Client: r.Client, Recorder: r.Recorder, Expectations: r.Expectations, Controller: Name}
+	createErr := pods.Create(ctx, ds, key, len(p.create), func(i int) *corev1.Pod { return newPod(ds, p.create[i], hash) })
+	return errors.Join(createErr, pods.Delete(ctx, ds, key, p.remove, deleteKeys))
 }
 
 // newPod is the DaemonSet's pod for node: the template, the revision hash, the default

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -22,6 +21,7 @@ import (
 	"github.com/kubeparts/kubeparts/controllers/internal/controllerref"
 	"github.com/kubeparts/kubeparts/controllers/internal/expectations"
 	"github.com/kubeparts/kubeparts/controllers/internal/metrics"
+	"github.com/kubeparts/kubeparts/controllers/internal/podcontrol"
 )
 
 // Name is the controller's canonical kube-controller-manager name.
@@ -160,12 +160,7 @@ func (r *Reconciler) manageReplicas(ctx context.Context, rs *appsv1.ReplicaSet, 
 	case diff < 0:
 		n := min(-diff, r.Burst)
 		r.Expectations.ExpectCreations(key, n)
-		created, err := slowStartBatch(n, func() error { return r.createPod(ctx, rs, key) })
-		// Pods never attempted will never show up: stop expecting them.
-		for range n - created - countFailures(err) {
-			r.Expectations.CreationObserved(key)
-		}
-		return err
+		return r.pods().Create(ctx, rs, key, n, func(int) *corev1.Pod { return podFromTemplate(rs) })
 	case diff > 0:
 		n := min(diff, r.Burst)
 		related, err := r.relatedPods(ctx, rs, owned)
@@ -178,72 +173,9 @@ func (r *Reconciler) manageReplicas(ctx context.Context, rs *appsv1.ReplicaSet, 
 			keys[i] = types.NamespacedName{Namespace: p.Namespace, Name: p.Name}.String()
 		}
 		r.Expectations.ExpectDeletions(key, keys)
-		return r.deletePods(ctx, rs, victims, keys, key)
+		return r.pods().Delete(ctx, rs, key, victims, keys)
 	}
 	return nil
-}
-
-// createPod creates one pod from the template. A failed create is not expected any more,
-// except a timeout: the pod may exist and will show up in the cache.
-func (r *Reconciler) createPod(ctx context.Context, rs *appsv1.ReplicaSet, key string) error {
-	pod := podFromTemplate(rs)
-	err := r.Client.Create(ctx, pod)
-	if err == nil {
-		metrics.PodsCreated.WithLabelValues(Name).Inc()
-		r.Recorder.Eventf(rs, pod, corev1.EventTypeNormal, "SuccessfulCreate", "Create", "Created pod: %v", pod.Name)
-		return nil
-	}
-	if apierrors.IsTimeout(err) {
-		return nil
-	}
-	r.Expectations.CreationObserved(key)
-	if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
-		return nil // the namespace is going away with the ReplicaSet
-	}
-	r.Recorder.Eventf(rs, nil, corev1.EventTypeWarning, "FailedCreate", "Create", "Error creating: %v", err)
-	return &createError{err}
-}
-
-type createError struct{ error }
-
-func (e *createError) Unwrap() error { return e.error }
-
-// countFailures counts the failed creations slowStartBatch joined into err.
-func countFailures(err error) int {
-	if err == nil {
-		return 0
-	}
-	if joined, ok := err.(interface{ Unwrap() []error }); ok {
-		return len(joined.Unwrap())
-	}
-	return 1
-}
-
-func (r *Reconciler) deletePods(ctx context.Context, rs *appsv1.ReplicaSet, victims []*corev1.Pod, keys []string, key string) error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(victims))
-	for i, p := range victims {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// Preconditions: delete exactly the pod ranked, not a namesake.
-			err := r.Client.Delete(ctx, p, client.Preconditions{UID: &p.UID})
-			switch {
-			case err == nil:
-				metrics.PodsDeleted.WithLabelValues(Name).Inc()
-				r.Recorder.Eventf(rs, p, corev1.EventTypeNormal, "SuccessfulDelete", "Delete", "Deleted pod: %v", p.Name)
-			case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
-				// Already gone (or replaced): its deletion will not be observed as ours.
-				r.Expectations.DeletionObserved(key, keys[i])
-			default:
-				r.Expectations.DeletionObserved(key, keys[i])
-				r.Recorder.Eventf(rs, p, corev1.EventTypeWarning, "FailedDelete", "Delete", "Error deleting: %v", err)
-				errs[i] = err
-			}
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
 }
 
 // relatedPods are the active pods of every ReplicaSet with the same controller as rs
@@ -276,36 +208,8 @@ func (r *Reconciler) relatedPods(ctx context.Context, rs *appsv1.ReplicaSet, own
 	return related, nil
 }
 
-// slowStartBatch calls fn count times in batches of 1, 2, 4, ... run in parallel, and
-// stops after the first batch with a failure, so that a quota or admission problem costs
-// one failed request rather than hundreds. It returns the successes and the failures.
-func slowStartBatch(count int, fn func() error) (int, error) {
-	done := 0
-	var failures []error
-	for batch := 1; done < count; batch *= 2 {
-		batch = min(batch, count-done)
-		errs := make([]error, batch)
-		var wg sync.WaitGroup
-		for i := range batch {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = fn()
-			}()
-		}
-		wg.Wait()
-		for _, err := range errs {
-			if err != nil {
-				failures = append(failures, err)
-			} else {
-				done++
-			}
-		}
-		if len(failures) > 0 {
-			return done, errors.Join(failures...)
-		}
-	}
-	return done, nil
+func (r *Reconciler) pods() *podcontrol.Control {
+	return &podcontrol.Control{Client: r.Client, Recorder: r.Recorder, Expectations: r.Expectations, Controller: Name}
 }
 
 // podFromTemplate is a pod of rs: the template's labels, annotations, finalizers and
