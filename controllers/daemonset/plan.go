@@ -56,12 +56,15 @@ func planFor(ds *appsv1.DaemonSet, nodes []corev1.Node, podsByNode map[string][]
 			}
 			continue
 		}
-		if !shouldRun && len(live) == 0 {
+		if !shouldRun {
+			// Kept (only NoExecute evicts a daemon) but not where it would be placed now:
+			// counted as misscheduled, as stock does, and left out of rollouts.
+			if len(live) > 0 {
+				p.misscheduled++
+			}
 			continue
 		}
-		if shouldRun {
-			p.desired++
-		}
+		p.desired++
 		st := nodeState{name: node.Name}
 		for _, pod := range live { // oldest first
 			isNew := pod.Labels[appsv1.DefaultDaemonSetUniqueLabelKey] == hash

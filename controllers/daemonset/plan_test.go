@@ -135,3 +135,18 @@ func TestFencepostsOfDesiredDaemons(t *testing.T) {
 		}
 	}
 }
+
+// A daemon on a node that became NoSchedule-tainted stays, counted as misscheduled.
+func TestPlanKeepsNoScheduleDaemonAsMisscheduled(t *testing.T) {
+	nodes := threeNodes()
+	nodes[0].Spec.Taints = []corev1.Taint{{Key: "dedicated", Effect: corev1.TaintEffectNoSchedule}}
+	pods := map[string][]*corev1.Pod{
+		"a": {daemonPod("a", "cur", time.Minute, corev1.PodRunning)},
+		"b": {daemonPod("b", "cur", time.Minute, corev1.PodRunning)},
+		"c": {daemonPod("c", "cur", time.Minute, corev1.PodRunning)},
+	}
+	p := planFor(dsWith(appsv1.RollingUpdateDaemonSetStrategyType, 0, 1), nodes, pods, "cur", now)
+	if len(p.remove) != 0 || len(p.create) != 0 || p.misscheduled != 1 || p.desired != 2 || p.current != 2 {
+		t.Fatalf("plan %+v: want the tainted node's daemon kept and counted misscheduled", p)
+	}
+}
