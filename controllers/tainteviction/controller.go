@@ -3,10 +3,12 @@ package tainteviction
 import (
 	"context"
 	"slices"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -18,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/kubeparts/kubeparts/controllers/internal/metrics"
 	"github.com/kubeparts/kubeparts/controllers/internal/podindex"
 )
 
@@ -29,6 +32,11 @@ type Reconciler struct {
 	Client   client.Client
 	Recorder events.EventRecorder
 	Clock    clock.PassiveClock
+
+	// pending holds the pods whose eviction is scheduled (waiting out a toleration), so
+	// that a taint removed in time is reported as a cancelled eviction.
+	mu      sync.Mutex
+	pending map[types.NamespacedName]bool
 }
 
 // SetupWithManager registers the controller with workers parallel reconciles.
@@ -36,6 +44,8 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, wor
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
+	r.pending = map[types.NamespacedName]bool{}
+	metrics.Register()
 	if err := podindex.Register(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
@@ -47,7 +57,6 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, wor
 				o, n := e.ObjectOld.(*corev1.Pod), e.ObjectNew.(*corev1.Pod)
 				return o.Spec.NodeName != n.Spec.NodeName || len(o.Spec.Tolerations) != len(n.Spec.Tolerations)
 			},
-			DeleteFunc: func(event.DeleteEvent) bool { return false },
 		})).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.podsOfNode), builder.WithPredicates(predicate.Funcs{
 			UpdateFunc: func(e event.UpdateEvent) bool {
@@ -86,6 +95,9 @@ func (r *Reconciler) podsOfNode(ctx context.Context, obj client.Object) []reconc
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	pod := &corev1.Pod{}
 	if err := r.Client.Get(ctx, req.NamespacedName, pod); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.setPending(req.NamespacedName, false)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if pod.Spec.NodeName == "" || pod.DeletionTimestamp != nil {
@@ -97,12 +109,31 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	at, evict := evictionTime(pod, node.Spec.Taints)
 	if !evict {
+		if r.setPending(req.NamespacedName, false) {
+			r.Recorder.Eventf(pod, nil, corev1.EventTypeNormal, "TaintManagerEviction", "Cancel", "Cancelling deletion of Pod %s", client.ObjectKeyFromObject(pod))
+		}
 		return ctrl.Result{}, nil
 	}
 	if wait := at.Sub(r.Clock.Now()); wait > 0 {
+		r.setPending(req.NamespacedName, true)
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
+	r.setPending(req.NamespacedName, false)
 	return ctrl.Result{}, r.evict(ctx, pod)
+}
+
+// setPending records whether the pod's eviction is scheduled and reports whether it was.
+func (r *Reconciler) setPending(key types.NamespacedName, pending bool) (was bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	was = r.pending[key]
+	if pending {
+		r.pending[key] = true
+	} else {
+		delete(r.pending, key)
+	}
+	metrics.PendingEvictions.Set(float64(len(r.pending)))
+	return was
 }
 
 // evict records why the pod goes (DisruptionTarget condition, event) and deletes it.

@@ -21,10 +21,15 @@ var (
 		Name: "kubeparts_controller_pods_deleted_total",
 		Help: "Pods deleted by a kubeparts workload controller.",
 	}, []string{"controller"})
+	// PendingEvictions counts the pods whose eviction waits for a toleration to run out.
+	PendingEvictions = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "kubeparts_taint_eviction_pending_pods",
+		Help: "Pods on NoExecute-tainted nodes whose eviction waits for their tolerationSeconds.",
+	})
 	registerOnce sync.Once
 )
 
 // Register adds the counters to the registry once, whichever controller asks first.
 func Register() {
-	registerOnce.Do(func() { metrics.Registry.MustRegister(PodsCreated, PodsDeleted) })
+	registerOnce.Do(func() { metrics.Registry.MustRegister(PodsCreated, PodsDeleted, PendingEvictions) })
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/kubeparts/kubeparts/controllers/nodelifecycle"
 	"github.com/kubeparts/kubeparts/controllers/tainteviction"
@@ -290,6 +292,49 @@ func TestConditionTaints(t *testing.T) {
 	eventually(t, "cordon taint added, operator taint kept", wantTaints(t, "pressure-b", "dedicated:NoSchedule", corev1.TaintNodeUnschedulable+":NoSchedule"))
 }
 
+// A taint removed before a pod's toleration runs out cancels its eviction, and says so.
+func TestEvictionCancelled(t *testing.T) {
+	ctx := context.Background()
+	startKubelet(t, "steady-e", "zone-e", corev1.ConditionTrue)
+	ns, err := env.Namespace(ctx, "cancel-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	podOn(t, ns, "waiting", "steady-e", corev1.Toleration{Key: "example.com/maintenance", Operator: corev1.TolerationOpExists,
+		Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](30)})
+	setTaints := func(taints []corev1.Taint) {
+		n := node(t, "steady-e")
+		n.Spec.Taints = taints
+		if _, err := env.Client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := metav1.Now()
+	setTaints([]corev1.Taint{{Key: "example.com/maintenance", Effect: corev1.TaintEffectNoExecute, TimeAdded: &now}})
+	eventually(t, "eviction scheduled", func() error {
+		if n := gauge(t, "kubeparts_taint_eviction_pending_pods"); n < 1 {
+			return fmt.Errorf("kubeparts_taint_eviction_pending_pods = %v", n)
+		}
+		return nil
+	})
+	setTaints(nil)
+	eventually(t, "cancellation event", func() error {
+		evs, err := env.Client.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Reason == "TaintManagerEviction" && strings.HasPrefix(e.Note, "Cancelling deletion of Pod") {
+				return nil
+			}
+		}
+		return fmt.Errorf("%d events, none cancelling", len(evs.Items))
+	})
+	if evicted(t, ns, "waiting") {
+		t.Fatal("pod evicted although the taint was lifted within its toleration")
+	}
+}
+
 // When every node of every zone goes silent the control plane is the likelier culprit:
 // no NoExecute taint, so nothing is evicted.
 func TestFullDisruptionStopsEvictions(t *testing.T) {
@@ -326,4 +371,20 @@ func readyCondition(n *corev1.Node) *corev1.NodeCondition {
 		}
 	}
 	return nil
+}
+
+// gauge reads a gauge from controller-runtime's registry, where the controllers under
+// test (in this process) publish their metrics.
+func gauge(t *testing.T, name string) float64 {
+	t.Helper()
+	families, err := crmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name && len(f.GetMetric()) > 0 {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return 0
 }
