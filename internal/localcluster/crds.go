@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"path"
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -30,6 +31,9 @@ func applyCRDs(ctx context.Context, cfg *rest.Config) error {
 	}
 	var names []string
 	for _, name := range files {
+		if path.Base(name) == "kustomization.yaml" {
+			continue
+		}
 		data, err := config.CRDs.ReadFile(name)
 		if err != nil {
 			return err
