@@ -92,7 +92,7 @@ type required struct {
 	affinity nodeaffinity.RequiredNodeAffinity
 }
 
-func (*required) Clone() fwk.StateData { return nil } // read-only
+func (r *required) Clone() fwk.StateData { return r } // read-only, shared by clones
 
 func requiredTerms(pod *corev1.Pod) *corev1.NodeSelector {
 	if a := pod.Spec.Affinity; a != nil && a.NodeAffinity != nil {
@@ -171,7 +171,7 @@ type preferred struct {
 	terms *nodeaffinity.PreferredSchedulingTerms
 }
 
-func (*preferred) Clone() fwk.StateData { return nil }
+func (p *preferred) Clone() fwk.StateData { return p } // read-only
 
 func preferredTerms(pod *corev1.Pod) (*nodeaffinity.PreferredSchedulingTerms, error) {
 	if a := pod.Spec.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution != nil {

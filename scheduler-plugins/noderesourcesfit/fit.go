@@ -80,7 +80,9 @@ type podRequests struct {
 	scalarNames []corev1.ResourceName
 }
 
-func (*podRequests) Clone() fwk.StateData { return nil } // read-only after PreFilter
+// Clone shares the state: it is never written after PreFilter, and the
+// framework clones cycle states (preemption, nominated pods) expecting a value.
+func (r *podRequests) Clone() fwk.StateData { return r }
 
 func (r *podRequests) empty() bool {
 	return r.milliCPU == 0 && r.memory == 0 && r.ephemeral == 0 && len(r.scalar) == 0
@@ -201,7 +203,7 @@ func (f *Fit) servedByDRA(name corev1.ResourceName, ni fwk.NodeInfo) bool {
 // non-zero defaults applied to containers that request no cpu or memory.
 type scoreState struct{ requests []int64 }
 
-func (*scoreState) Clone() fwk.StateData { return nil }
+func (s *scoreState) Clone() fwk.StateData { return s } // read-only
 
 // PreScore computes the per-resource requests used by Score.
 func (f *Fit) PreScore(_ context.Context, state fwk.CycleState, pod *corev1.Pod, _ []fwk.NodeInfo) *fwk.Status {

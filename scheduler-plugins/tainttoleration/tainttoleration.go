@@ -71,7 +71,7 @@ func (pl *TaintToleration) Filter(ctx context.Context, _ fwk.CycleState, pod *co
 // preferTolerations are the tolerations that can match a PreferNoSchedule taint.
 type preferTolerations []corev1.Toleration
 
-func (preferTolerations) Clone() fwk.StateData { return nil }
+func (p preferTolerations) Clone() fwk.StateData { return p } // read-only
 
 // PreScore keeps the tolerations Score needs.
 func (pl *TaintToleration) PreScore(_ context.Context, state fwk.CycleState, pod *corev1.Pod, _ []fwk.NodeInfo) *fwk.Status {

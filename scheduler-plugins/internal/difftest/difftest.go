@@ -272,6 +272,9 @@ func (e *Env) Filter(ctx context.Context, pl fwk.Plugin, pod *corev1.Pod) []*fwk
 	if !ok {
 		return out
 	}
+	// Filter on a clone, as preemption and nominated pods make the framework do:
+	// state that does not survive Clone breaks there first.
+	state = state.Clone()
 	for i, ni := range e.NodeInfos {
 		if out[i] != nil {
 			continue
