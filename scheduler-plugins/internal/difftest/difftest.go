@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,6 +24,7 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/backend/cache"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
+	schedmetrics "k8s.io/kubernetes/pkg/scheduler/metrics"
 )
 
 // Cluster is a generated set of nodes and the pods already bound to them.
@@ -195,6 +197,8 @@ func RandomContainer(r *rand.Rand, name string) corev1.Container {
 	return c
 }
 
+var registerMetrics sync.Once
+
 // Env is the framework handle and node infos both plugins under comparison run with.
 type Env struct {
 	Handle    fwk.Handle
@@ -207,6 +211,9 @@ type Env struct {
 // NodeInfos follow the order of c.Nodes.
 func NewEnv(t testing.TB, c *Cluster, objs ...runtime.Object) *Env {
 	t.Helper()
+	// The framework's parallelizer reports through the scheduler metrics and
+	// panics while they are unregistered.
+	registerMetrics.Do(schedmetrics.Register)
 	snapshot := cache.NewSnapshot(c.Pods, c.Nodes)
 	client := fake.NewClientset(objs...)
 	inf := informers.NewSharedInformerFactory(client, 0)
