@@ -5,6 +5,10 @@ SHELL := /usr/bin/env bash
 
 BIN        := $(CURDIR)/bin
 GO_BUILD   := CGO_ENABLED=0 go build -trimpath
+# The upstream runtimes inside our binaries (scheduler, apiserver) report this
+# version; unset they say v0.0.0-master and version checks misbehave.
+VPKG := k8s.io/component-base/version
+VERSION_LDFLAGS := -X $(VPKG).gitVersion=v1.36.3+kubeparts -X $(VPKG).gitMajor=1 -X $(VPKG).gitMinor=36 -X $(VPKG).gitTreeState=clean
 BINARIES   := kubeparts kubeparts-apiserver kubeparts-controller-manager kubeparts-scheduler kubeparts-nodeagent
 UP_FLAGS   ?=
 TEST_FLAGS ?=
@@ -25,13 +29,15 @@ deps: ## Install Debian packages (as root) and download Go modules.
 build: ## Build the kubeparts binaries and the sandbox (pause) binary into bin/.
 	@echo "build: kubeparts binaries into bin/"
 	@mkdir -p $(BIN)
-	@$(GO_BUILD) -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
+	@$(GO_BUILD) -ldflags '$(VERSION_LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
 	@$(GO_BUILD) -ldflags '-s -w' -o $(BIN)/pause ./hack/images/pause
 
 .PHONY: image
-image: build ## Build kubeparts-controller-manager's image as an OCI archive in bin/images/ (ctr import / kind load).
-	@go run ./hack/images/build --binary $(BIN)/kubeparts-controller-manager --name kubeparts/kubeparts-controller-manager:dev --out $(BIN)/images/kubeparts-controller-manager.tar
-	@echo "image: $(BIN)/images/kubeparts-controller-manager.tar (kubeparts/kubeparts-controller-manager:dev)"
+IMAGES := kubeparts-controller-manager kubeparts-scheduler
+image: build ## Build the in-cluster images (controller manager, scheduler) as OCI archives in bin/images/ (ctr import / kind load).
+	@for i in $(IMAGES); do \
+	  go run ./hack/images/build --binary $(BIN)/$$i --name kubeparts/$$i:dev --out $(BIN)/images/$$i.tar && \
+	  echo "image: $(BIN)/images/$$i.tar (kubeparts/$$i:dev)"; done
 
 .PHONY: upstream
 upstream: ## Build the stock v1.36.3 binaries and etcd into bin/ (skipped when built).

@@ -14,3 +14,10 @@ var RBAC embed.FS
 //
 //go:embed crd/*.yaml
 var CRDs embed.FS
+
+// SchedulerProfile is config/scheduler/profile.yaml, the KubeSchedulerConfiguration
+// that makes kubeparts-scheduler the default scheduler (`kubeparts up` runs it
+// with its own kubeconfig path and ports).
+//
+//go:embed scheduler/profile.yaml
+var SchedulerProfile []byte

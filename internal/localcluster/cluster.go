@@ -171,13 +171,15 @@ func (c *Cluster) startAll(ctx context.Context) error {
 		return err
 	}
 	var started []*process
-	if p.runKubeparts[RoleControllerManager] {
+	if p.runKubeparts[RoleControllerManager] || p.runKubeparts[RoleScheduler] {
 		if err := applyRBAC(ctx, c.client); err != nil {
-			return fmt.Errorf("RBAC for kubeparts-controller-manager: %w", err)
+			return fmt.Errorf("RBAC for kubeparts pieces: %w", err)
 		}
 		if err := applyCRDs(ctx, cfg); err != nil {
 			return fmt.Errorf("kubeparts CRDs: %w", err)
 		}
+	}
+	if p.runKubeparts[RoleControllerManager] {
 		proc, err := c.run("kubeparts-controller-manager", p.binaries["kubeparts-controller-manager"], p.kubepartsControllerManagerArgs(certs), 10*time.Second)
 		if err != nil {
 			return err
@@ -193,6 +195,17 @@ func (c *Cluster) startAll(ctx context.Context) error {
 	}
 	if p.binaries["kube-scheduler"] != "" {
 		proc, err := c.run("kube-scheduler", p.binaries["kube-scheduler"], p.schedulerArgs(certs), 10*time.Second)
+		if err != nil {
+			return err
+		}
+		started = append(started, proc)
+	}
+	if p.runKubeparts[RoleScheduler] {
+		args, err := p.kubepartsSchedulerArgs(certs)
+		if err != nil {
+			return err
+		}
+		proc, err := c.run("kubeparts-scheduler", p.binaries["kubeparts-scheduler"], args, 10*time.Second)
 		if err != nil {
 			return err
 		}
@@ -214,6 +227,7 @@ func (c *Cluster) startAll(ctx context.Context) error {
 	urls := map[string]string{
 		"kube-controller-manager":      fmt.Sprintf("https://127.0.0.1:%d/healthz", p.ports.ControllerManager),
 		"kube-scheduler":               fmt.Sprintf("https://127.0.0.1:%d/healthz", p.ports.Scheduler),
+		"kubeparts-scheduler":          fmt.Sprintf("https://127.0.0.1:%d/healthz", p.ports.Scheduler),
 		"kubeparts-controller-manager": fmt.Sprintf("http://127.0.0.1:%d/readyz", p.ports.KubepartsCMHealth),
 	}
 	for _, proc := range started {

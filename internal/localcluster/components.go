@@ -2,9 +2,13 @@ package localcluster
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubeparts/kubeparts/config"
 	"github.com/kubeparts/kubeparts/internal/controllernames"
 )
 
@@ -125,4 +129,32 @@ func (p *plan) controllerManagerArgs(c *certs) []string {
 
 func (p *plan) schedulerArgs(c *certs) []string {
 	return p.servingArgs(c.scheduler, "kube-scheduler", p.ports.Scheduler)
+}
+
+// kubepartsSchedulerArgs runs kubeparts-scheduler with the shipped profile
+// (config/scheduler/profile.yaml), pointed at this cluster's kubeconfig and
+// without leader election like the other components here. With --config the
+// scheduler ignores --kubeconfig and --leader-elect, so both go in the file.
+func (p *plan) kubepartsSchedulerArgs(c *certs) ([]string, error) {
+	var cfg map[string]any
+	if err := yaml.Unmarshal(config.SchedulerProfile, &cfg); err != nil {
+		return nil, fmt.Errorf("shipped scheduler profile: %w", err)
+	}
+	cfg["clientConnection"] = map[string]any{"kubeconfig": c.scheduler}
+	cfg["leaderElection"] = map[string]any{"leaderElect": false}
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(p.layout.Kubeconfigs, "kubeparts-scheduler.yaml")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return nil, err
+	}
+	var args []string
+	for _, a := range p.servingArgs(c.scheduler, "kubeparts-scheduler", p.ports.Scheduler) {
+		if !strings.HasPrefix(a, "--kubeconfig=") && !strings.HasPrefix(a, "--leader-elect=") {
+			args = append(args, a)
+		}
+	}
+	return append(args, "--config="+path), nil
 }

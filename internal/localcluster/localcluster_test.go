@@ -22,7 +22,7 @@ func fakeBinDir(t *testing.T, names ...string) string {
 	return dir
 }
 
-var allStock = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "pause", "kubeparts-controller-manager"}
+var allStock = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "pause", "kubeparts-controller-manager", "kubeparts-scheduler"}
 
 func TestNewPlanRejectsBadInput(t *testing.T) {
 	bins := fakeBinDir(t, allStock...)
@@ -55,7 +55,7 @@ func TestMissingBinariesAreAllNamed(t *testing.T) {
 	if err == nil {
 		t.Fatal("plan accepted a bin dir without the controller manager, scheduler, kubelet and pause")
 	}
-	for _, b := range []string{"kube-controller-manager", "kube-scheduler", "kubelet", "pause"} {
+	for _, b := range []string{"kube-controller-manager", "kubeparts-scheduler", "kubelet", "pause"} {
 		if !strings.Contains(err.Error(), b) {
 			t.Errorf("error %q does not name %s", err, b)
 		}

@@ -38,7 +38,7 @@ type piece struct {
 
 var pieces = map[string]piece{
 	RoleControllerManager: {binary: "kubeparts-controller-manager", stock: "kube-controller-manager", implemented: true},
-	RoleScheduler:         {binary: "kubeparts-scheduler", stock: "kube-scheduler"},
+	RoleScheduler:         {binary: "kubeparts-scheduler", stock: "kube-scheduler", implemented: true},
 	// The stock piece of the API-extension role is metrics-server, which is not built by
 	// hack/upstream (its module pins other Kubernetes libraries): while kubeparts-apiserver
 	// is missing, metrics.k8s.io is simply not served.
