@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework/plugins/feature"
 	intree "k8s.io/kubernetes/pkg/scheduler/framework/plugins/tainttoleration"
@@ -18,21 +17,10 @@ import (
 // TestDifferential compares Filter verdicts and normalized PreferNoSchedule
 // scores with the in-tree TaintToleration.
 func TestDifferential(t *testing.T) {
-	ctx := context.Background()
-	difftest.Run(t, 3000, func(r *rand.Rand) (*difftest.Cluster, *corev1.Pod, []runtime.Object) {
-		c := difftest.RandomCluster(r, difftest.ClusterOptions{})
-		pod := difftest.RandomPod(r, "pending")
-		difftest.AddTolerations(r, pod)
-		return c, pod, nil
-	}, func(t testing.TB, env *difftest.Env) (fwk.Plugin, fwk.Plugin) {
-		stock, err := intree.New(ctx, nil, env.Handle, feature.Features{EnableSchedulingQueueHint: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ours, err := tainttoleration.New(ctx, nil, env.Handle)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return stock, ours
-	})
+	difftest.RunPods(t, 3000,
+		func(r *rand.Rand, pod *corev1.Pod, _ *difftest.Cluster) { difftest.AddTolerations(r, pod) },
+		func(ctx context.Context, h fwk.Handle) (fwk.Plugin, error) {
+			return intree.New(ctx, nil, h, feature.Features{EnableSchedulingQueueHint: true})
+		},
+		func(ctx context.Context, h fwk.Handle) (fwk.Plugin, error) { return tainttoleration.New(ctx, nil, h) })
 }

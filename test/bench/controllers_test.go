@@ -27,7 +27,8 @@ import (
 
 var env *framework.Env
 
-func TestMain(m *testing.M) { os.Exit(framework.Main(m, "bench", &env)) }
+// CRDs: kubeparts-scheduler watches PodGroups.
+func TestMain(m *testing.M) { os.Exit(framework.Main(m, "bench", &env, framework.WithCRDs())) }
 
 // implementation is a controller manager under test, started with the same client QPS,
 // burst, content type and worker counts as the other.

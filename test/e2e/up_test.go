@@ -46,6 +46,22 @@ spec:
         image: registry.k8s.io/pause:3.10
 `
 
+// gangPods are the two members of PodGroup e2e/gang (minMember 2).
+const gangPods = `apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: gang-0, namespace: e2e, labels: {scheduling.kubeparts.dev/pod-group: gang}}
+  spec:
+    containers: [{name: c, image: registry.k8s.io/pause:3.10, imagePullPolicy: Never}]
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: gang-1, namespace: e2e, labels: {scheduling.kubeparts.dev/pod-group: gang}}
+  spec:
+    containers: [{name: c, image: registry.k8s.io/pause:3.10, imagePullPolicy: Never}]
+`
+
 // imageProbePod runs the built image with a bad flag: its log proves the binary runs.
 const imageProbePod = `apiVersion: v1
 kind: Pod
@@ -311,8 +327,10 @@ func TestUpLifecycle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if out, err := kubectl(t, bin, kc, "apply", "--dry-run=server", "-k", filepath.Join(root, "config", "default")); err != nil {
-			t.Fatalf("config/default: %v\n%s", err, out)
+		for _, dir := range []string{"default", "scheduler"} {
+			if out, err := kubectl(t, bin, kc, "apply", "--dry-run=server", "-k", filepath.Join(root, "config", dir)); err != nil {
+				t.Fatalf("config/%s: %v\n%s", dir, err, out)
+			}
 		}
 		// The PodGroup CRD is installed by up: a gang with minMember 0 is refused, a good
 		// one gets its status (Pending, no pods yet) from the podgroup-controller.
@@ -333,6 +351,22 @@ func TestUpLifecycle(t *testing.T) {
 		eventually(t, 30*time.Second, "PodGroup status", func() error {
 			out, err := kubectl(t, bin, kc, "-n", "e2e", "get", "pg", "gang", "--no-headers")
 			if err != nil || !strings.Contains(out, "Pending") {
+				return &unexpected{out}
+			}
+			return nil
+		})
+		// Its two pods go through kubeparts-scheduler's gang permit together and run on
+		// containerd; the controller reports the group Running.
+		gang := filepath.Join(dataDir, "gang-pods.yaml")
+		if err := os.WriteFile(gang, []byte(gangPods), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := kubectl(t, bin, kc, "apply", "-f", gang); err != nil {
+			t.Fatalf("gang pods: %v\n%s", err, out)
+		}
+		eventually(t, 90*time.Second, "gang running", func() error {
+			out, err := kubectl(t, bin, kc, "-n", "e2e", "get", "pg", "gang", "-o", "jsonpath={.status.phase}/{.status.running}")
+			if err != nil || out != "Running/2" {
 				return &unexpected{out}
 			}
 			return nil
@@ -486,7 +520,7 @@ func TestUpComponentCrash(t *testing.T) {
 	up.waitReady(t, 4*time.Minute)
 	var victim int
 	for _, line := range strings.Split(up.output(), "\n") {
-		if strings.Contains(line, "kube-scheduler ") && strings.Contains(line, "(pid ") {
+		if strings.Contains(line, "kubeparts-scheduler ") && strings.Contains(line, "(pid ") {
 			pid := line[strings.LastIndex(line, "(pid ")+5 : strings.LastIndex(line, ")")]
 			victim, _ = strconv.Atoi(pid)
 		}
@@ -502,7 +536,7 @@ func TestUpComponentCrash(t *testing.T) {
 	case <-time.After(90 * time.Second):
 		t.Fatalf("up still running after its scheduler died:\n%s", up.output())
 	}
-	if code := up.cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(up.output(), "kube-scheduler signal: killed") {
+	if code := up.cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(up.output(), "kubeparts-scheduler signal: killed") {
 		t.Errorf("exit %d, output:\n%s\nwant exit 1 naming the dead scheduler", code, up.output())
 	}
 	assertNothingLeft(t, dataDir)

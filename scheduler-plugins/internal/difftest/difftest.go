@@ -431,3 +431,28 @@ func Args(t testing.TB, v any) runtime.Object {
 	}
 	return &runtime.Unknown{Raw: raw, ContentType: runtime.ContentTypeJSON}
 }
+
+// Factory builds a plugin on a handle, for RunPods.
+type Factory func(ctx context.Context, h fwk.Handle) (fwk.Plugin, error)
+
+// RunPods is Run for plugins without args: each case is a random cluster and
+// a random pending pod that constrain adds the plugin's concern to.
+func RunPods(t *testing.T, n int, constrain func(r *rand.Rand, pod *corev1.Pod, c *Cluster), stock, ours Factory) {
+	t.Helper()
+	Run(t, n, func(r *rand.Rand) (*Cluster, *corev1.Pod, []runtime.Object) {
+		c := RandomCluster(r, ClusterOptions{})
+		pod := RandomPod(r, "pending")
+		constrain(r, pod, c)
+		return c, pod, nil
+	}, func(t testing.TB, env *Env) (fwk.Plugin, fwk.Plugin) {
+		s, err := stock(context.Background(), env.Handle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := ours(context.Background(), env.Handle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, o
+	})
+}

@@ -27,18 +27,7 @@ var env *framework.Env
 
 func TestMain(m *testing.M) { os.Exit(framework.Main(m, "controllermanager", &env)) }
 
-func binary(t *testing.T) string {
-	t.Helper()
-	bin, err := framework.BinDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(bin, "kubeparts-controller-manager")
-	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("%s missing: run `make build`", path)
-	}
-	return path
-}
+func binary(t *testing.T) string { return framework.Binary(t, "kubeparts-controller-manager") }
 
 type manager struct {
 	cmd  *exec.Cmd

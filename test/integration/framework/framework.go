@@ -155,3 +155,18 @@ func Main(m *testing.M, name string, env **Env, setups ...func(ctx context.Conte
 	}
 	return code
 }
+
+// Binary returns the path of a built binary in bin/, failing the test with
+// what to run when it is missing.
+func Binary(t testing.TB, name string) string {
+	t.Helper()
+	bin, err := BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(bin, name)
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("%s missing: run `make build upstream`", path)
+	}
+	return path
+}

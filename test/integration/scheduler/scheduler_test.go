@@ -35,18 +35,7 @@ var env *framework.Env
 
 func TestMain(m *testing.M) { os.Exit(framework.Main(m, "scheduler", &env, framework.WithCRDs())) }
 
-func binary(t *testing.T) string {
-	t.Helper()
-	bin, err := framework.BinDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(bin, "kubeparts-scheduler")
-	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("%s missing: run `make build`", path)
-	}
-	return path
-}
+func binary(t *testing.T) string { return framework.Binary(t, "kubeparts-scheduler") }
 
 // schedulerConfig renders a shipped profile for this apiserver; edit adjusts
 // the decoded document (leader election, plugin args).
