@@ -32,7 +32,7 @@ func newScorer(s *configv1.ScoringStrategy) *scorer {
 	switch s.Type {
 	case configv1.MostAllocated:
 		sc.perResource = func(requested, allocatable int64) int64 {
-			return min(requested, allocatable) * fwk.MaxNodeScore / allocatable
+			return min(requested, allocatable) * fwk.MaxScore / allocatable
 		}
 	case configv1.RequestedToCapacityRatio:
 		shape := brokenLine(s.RequestedToCapacityRatio.Shape)
@@ -48,7 +48,7 @@ func newScorer(s *configv1.ScoringStrategy) *scorer {
 			if requested > allocatable {
 				return 0
 			}
-			return (allocatable - requested) * fwk.MaxNodeScore / allocatable
+			return (allocatable - requested) * fwk.MaxScore / allocatable
 		}
 	}
 	return sc
@@ -57,7 +57,7 @@ func newScorer(s *configv1.ScoringStrategy) *scorer {
 // brokenLine interpolates linearly between the shape's points, scaled from the
 // config's 0-10 scores to node scores of 0-100, flat beyond both ends.
 func brokenLine(points []configv1.UtilizationShapePoint) func(utilization int64) int64 {
-	const scale = fwk.MaxNodeScore / 10
+	const scale = fwk.MaxScore / 10
 	return func(u int64) int64 {
 		for i, p := range points {
 			if u > int64(p.Utilization) {

@@ -31,10 +31,6 @@ func (b nodeBuilder) label(k, v string) nodeBuilder {
 	b.n.Labels[k] = v
 	return b
 }
-func (b nodeBuilder) noLabel(k string) nodeBuilder {
-	delete(b.n.Labels, k)
-	return b
-}
 func (b nodeBuilder) taint(k string, e corev1.TaintEffect) nodeBuilder {
 	b.n.Spec.Taints = append(b.n.Spec.Taints, corev1.Taint{Key: k, Effect: e})
 	return b

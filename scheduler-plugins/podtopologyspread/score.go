@@ -180,10 +180,10 @@ func (pl *TopologySpread) NormalizeScore(ctx context.Context, cs fwk.CycleState,
 		case scores[i].Score == unscored:
 			scores[i].Score = 0
 		case highest == 0:
-			scores[i].Score = fwk.MaxNodeScore
+			scores[i].Score = fwk.MaxScore
 		default:
 			// Reflect the score within [lowest, highest], then scale.
-			scores[i].Score = fwk.MaxNodeScore * (highest + lowest - scores[i].Score) / highest
+			scores[i].Score = fwk.MaxScore * (highest + lowest - scores[i].Score) / highest
 		}
 	}
 	return nil

@@ -3,7 +3,7 @@ package normalize
 
 import fwk "k8s.io/kube-scheduler/framework"
 
-// ToMax scales scores so the highest becomes fwk.MaxNodeScore and the others
+// ToMax scales scores so the highest becomes fwk.MaxScore and the others
 // keep their proportion to it (integer division, as stock). With reverse the
 // order flips, so the lowest raw score wins. All-zero scores stay zero unless
 // reversed, in which case every node gets the maximum.
@@ -15,10 +15,10 @@ func ToMax(scores fwk.NodeScoreList, reverse bool) {
 	for i := range scores {
 		s := scores[i].Score
 		if highest > 0 {
-			s = s * fwk.MaxNodeScore / highest
+			s = s * fwk.MaxScore / highest
 		}
 		if reverse {
-			s = fwk.MaxNodeScore - s
+			s = fwk.MaxScore - s
 		}
 		scores[i].Score = s
 	}
