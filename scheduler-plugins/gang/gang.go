@@ -81,7 +81,19 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s: %w", Name, err)
 	}
-	g := &Gang{handle: h, pods: h.SharedInformerFactory().Core().V1().Pods().Lister()}
+	podInformer := h.SharedInformerFactory().Core().V1().Pods()
+	g := &Gang{handle: h, pods: podInformer.Lister()}
+	// A group turned away for having too few pods must be retried when the
+	// missing ones are created, but the scheduler does not requeue on the
+	// creation of unscheduled pods (only its alpha GangScheduling gate does):
+	// activate the waiting siblings ourselves.
+	if _, err := podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(obj any) {
+		if pod, ok := obj.(*corev1.Pod); ok && pod.Spec.NodeName == "" && groupOf(pod) != "" {
+			g.activateSiblings(klog.FromContext(ctx), pod)
+		}
+	}}); err != nil {
+		return nil, fmt.Errorf("plugin %s: %w", Name, err)
+	}
 	g.groups = dynamicinformer.NewDynamicSharedInformerFactory(client, 0).
 		ForResource(v1alpha1.GroupVersion.WithResource("podgroups")).Informer()
 	// Keep typed PodGroups in the cache so lookups need no conversion.
@@ -125,6 +137,24 @@ func (g *Gang) podGroup(namespace, name string) (*v1alpha1.PodGroup, error) {
 		return nil, apierrors.NewNotFound(v1alpha1.GroupVersion.WithResource("podgroups").GroupResource(), name)
 	}
 	return obj.(*v1alpha1.PodGroup), nil
+}
+
+// activateSiblings moves the pending pods of pod's group back to the active
+// queue, so a group that was short of members is tried again at once.
+func (g *Gang) activateSiblings(logger klog.Logger, pod *corev1.Pod) {
+	members, err := g.pods.List(labels.SelectorFromSet(labels.Set{v1alpha1.PodGroupLabel: groupOf(pod)}))
+	if err != nil {
+		return
+	}
+	pending := map[string]*corev1.Pod{}
+	for _, m := range members {
+		if m.Namespace == pod.Namespace && m.Spec.NodeName == "" && m.UID != pod.UID {
+			pending[m.Namespace+"/"+m.Name] = m
+		}
+	}
+	if len(pending) > 0 {
+		g.handle.Activate(logger, pending)
+	}
 }
 
 // PreFilter turns away a group that cannot be complete: its PodGroup is

@@ -525,3 +525,34 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// TestGangMembersArriveLate: a group's first pod is turned away while it is
+// alone ("has 1 of its minMember 2 pods"); creating the second brings the
+// first back at once (not after the scheduler's 5-minute flush) and both run.
+func TestGangMembersArriveLate(t *testing.T) {
+	startScheduler(t, shippedProfile(t))
+	ns := namespace(t, "late-")
+	makeNodes(t, nodeSpec{name: "late-1", cpu: "4"})
+	createPodGroup(t, ns, "pair", 2, 30)
+	pods := gangPods(ns, "pair", 2, "1")
+	createPods(t, pods[0])
+	framework.Eventually(t, 30*time.Second, "first member turned away", func() error {
+		evs, err := env.Client.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=pair-0"})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Reason == "FailedScheduling" && strings.Contains(e.Message, "has 1 of its minMember 2 pods") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no FailedScheduling event about the missing member yet")
+	})
+	createPods(t, pods[1])
+	framework.Eventually(t, 20*time.Second, "both members bound", func() error {
+		if n := boundCount(t, ns, v1alpha1.PodGroupLabel+"=pair"); n != 2 {
+			return fmt.Errorf("%d of 2 bound", n)
+		}
+		return nil
+	})
+}
