@@ -44,12 +44,23 @@ upstream: ## Build the stock v1.36.3 binaries and etcd into bin/ (skipped when b
 	@BIN=$(BIN) hack/upstream/build.sh
 
 .PHONY: generate
-generate: $(BIN)/controller-gen ## Generate deepcopy code for api/.
+# The OpenAPI definitions kubeparts-apiserver serves: its own types and the
+# upstream ones it returns (metrics.k8s.io, meta/v1, quantities).
+OPENAPI_PKGS := ./api/controlplane/v1alpha1 k8s.io/metrics/pkg/apis/metrics/v1beta1 \
+	k8s.io/apimachinery/pkg/apis/meta/v1 k8s.io/apimachinery/pkg/runtime k8s.io/apimachinery/pkg/version \
+	k8s.io/apimachinery/pkg/api/resource k8s.io/apimachinery/pkg/util/intstr
+generate: $(BIN)/controller-gen $(BIN)/openapi-gen ## Generate deepcopy code for api/ and the aggregated apiserver's OpenAPI definitions.
 	@$(BIN)/controller-gen object paths=./api/...
+	@$(BIN)/openapi-gen --output-dir apiserver/generated/openapi --output-pkg github.com/kubeparts/kubeparts/apiserver/generated/openapi \
+	  --output-file zz_generated.openapi.go --go-header-file /dev/null --report-filename /dev/null $(OPENAPI_PKGS)
 
 .PHONY: manifests
 manifests: $(BIN)/controller-gen ## Generate CRDs into config/crd/.
 	@$(BIN)/controller-gen crd paths=./api/... output:crd:artifacts:config=config/crd
+
+$(BIN)/openapi-gen: hack/tools/go.mod
+	@echo "tools: building openapi-gen"
+	@cd hack/tools && $(GO_BUILD) -o $(BIN)/openapi-gen k8s.io/kube-openapi/cmd/openapi-gen
 
 $(BIN)/controller-gen: hack/tools/go.mod
 	@echo "tools: building controller-gen"
@@ -104,7 +115,7 @@ $(BIN)/staticcheck: hack/tools/go.mod
 .PHONY: verify
 verify: generate manifests ## Regenerate and fail when the tree changed.
 	@echo "verify: generated code and CRDs are up to date"
-	@git diff --exit-code -- api config || { echo "verify: run make generate manifests and commit the result"; exit 1; }
+	@git diff --exit-code -- api config apiserver/generated || { echo "verify: run make generate manifests and commit the result"; exit 1; }
 
 .PHONY: clean
 clean: ## Remove built kubeparts binaries (keeps the stock ones).

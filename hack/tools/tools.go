@@ -5,5 +5,6 @@ package tools
 
 import (
 	_ "honnef.co/go/tools/cmd/staticcheck"
+	_ "k8s.io/kube-openapi/cmd/openapi-gen"
 	_ "sigs.k8s.io/controller-tools/cmd/controller-gen"
 )
