@@ -1,0 +1,304 @@
+package controlplane
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	restclient "k8s.io/client-go/rest"
+	"k8s.io/component-base/version"
+
+	cp "github.com/kubeparts/kubeparts/api/controlplane/v1alpha1"
+	"github.com/kubeparts/kubeparts/internal/controllernames"
+)
+
+// leaseOf names the leader-election Leases (kube-system) each binary takes, in
+// the order they are looked at. kubeparts-scheduler takes its own Lease as a
+// second scheduler and the stock one when it replaces the default scheduler.
+var leaseOf = map[string][]string{
+	"kube-controller-manager":      {"kube-controller-manager"},
+	"kubeparts-controller-manager": {"kubeparts-controller-manager"},
+	"kube-scheduler":               {"kube-scheduler"},
+	"kubeparts-scheduler":          {"kubeparts-scheduler", "kube-scheduler"},
+}
+
+// roleOf is the role a binary found only through its Lease plays.
+var roleOf = map[string]string{
+	"kube-controller-manager": cp.RoleControllerManager, "kubeparts-controller-manager": cp.RoleControllerManager,
+	"kube-scheduler": cp.RoleScheduler, "kubeparts-scheduler": cp.RoleScheduler,
+}
+
+func implementationOf(binary string) string {
+	if strings.HasPrefix(binary, "kubeparts-") {
+		return cp.ImplementationKubeparts
+	}
+	return cp.ImplementationStock
+}
+
+// View computes the control-plane resources.
+type View struct {
+	client    kubernetes.Interface
+	endpoints []endpoint
+	probe     *http.Client
+	etcd      *etcdView
+	timeout   time.Duration
+	now       func() time.Time
+}
+
+// New builds the view from validated options.
+func (o *Options) New(client kubernetes.Interface, _ *restclient.Config) (*View, error) {
+	v := &View{client: client, timeout: o.ProbeTimeout, now: time.Now}
+	for _, e := range o.Endpoints {
+		ep, err := parseEndpoint(e)
+		if err != nil {
+			return nil, err
+		}
+		v.endpoints = append(v.endpoints, ep)
+	}
+	// Health probes only: the components serve self-signed certificates on
+	// loopback (kube-scheduler, kube-controller-manager), and /readyz is open
+	// to anonymous requests there, so there is no identity to verify.
+	v.probe = &http.Client{Timeout: o.ProbeTimeout, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // readiness probe of a loopback endpoint
+	}}
+	if len(o.EtcdServers) > 0 {
+		e, err := newEtcdView(o)
+		if err != nil {
+			return nil, err
+		}
+		v.etcd = e
+	}
+	return v, nil
+}
+
+// probeReadyz asks one /readyz.
+func (v *View) probeReadyz(ctx context.Context, url string) (health, msg string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return cp.Unknown, err.Error()
+	}
+	resp, err := v.probe.Do(req)
+	if err != nil {
+		return cp.Unhealthy, err.Error()
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return cp.Unhealthy, fmt.Sprintf("%s answered %s", url, resp.Status)
+	}
+	return cp.Healthy, ""
+}
+
+// Components computes every Component, sorted by name.
+func (v *View) Components(ctx context.Context) ([]cp.Component, error) {
+	ctx, cancel := context.WithTimeout(ctx, v.timeout+2*time.Second)
+	defer cancel()
+	leases, err := v.client.CoordinationV1().Leases(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, apierrors.NewInternalError(fmt.Errorf("listing leases: %w", err))
+	}
+	byName := map[string]*coordinationv1.Lease{}
+	for i := range leases.Items {
+		byName[leases.Items[i].Name] = &leases.Items[i]
+	}
+
+	var mu sync.Mutex
+	var out []cp.Component
+	add := func(c cp.Component) { mu.Lock(); out = append(out, c); mu.Unlock() }
+	var wg sync.WaitGroup
+
+	// Configured endpoints, probed in parallel.
+	configured := map[string]bool{}
+	for _, ep := range v.endpoints {
+		configured[ep.binary] = true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := v.leased(ep.binary, ep.role, byName)
+			c.Status.Health, c.Status.Message = v.probeReadyz(ctx, ep.url)
+			c.Status.Instances = []cp.ComponentInstance{{Name: ep.binary, Endpoint: ep.url, Health: c.Status.Health, Message: c.Status.Message}}
+			add(c)
+		}()
+	}
+	// Components found only by their Lease: leader known, health not.
+	for binary := range leaseOf {
+		if configured[binary] {
+			continue
+		}
+		if l := v.currentLease(binary, byName); l != nil && !(binary == "kubeparts-scheduler" && l.Name == "kube-scheduler") {
+			c := v.leased(binary, roleOf[binary], byName)
+			c.Status.Health, c.Status.Message = cp.Unknown, "no endpoint configured (--control-plane-component); leader from its Lease"
+			add(c)
+		}
+	}
+	wg.Add(2)
+	go func() { defer wg.Done(); add(v.apiserver(ctx, leases.Items)) }()
+	go func() {
+		defer wg.Done()
+		if c, ok := v.nodeAgents(ctx); ok {
+			add(c)
+		}
+	}()
+	if v.etcd != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); add(v.etcdComponent(ctx)) }()
+	}
+	wg.Wait()
+	out = append(out, v.self())
+	out = append(out, controllers(out)...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// currentLease returns the binary's Lease, when one is held and not expired.
+func (v *View) currentLease(binary string, leases map[string]*coordinationv1.Lease) *coordinationv1.Lease {
+	for _, name := range leaseOf[binary] {
+		l := leases[name]
+		if l == nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" || l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil {
+			continue
+		}
+		if v.now().Sub(l.Spec.RenewTime.Time) > time.Duration(*l.Spec.LeaseDurationSeconds)*time.Second {
+			continue // expired: nobody leads under this name
+		}
+		return l
+	}
+	return nil
+}
+
+// leased builds a component with its leader, if its Lease is current.
+func (v *View) leased(binary, role string, leases map[string]*coordinationv1.Lease) cp.Component {
+	c := cp.Component{ObjectMeta: metav1.ObjectMeta{Name: binary}, Status: cp.ComponentStatus{
+		Role: role, Implementation: implementationOf(binary), Binary: binary,
+	}}
+	if l := v.currentLease(binary, leases); l != nil {
+		c.Status.Leader = *l.Spec.HolderIdentity
+		c.Status.LeaseName = l.Namespace + "/" + l.Name
+		if l.Spec.AcquireTime != nil {
+			t := metav1.NewTime(l.Spec.AcquireTime.Time)
+			c.Status.Since = &t
+		}
+	}
+	return c
+}
+
+// apiserver reports kube-apiserver: its instances from their identity
+// Leases, its version and readiness as seen through the kubeconfig.
+func (v *View) apiserver(ctx context.Context, leases []coordinationv1.Lease) cp.Component {
+	c := cp.Component{ObjectMeta: metav1.ObjectMeta{Name: "kube-apiserver"}, Status: cp.ComponentStatus{
+		Role: cp.RoleAPIServer, Implementation: cp.ImplementationStock, Binary: "kube-apiserver",
+	}}
+	if info, err := v.client.Discovery().ServerVersion(); err == nil {
+		c.Status.Version = info.GitVersion
+	}
+	c.Status.Health, c.Status.Message = cp.Healthy, ""
+	if _, err := v.client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx); err != nil {
+		c.Status.Health, c.Status.Message = cp.Unhealthy, err.Error()
+	}
+	for _, l := range leases {
+		if l.Labels["apiserver.kubernetes.io/identity"] != "kube-apiserver" || l.Spec.HolderIdentity == nil {
+			continue
+		}
+		inst := cp.ComponentInstance{Name: *l.Spec.HolderIdentity, Health: cp.Healthy, Version: c.Status.Version}
+		if l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil ||
+			v.now().Sub(l.Spec.RenewTime.Time) > time.Duration(*l.Spec.LeaseDurationSeconds)*time.Second {
+			inst.Health, inst.Message = cp.Unhealthy, "identity lease not renewed"
+		}
+		c.Status.Instances = append(c.Status.Instances, inst)
+	}
+	return c
+}
+
+// self reports kubeparts-apiserver: it is answering this request.
+func (v *View) self() cp.Component {
+	return cp.Component{ObjectMeta: metav1.ObjectMeta{Name: "kubeparts-apiserver"}, Status: cp.ComponentStatus{
+		Role: cp.RoleAPIExtension, Implementation: cp.ImplementationKubeparts, Binary: "kubeparts-apiserver",
+		Version: version.Get().GitVersion, Health: cp.Healthy,
+	}}
+}
+
+// nodeAgents reports the nodes' agents (kubelet or kubeparts-nodeagent) as
+// one component whose instances are the nodes.
+func (v *View) nodeAgents(ctx context.Context) (cp.Component, bool) {
+	nodes, err := v.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+	if err != nil || len(nodes.Items) == 0 {
+		return cp.Component{}, false
+	}
+	c := cp.Component{ObjectMeta: metav1.ObjectMeta{Name: "node-agents"}, Status: cp.ComponentStatus{Role: cp.RoleNodeAgent}}
+	impls, versions, notReady := map[string]bool{}, map[string]bool{}, 0
+	for _, n := range nodes.Items {
+		ver := n.Status.NodeInfo.KubeletVersion
+		impl := cp.ImplementationStock
+		if strings.Contains(ver, "kubeparts") { // our node agent stamps its version so
+			impl = cp.ImplementationKubeparts
+		}
+		impls[impl], versions[ver] = true, true
+		inst := cp.ComponentInstance{Name: n.Name, Version: ver, Health: cp.Unknown, Message: "no Ready condition"}
+		for _, cond := range n.Status.Conditions {
+			if cond.Type != corev1.NodeReady {
+				continue
+			}
+			inst.Health, inst.Message = cp.Unhealthy, cond.Reason+": "+cond.Message
+			if cond.Status == corev1.ConditionTrue {
+				inst.Health, inst.Message = cp.Healthy, ""
+			}
+		}
+		if inst.Health != cp.Healthy {
+			notReady++
+		}
+		c.Status.Instances = append(c.Status.Instances, inst)
+	}
+	c.Status.Implementation = joinKeys(impls)
+	c.Status.Binary = map[string]string{cp.ImplementationStock: "kubelet", cp.ImplementationKubeparts: "kubeparts-nodeagent"}[c.Status.Implementation]
+	c.Status.Version = joinKeys(versions)
+	c.Status.Health = cp.Healthy
+	if notReady > 0 {
+		c.Status.Health, c.Status.Message = cp.Unhealthy, fmt.Sprintf("%d of %d nodes not Ready", notReady, len(nodes.Items))
+	}
+	return c, true
+}
+
+func joinKeys(m map[string]bool) string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return strings.Join(ks, ",")
+}
+
+// controllers reports each controller kubeparts implements: run by
+// kubeparts-controller-manager when it is present (it runs all of them by
+// default), else by the stock manager; health is the manager's.
+func controllers(found []cp.Component) []cp.Component {
+	var manager *cp.Component
+	for i := range found {
+		if found[i].Status.Role != cp.RoleControllerManager {
+			continue
+		}
+		if manager == nil || found[i].Status.Implementation == cp.ImplementationKubeparts {
+			manager = &found[i]
+		}
+	}
+	var out []cp.Component
+	for _, name := range controllernames.StockNames() {
+		c := cp.Component{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: cp.ComponentStatus{
+			Role: cp.RoleController, Implementation: cp.ImplementationStock, Binary: "kube-controller-manager",
+			Health: cp.Unknown, Message: "no controller manager found",
+		}}
+		if manager != nil {
+			c.Status.Implementation, c.Status.Binary = manager.Status.Implementation, manager.Status.Binary
+			c.Status.Health, c.Status.Message, c.Status.Leader, c.Status.Since = manager.Status.Health, manager.Status.Message, manager.Status.Leader, manager.Status.Since
+		}
+		out = append(out, c)
+	}
+	return out
+}
