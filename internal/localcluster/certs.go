@@ -27,9 +27,10 @@ type certs struct {
 	apiserverEtcdClient, frontProxy         pki.Pair
 	etcdServer                              pki.Pair
 	kubeletServing                          pki.Pair
+	kubepartsAPIServerServing               pki.Pair
 	saKey, saPub                            string
 	admin, controllerManager, scheduler, kl string // kubeconfig paths
-	kubepartsCM                             string
+	kubepartsCM, kubepartsAPIServer         string
 }
 
 // client identities, as kubeadm names them, so RBAC's bootstrap roles apply unchanged.
@@ -70,6 +71,13 @@ func (p *plan) ensureCerts() (*certs, error) {
 			CommonName: "system:node:" + p.NodeName, Organization: []string{"system:nodes"}, Server: true,
 			DNSNames: []string{p.NodeName, "localhost"}, IPs: []net.IP{p.hostIP, loopback},
 		}},
+		// kubeparts-apiserver's serving certificate, signed by the cluster CA which its
+		// APIServices carry as caBundle: kube-apiserver reaches it at the node's IP.
+		{c.ca, "kubeparts-apiserver-serving", &c.kubepartsAPIServerServing, pki.Spec{
+			CommonName: "kubeparts-apiserver", Server: true,
+			DNSNames: []string{"localhost", "kubeparts-apiserver.kube-system.svc", "kubeparts-apiserver.kube-system.svc." + clusterDomain},
+			IPs:      []net.IP{loopback, p.hostIP},
+		}},
 	}
 	for _, i := range issue {
 		if *i.into, err = i.ca.LoadOrIssue(dir, i.name, i.spec); err != nil {
@@ -92,6 +100,8 @@ func (p *plan) ensureCerts() (*certs, error) {
 		{&c.kl, filepath.Join(p.layout.Kubeconfigs, "kubelet-"+p.NodeName+".kubeconfig"), "system:node:" + p.NodeName, []string{"system:nodes"}},
 		// Bound to config/rbac/controller-manager.yaml's ClusterRole.
 		{&c.kubepartsCM, filepath.Join(p.layout.Kubeconfigs, "kubeparts-controller-manager.kubeconfig"), "kubeparts-controller-manager", nil},
+		// Bound to config/rbac/apiserver.yaml; also its identity towards the kubelets.
+		{&c.kubepartsAPIServer, filepath.Join(p.layout.Kubeconfigs, "kubeparts-apiserver.kubeconfig"), "kubeparts-apiserver", nil},
 	}
 	for _, k := range kubeconfigs {
 		pair, err := c.ca.LoadOrIssue(dir, "client-"+sanitize(k.user), pki.Spec{CommonName: k.user, Organization: k.group, Client: true})

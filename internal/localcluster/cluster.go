@@ -211,6 +211,16 @@ func (c *Cluster) startAll(ctx context.Context) error {
 		}
 		started = append(started, proc)
 	}
+	if p.runKubeparts[RoleAPIServer] {
+		proc, err := c.run("kubeparts-apiserver", p.binaries["kubeparts-apiserver"], p.kubepartsAPIServerArgs(certs), 10*time.Second)
+		if err != nil {
+			return err
+		}
+		started = append(started, proc)
+		if err := registerAPIServices(ctx, cfg, p.hostIP, p.ports.KubepartsAPIServer, certs.ca.CertPEM); err != nil {
+			return fmt.Errorf("APIServices of kubeparts-apiserver: %w", err)
+		}
+	}
 	var kubelet *process
 	// A Node kept from the last run still says Ready: only a heartbeat from this kubelet
 	// counts. Heartbeats have second granularity.
@@ -224,12 +234,7 @@ func (c *Cluster) startAll(ctx context.Context) error {
 			return err
 		}
 	}
-	urls := map[string]string{
-		"kube-controller-manager":      fmt.Sprintf("https://127.0.0.1:%d/healthz", p.ports.ControllerManager),
-		"kube-scheduler":               fmt.Sprintf("https://127.0.0.1:%d/healthz", p.ports.Scheduler),
-		"kubeparts-scheduler":          fmt.Sprintf("https://127.0.0.1:%d/healthz", p.ports.Scheduler),
-		"kubeparts-controller-manager": fmt.Sprintf("http://127.0.0.1:%d/readyz", p.ports.KubepartsCMHealth),
-	}
+	urls := p.healthURLs()
 	for _, proc := range started {
 		url := urls[proc.name]
 		if err := c.waitFor(ctx, proc, 60*time.Second, func(ctx context.Context) (bool, string) { return httpOK(ctx, url) }); err != nil {
@@ -477,4 +482,15 @@ func Status(ctx context.Context, dataDir string) (string, error) {
 		return fmt.Sprintf("cluster in %s is running (pid %d) but not ready: %s", l.DataDir, pid, firstLine(err.Error())), nil
 	}
 	return fmt.Sprintf("cluster in %s is running (pid %d) and ready; export KUBECONFIG=%s", l.DataDir, pid, l.AdminKubeconfig), nil
+}
+
+// healthURLs are the endpoints that say each control-plane binary is up.
+func (p *plan) healthURLs() map[string]string {
+	return map[string]string{
+		"kube-controller-manager":      fmt.Sprintf("https://127.0.0.1:%d/healthz", p.ports.ControllerManager),
+		"kube-scheduler":               fmt.Sprintf("https://127.0.0.1:%d/healthz", p.ports.Scheduler),
+		"kubeparts-scheduler":          fmt.Sprintf("https://127.0.0.1:%d/healthz", p.ports.Scheduler),
+		"kubeparts-controller-manager": fmt.Sprintf("http://127.0.0.1:%d/readyz", p.ports.KubepartsCMHealth),
+		"kubeparts-apiserver":          fmt.Sprintf("https://%s:%d/readyz", p.hostIP, p.ports.KubepartsAPIServer),
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -157,4 +158,34 @@ func (p *plan) kubepartsSchedulerArgs(c *certs) ([]string, error) {
 		}
 	}
 	return append(args, "--config="+path), nil
+}
+
+// kubepartsAPIServerArgs runs kubeparts-apiserver on the node's IP (kube-apiserver
+// reaches it there through the APIService's Endpoints), trusting the cluster CA
+// for kubelets, and reporting this cluster's pieces (etcd through its members).
+func (p *plan) kubepartsAPIServerArgs(c *certs) []string {
+	args := []string{
+		"--kubeconfig=" + c.kubepartsAPIServer,
+		"--authentication-kubeconfig=" + c.kubepartsAPIServer,
+		"--authorization-kubeconfig=" + c.kubepartsAPIServer,
+		"--bind-address=" + p.hostIP.String(),
+		fmt.Sprintf("--secure-port=%d", p.ports.KubepartsAPIServer),
+		"--tls-cert-file=" + c.kubepartsAPIServerServing.CertFile,
+		"--tls-private-key-file=" + c.kubepartsAPIServerServing.KeyFile,
+		"--kubelet-certificate-authority=" + c.ca.CertFile,
+		"--metric-resolution=10s",
+		"--etcd-servers=" + fmt.Sprintf("https://127.0.0.1:%d", p.ports.EtcdClient),
+		"--etcd-cafile=" + c.etcdCA.CertFile,
+		"--etcd-certfile=" + c.apiserverEtcdClient.CertFile,
+		"--etcd-keyfile=" + c.apiserverEtcdClient.KeyFile,
+	}
+	for binary, url := range p.healthURLs() {
+		role := map[string]string{"kube-controller-manager": "controller-manager", "kubeparts-controller-manager": "controller-manager",
+			"kube-scheduler": "scheduler", "kubeparts-scheduler": "scheduler"}[binary]
+		if role != "" && p.binaries[binary] != "" {
+			args = append(args, fmt.Sprintf("--control-plane-component=%s=%s@%s", role, binary, url))
+		}
+	}
+	sort.Strings(args)
+	return args
 }

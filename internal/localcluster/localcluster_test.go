@@ -22,7 +22,7 @@ func fakeBinDir(t *testing.T, names ...string) string {
 	return dir
 }
 
-var allStock = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "pause", "kubeparts-controller-manager", "kubeparts-scheduler"}
+var allStock = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "pause", "kubeparts-controller-manager", "kubeparts-scheduler", "kubeparts-apiserver"}
 
 func TestNewPlanRejectsBadInput(t *testing.T) {
 	bins := fakeBinDir(t, allStock...)

@@ -40,9 +40,9 @@ var pieces = map[string]piece{
 	RoleControllerManager: {binary: "kubeparts-controller-manager", stock: "kube-controller-manager", implemented: true},
 	RoleScheduler:         {binary: "kubeparts-scheduler", stock: "kube-scheduler", implemented: true},
 	// The stock piece of the API-extension role is metrics-server, which is not built by
-	// hack/upstream (its module pins other Kubernetes libraries): while kubeparts-apiserver
-	// is missing, metrics.k8s.io is simply not served.
-	RoleAPIServer: {binary: "kubeparts-apiserver"},
+	// hack/upstream (its module pins other Kubernetes libraries): with --stock=apiserver
+	// metrics.k8s.io is simply not served.
+	RoleAPIServer: {binary: "kubeparts-apiserver", implemented: true},
 	RoleNodeAgent: {binary: "kubeparts-nodeagent", stock: "kubelet"},
 }
 

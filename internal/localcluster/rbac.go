@@ -8,8 +8,6 @@ import (
 	"path"
 
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 
@@ -51,25 +49,11 @@ func applyOne(ctx context.Context, client kubernetes.Interface, obj any) error {
 	rbac := client.RbacV1()
 	switch o := obj.(type) {
 	case *rbacv1.ClusterRole:
-		_, err := rbac.ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
-		if apierrors.IsAlreadyExists(err) {
-			var cur *rbacv1.ClusterRole
-			if cur, err = rbac.ClusterRoles().Get(ctx, o.Name, metav1.GetOptions{}); err == nil {
-				o.ResourceVersion = cur.ResourceVersion
-				_, err = rbac.ClusterRoles().Update(ctx, o, metav1.UpdateOptions{})
-			}
-		}
-		return err
+		return upsert(ctx, o, rbac.ClusterRoles())
 	case *rbacv1.ClusterRoleBinding:
-		_, err := rbac.ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
-		if apierrors.IsAlreadyExists(err) {
-			var cur *rbacv1.ClusterRoleBinding
-			if cur, err = rbac.ClusterRoleBindings().Get(ctx, o.Name, metav1.GetOptions{}); err == nil {
-				o.ResourceVersion = cur.ResourceVersion
-				_, err = rbac.ClusterRoleBindings().Update(ctx, o, metav1.UpdateOptions{})
-			}
-		}
-		return err
+		return upsert(ctx, o, rbac.ClusterRoleBindings())
+	case *rbacv1.RoleBinding:
+		return upsert(ctx, o, rbac.RoleBindings(o.Namespace))
 	}
 	return fmt.Errorf("unexpected object %T in config/rbac", obj)
 }

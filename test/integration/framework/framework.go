@@ -16,6 +16,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/kubeparts/kubeparts/internal/pki"
 )
 
 // Env is a running control plane.
@@ -62,8 +64,40 @@ func BinDir() (string, error) {
 	return filepath.Join(root, "bin"), nil
 }
 
+// StartOption adjusts the control plane before it starts.
+type StartOption func(e *envtest.Environment, logDir string) error
+
+// WithAggregator makes kube-apiserver an aggregator able to proxy to an
+// APIService backed by a host process: a front-proxy CA and client
+// certificate (requestheader flags, as kubeadm sets them) and
+// --enable-aggregator-routing, so the APIService's EndpointSlice is dialled
+// directly without kube-proxy.
+func WithAggregator() StartOption {
+	return func(e *envtest.Environment, logDir string) error {
+		dir := filepath.Join(logDir, "pki")
+		ca, err := pki.LoadOrCreateCA(dir, "front-proxy-ca", "front-proxy-ca")
+		if err != nil {
+			return err
+		}
+		client, err := ca.LoadOrIssue(dir, "front-proxy-client", pki.Spec{CommonName: "front-proxy-client", Client: true})
+		if err != nil {
+			return err
+		}
+		args := e.ControlPlane.GetAPIServer().Configure()
+		args.Set("requestheader-client-ca-file", ca.CertFile)
+		args.Set("requestheader-allowed-names", "front-proxy-client")
+		args.Set("requestheader-username-headers", "X-Remote-User")
+		args.Set("requestheader-group-headers", "X-Remote-Group")
+		args.Set("requestheader-extra-headers-prefix", "X-Remote-Extra-")
+		args.Set("proxy-client-cert-file", client.CertFile)
+		args.Set("proxy-client-key-file", client.KeyFile)
+		args.Set("enable-aggregator-routing", "true")
+		return nil
+	}
+}
+
 // Start starts etcd and kube-apiserver; name labels the log directory.
-func Start(name string) (*Env, error) {
+func Start(name string, opts ...StartOption) (*Env, error) {
 	bin, err := BinDir()
 	if err != nil {
 		return nil, err
@@ -94,6 +128,12 @@ func Start(name string) (*Env, error) {
 	cp.Etcd = &envtest.Etcd{Out: e.logs[0], Err: e.logs[0]}
 	apiserver := cp.GetAPIServer()
 	apiserver.Out, apiserver.Err = e.logs[1], e.logs[1]
+	for _, o := range opts {
+		if err := o(e.env, logDir); err != nil {
+			e.closeLogs()
+			return nil, err
+		}
+	}
 	if e.Config, err = e.env.Start(); err != nil {
 		e.closeLogs()
 		return nil, fmt.Errorf("start control plane (logs in %s): %w", logDir, err)
@@ -128,7 +168,12 @@ func (e *Env) closeLogs() {
 // start controllers under test; they must stop when ctx ends), runs the tests and stops
 // everything.
 func Main(m *testing.M, name string, env **Env, setups ...func(ctx context.Context, e *Env) error) int {
-	e, err := Start(name)
+	return MainWith(m, name, env, nil, setups...)
+}
+
+// MainWith is Main with options for the control plane.
+func MainWith(m *testing.M, name string, env **Env, opts []StartOption, setups ...func(ctx context.Context, e *Env) error) int {
+	e, err := Start(name, opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "integration:", err)
 		return 1
