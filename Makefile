@@ -55,8 +55,8 @@ generate: $(BIN)/controller-gen $(BIN)/openapi-gen ## Generate deepcopy code for
 	  --output-file zz_generated.openapi.go --go-header-file /dev/null --report-filename /dev/null $(OPENAPI_PKGS)
 
 .PHONY: manifests
-manifests: $(BIN)/controller-gen ## Generate CRDs into config/crd/.
-	@$(BIN)/controller-gen crd paths=./api/... output:crd:artifacts:config=config/crd
+manifests: $(BIN)/controller-gen ## Generate CRDs into config/crd/ (api/v1alpha1 only: api/controlplane is served by kubeparts-apiserver, not a CRD).
+	@$(BIN)/controller-gen crd paths=./api/v1alpha1/... output:crd:artifacts:config=config/crd
 
 $(BIN)/openapi-gen: hack/tools/go.mod
 	@echo "tools: building openapi-gen"
