@@ -178,6 +178,37 @@ func TestUpLifecycle(t *testing.T) {
 		t.Errorf("kubectl logs through the kubelet: %v", err)
 	}
 
+	t.Run("kubectl top and components through kubeparts-apiserver", func(t *testing.T) {
+		// metrics.k8s.io needs two scrapes of the kubelet (10 s apart here).
+		eventually(t, 90*time.Second, "kubectl top pods", func() error {
+			out, err := kubectl(t, bin, kc, "-n", "e2e", "top", "pods", "smoke", "--no-headers")
+			if err != nil || !strings.HasPrefix(out, "smoke") {
+				return &unexpected{out}
+			}
+			return nil
+		})
+		if out, err := kubectl(t, bin, kc, "top", "nodes", "--no-headers"); err != nil || strings.TrimSpace(out) == "" {
+			t.Errorf("kubectl top nodes: %v %s", err, out)
+		}
+		out, err := kubectl(t, bin, kc, "get", "components", "--no-headers")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"kubeparts-scheduler", "kubeparts-controller-manager", "kubeparts-apiserver", "etcd", "kube-apiserver", "deployment-controller"} {
+			found := false
+			for _, line := range strings.Split(out, "\n") {
+				f := strings.Fields(line)
+				found = found || len(f) >= 4 && f[0] == want && f[3] == "Healthy"
+			}
+			if !found {
+				t.Errorf("component %s not listed Healthy:\n%s", want, out)
+			}
+		}
+		if out, err := kubectl(t, bin, kc, "get", "etcdmembers", "--no-headers"); err != nil || !strings.Contains(out, "true") {
+			t.Errorf("etcdmembers: %v %s, want one leader", err, out)
+		}
+	})
+
 	t.Run("ReplicaSets are run by kubeparts-controller-manager", func(t *testing.T) {
 		rsManifest := filepath.Join(dataDir, "rs.yaml")
 		if err := os.WriteFile(rsManifest, []byte(webReplicaSet), 0o644); err != nil {
