@@ -33,7 +33,7 @@ build: ## Build the kubeparts binaries and the sandbox (pause) binary into bin/.
 	@$(GO_BUILD) -ldflags '-s -w' -o $(BIN)/pause ./hack/images/pause
 
 .PHONY: image
-IMAGES := kubeparts-controller-manager kubeparts-scheduler
+IMAGES := kubeparts-controller-manager kubeparts-scheduler kubeparts-apiserver
 image: build ## Build the in-cluster images (controller manager, scheduler) as OCI archives in bin/images/ (ctr import / kind load).
 	@for i in $(IMAGES); do \
 	  go run ./hack/images/build --binary $(BIN)/$$i --name kubeparts/$$i:dev --out $(BIN)/images/$$i.tar && \

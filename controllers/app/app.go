@@ -13,8 +13,6 @@ import (
 
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -206,16 +204,10 @@ var setups = map[string]func(context.Context, manager.Manager, *Options) error{
 		return r.SetupWithManager(mgr, o.ConcurrentRSSyncs)
 	},
 	namespace.Name: func(_ context.Context, mgr manager.Manager, o *Options) error {
-		cfg := mgr.GetConfig()
-		cs, err := kubernetes.NewForConfig(cfg)
+		r, err := namespace.NewReconciler(mgr)
 		if err != nil {
 			return err
 		}
-		mc, err := metadata.NewForConfig(cfg)
-		if err != nil {
-			return err
-		}
-		r := &namespace.Reconciler{Client: mgr.GetClient(), Clientset: cs, Discovery: cs.Discovery(), Metadata: mc}
 		return r.SetupWithManager(mgr, o.ConcurrentNSSyncs)
 	},
 	podgroup.Name: func(_ context.Context, mgr manager.Manager, _ *Options) error {

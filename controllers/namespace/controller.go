@@ -39,6 +39,19 @@ type Reconciler struct {
 	Clock    clock.PassiveClock
 }
 
+// NewReconciler builds the reconciler on the manager's client and config.
+func NewReconciler(mgr ctrl.Manager) (*Reconciler, error) {
+	cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return nil, err
+	}
+	mc, err := metadata.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return nil, err
+	}
+	return &Reconciler{Client: mgr.GetClient(), Clientset: cs, Discovery: cs.Discovery(), Metadata: mc}, nil
+}
+
 // SetupWithManager registers the controller with workers parallel reconciles.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
 	if r.Clock == nil {

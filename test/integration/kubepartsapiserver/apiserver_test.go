@@ -8,187 +8,42 @@ package kubepartsapiserver
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
-	aggregator "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
-	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/kubeparts/kubeparts/apiserver/scraper/scrapertest"
+	"github.com/kubeparts/kubeparts/controllers/namespace"
 	"github.com/kubeparts/kubeparts/test/integration/framework"
 )
 
 var env *framework.Env
 
+// kubeparts' namespace-controller runs in-process: namespace deletion walks the
+// aggregated groups too, which is what TestNamespaceDeletion looks at.
 func TestMain(m *testing.M) {
-	os.Exit(framework.MainWith(m, "kubepartsapiserver", &env, []framework.StartOption{framework.WithAggregator()}))
-}
-
-// hostIP is an address of this machine other than loopback: an EndpointSlice
-// may not point at 127.0.0.0/8.
-func hostIP(t *testing.T) net.IP {
-	t.Helper()
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range addrs {
-		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
-			return ipn.IP
-		}
-	}
-	t.Skip("no non-loopback IPv4 address to serve an APIService on")
-	return nil
-}
-
-func freePort(t *testing.T, ip net.IP) int {
-	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(ip.String(), "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-type server struct {
-	url string
-	log string
-}
-
-// startServer runs kubeparts-apiserver (admin identity; plain-HTTP fake
-// kubelets) and points the APIServices at it. It waits for /readyz.
-func startServer(t *testing.T, extra ...string) *server {
-	t.Helper()
-	ip := hostIP(t)
-	port := freePort(t, ip)
-	kc := env.WriteKubeconfig(t)
-	logPath := filepath.Join(env.LogDir, fmt.Sprintf("kubeparts-apiserver-%s.log", strings.ReplaceAll(t.Name(), "/", "_")))
-	log, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	args := append([]string{"--kubeconfig=" + kc, "--authentication-kubeconfig=" + kc, "--authorization-kubeconfig=" + kc,
-		"--bind-address=" + ip.String(), fmt.Sprintf("--secure-port=%d", port), "--cert-dir=" + t.TempDir(),
-		"--kubelet-scheme=http", "--metric-resolution=5s", "--kubelet-request-timeout=2s", "-v=2"}, extra...)
-	cmd := exec.Command(framework.Binary(t, "kubeparts-apiserver"), args...)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); log.Close(); close(done) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
-	s := &server{url: fmt.Sprintf("https://%s", net.JoinHostPort(ip.String(), fmt.Sprint(port))), log: logPath}
-	insecure := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	framework.Eventually(t, 30*time.Second, "kubeparts-apiserver /readyz", func() error {
-		select {
-		case <-done:
-			t.Fatalf("kubeparts-apiserver exited; log %s", logPath)
-		default:
-		}
-		resp, err := insecure.Get(s.url + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz: %s", resp.Status)
-		}
-		return nil
-	})
-	register(t, ip, port)
-	return s
-}
-
-// register points the APIServices at the server, as `kubeparts up` does. The
-// self-signed serving certificate is trusted by skipping verification here
-// only: up and config/apiserver use a real caBundle.
-func register(t *testing.T, ip net.IP, port int) {
-	t.Helper()
-	ctx := context.Background()
-	const ns, name = "kube-system", "kubeparts-apiserver"
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "https", Port: 443, TargetPort: intstr.FromInt32(int32(port))}}}}
-	if _, err := env.Client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	_ = env.Client.DiscoveryV1().EndpointSlices(ns).Delete(ctx, name, metav1.DeleteOptions{})
-	slice := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: name}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{ip.String()}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(int32(port)), Protocol: ptr.To(corev1.ProtocolTCP)}},
-	}
-	if _, err := env.Client.DiscoveryV1().EndpointSlices(ns).Create(ctx, slice, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	agg, err := aggregator.NewForConfig(env.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, gv := range [][2]string{{"metrics.k8s.io", "v1beta1"}, {"controlplane.kubeparts.dev", "v1alpha1"}} {
-		name := gv[1] + "." + gv[0]
-		_ = agg.ApiregistrationV1().APIServices().Delete(ctx, name, metav1.DeleteOptions{})
-		as := &apiregistrationv1.APIService{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: apiregistrationv1.APIServiceSpec{
-			Service: &apiregistrationv1.ServiceReference{Namespace: ns, Name: "kubeparts-apiserver", Port: ptr.To[int32](443)},
-			Group:   gv[0], Version: gv[1], InsecureSkipTLSVerify: true, GroupPriorityMinimum: 100, VersionPriority: 100,
-		}}
-		if _, err := agg.ApiregistrationV1().APIServices().Create(ctx, as, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	framework.Eventually(t, 60*time.Second, "APIServices available", func() error {
-		for _, n := range []string{"v1beta1.metrics.k8s.io", "v1alpha1.controlplane.kubeparts.dev"} {
-			as, err := agg.ApiregistrationV1().APIServices().Get(ctx, n, metav1.GetOptions{})
+	os.Exit(framework.MainWith(m, "kubepartsapiserver", &env, []framework.StartOption{framework.WithAggregator()},
+		framework.WithManager(func(_ context.Context, mgr ctrl.Manager) error {
+			r, err := namespace.NewReconciler(mgr)
 			if err != nil {
 				return err
 			}
-			ok := false
-			for _, c := range as.Status.Conditions {
-				ok = ok || c.Type == apiregistrationv1.Available && c.Status == apiregistrationv1.ConditionTrue
-			}
-			if !ok {
-				return fmt.Errorf("%s not available: %+v", n, as.Status.Conditions)
-			}
-		}
-		return nil
-	})
-}
-
-// fakeNode creates a Node whose kubelet is k.
-func fakeNode(t *testing.T, k *scrapertest.Kubelet, name string) {
-	t.Helper()
-	ctx := context.Background()
-	want := k.Node(name)
-	n, err := env.Client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubeparts.dev/test": "yes"}}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Client.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
-	n.Status = want.Status
-	if _, err := env.Client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+			return r.SetupWithManager(mgr, 5)
+		})))
 }
 
 // feed serves two scrapes' worth of samples: the kubelet's counters advance
@@ -232,16 +87,16 @@ func TestMetricsThroughAggregator(t *testing.T) {
 	step(0)
 	garbage.SetBody("this is not prometheus text {{{")
 	hanging.Hang()
-	fakeNode(t, good, "m-good")
-	fakeNode(t, garbage, "m-garbage")
-	fakeNode(t, hanging, "m-hanging")
+	env.FakeNode(t, good, "m-good")
+	env.FakeNode(t, garbage, "m-garbage")
+	env.FakeNode(t, hanging, "m-hanging")
 	if _, err := env.Client.CoreV1().Pods("default").Create(context.Background(), &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default", Labels: map[string]string{"app": "web"}},
 		Spec:       corev1.PodSpec{NodeName: "m-good", Containers: []corev1.Container{{Name: "app", Image: "x"}, {Name: "sidecar", Image: "x"}}},
 	}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	startServer(t)
+	env.StartKubepartsAPIServer(t)
 	// The second sample arrives after the first scrape: usage is a rate.
 	framework.Eventually(t, 30*time.Second, "first scrape of the good node", func() error {
 		if good.Requests() == 0 {
@@ -353,8 +208,8 @@ func TestKubectlAndDiscovery(t *testing.T) {
 	start := time.Now().Add(-time.Minute)
 	step := feed(k, start, 50, 55, 1<<30, func(int) []scrapertest.PodSample { return nil })
 	step(0)
-	fakeNode(t, k, "k-node")
-	startServer(t)
+	env.FakeNode(t, k, "k-node")
+	env.StartKubepartsAPIServer(t)
 	framework.Eventually(t, 30*time.Second, "first scrape", func() error {
 		if k.Requests() == 0 {
 			return fmt.Errorf("not scraped yet")
@@ -398,4 +253,74 @@ func TestKubectlAndDiscovery(t *testing.T) {
 	if err != nil || !strings.Contains(string(raw), `"components"`) || !strings.Contains(string(raw), `"nodes"`) {
 		t.Errorf("aggregated discovery: %v, want components and nodes", err)
 	}
+}
+
+// TestNamespaceDeletion: kubeparts-apiserver must not be why a namespace
+// deletion hangs. Namespace deletion lists every namespaced resource of every
+// group, aggregated ones included (pods.metrics.k8s.io is namespaced), and
+// does not finalize while a group's discovery fails, as the stock controller.
+//   - Nodes that hang or fail do not matter: the server answers discovery at
+//     once and is ready after one scrape cycle, bounded by the request
+//     timeout, so its APIService stays available and deletion completes.
+//   - With every replica down, kube-apiserver keeps serving the group's last
+//     discovery document for a while; as nothing in it is deletable, deletion
+//     still completes. Once the group is reported failed, deletion waits and
+//     says why (NamespaceDeletionDiscoveryFailure naming metrics.k8s.io), and
+//     completes when a replica is back or the APIService is removed.
+func TestNamespaceDeletion(t *testing.T) {
+	k := scrapertest.NewKubelet(t)
+	k.Hang()
+	env.FakeNode(t, k, "ns-hanging")
+	s := env.StartKubepartsAPIServer(t)
+	ctx := context.Background()
+	deleteNamespace := func(prefix string) string {
+		ns, err := env.Namespace(ctx, prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "content", Namespace: ns}}
+		if _, err := env.Client.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := env.Client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return ns
+	}
+	gone := func(ns string) func() error {
+		return func() error {
+			_, err := env.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("namespace %s still there (%v)", ns, err)
+		}
+	}
+	ns := deleteNamespace("del-up-")
+	framework.Eventually(t, 60*time.Second, "namespace deleted while every node hangs", gone(ns))
+
+	// Down: kube-apiserver may still serve the group's last discovery
+	// document (nothing of it is deletable, so nothing is sent to the dead
+	// server and deletion completes), or report the group as failed, in which
+	// case deletion waits and says why. Either way it completes once a
+	// replica is back.
+	s.Stop()
+	ns = deleteNamespace("del-down-")
+	framework.Eventually(t, 90*time.Second, "deletion completes or reports the unavailable group", func() error {
+		n, err := env.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NamespaceDeletionDiscoveryFailure && c.Status == corev1.ConditionTrue && strings.Contains(c.Message, "metrics.k8s.io") {
+				return nil
+			}
+		}
+		return fmt.Errorf("conditions %+v", n.Status.Conditions)
+	})
+	env.StartKubepartsAPIServer(t)
+	framework.Eventually(t, 90*time.Second, "namespace deleted once the server is back", gone(ns))
 }

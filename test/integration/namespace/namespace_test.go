@@ -13,8 +13,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/metadata"
 	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	aggregator "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -27,15 +25,10 @@ var env *framework.Env
 
 func TestMain(m *testing.M) {
 	os.Exit(framework.Main(m, "namespace", &env, framework.WithManager(func(_ context.Context, mgr ctrl.Manager) error {
-		cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+		r, err := namespace.NewReconciler(mgr)
 		if err != nil {
 			return err
 		}
-		mc, err := metadata.NewForConfig(mgr.GetConfig())
-		if err != nil {
-			return err
-		}
-		r := &namespace.Reconciler{Client: mgr.GetClient(), Clientset: cs, Discovery: cs.Discovery(), Metadata: mc}
 		return r.SetupWithManager(mgr, 10)
 	})))
 }
