@@ -52,7 +52,11 @@ OPENAPI_PKGS := ./api/controlplane/v1alpha1 k8s.io/metrics/pkg/apis/metrics/v1be
 generate: $(BIN)/controller-gen $(BIN)/openapi-gen ## Generate deepcopy code for api/ and the aggregated apiserver's OpenAPI definitions.
 	@$(BIN)/controller-gen object paths=./api/...
 	@$(BIN)/openapi-gen --output-dir apiserver/generated/openapi --output-pkg github.com/kubeparts/kubeparts/apiserver/generated/openapi \
-	  --output-file zz_generated.openapi.go --go-header-file /dev/null --report-filename /dev/null $(OPENAPI_PKGS)
+	  --output-file zz_generated.openapi.go --output-model-name-file zz_generated.model_name.go \
+	  --readonly-pkg k8s.io/metrics/pkg/apis/metrics/v1beta1 --readonly-pkg k8s.io/apimachinery/pkg/apis/meta/v1 \
+	  --readonly-pkg k8s.io/apimachinery/pkg/runtime --readonly-pkg k8s.io/apimachinery/pkg/version \
+	  --readonly-pkg k8s.io/apimachinery/pkg/api/resource --readonly-pkg k8s.io/apimachinery/pkg/util/intstr \
+	  --go-header-file /dev/null --report-filename /dev/null $(OPENAPI_PKGS)
 
 .PHONY: manifests
 manifests: $(BIN)/controller-gen ## Generate CRDs into config/crd/ (api/v1alpha1 only: api/controlplane is served by kubeparts-apiserver, not a CRD).

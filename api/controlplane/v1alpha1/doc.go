@@ -4,5 +4,6 @@
 // The same Go types serve as the group's internal version (see AddToScheme).
 // +kubebuilder:object:generate=true
 // +k8s:openapi-gen=true
+// +k8s:openapi-model-package=dev.kubeparts.controlplane.v1alpha1
 // +groupName=controlplane.kubeparts.dev
 package v1alpha1

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"os/exec"
 	"strings"
 	"testing"
@@ -229,6 +230,18 @@ func TestKubectlAndDiscovery(t *testing.T) {
 		}
 		return nil
 	})
+	// kubectl's client-side validation reads every group's OpenAPI: broken
+	// references in ours would make every `kubectl apply` in the cluster fail.
+	manifest := filepath.Join(t.TempDir(), "cm.yaml")
+	if err := os.WriteFile(manifest, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: validated, namespace: default}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := kubectl("apply", "--validate=strict", "-f", manifest); err != nil {
+		t.Errorf("kubectl apply with validation: %v\n%s", err, out)
+	}
+	if out, err := kubectl("explain", "components.status.health"); err != nil || !strings.Contains(out, "Healthy") {
+		t.Errorf("kubectl explain components.status.health: %v\n%s", err, out)
+	}
 	out, err := kubectl("get", "components", "-o", "wide")
 	if err != nil || !strings.Contains(out, "IMPLEMENTATION") || !strings.Contains(out, "kubeparts-apiserver") || !strings.Contains(out, "kube-apiserver") {
 		t.Errorf("kubectl get components -o wide: %v\n%s", err, out)
