@@ -99,7 +99,7 @@ bench: deps build upstream ## Benchmarks: Go benchmarks, controllers vs stock, `
 	@echo "bench: Go benchmarks"
 	@go test -run '^$$' -bench . -benchmem $$(go list ./... | grep -v /test/)
 	@echo "bench: controller managers side by side (stock vs kubeparts, same apiserver; BENCH_ROUNDS=n for more rounds)"
-	@go test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/bench/
+	@go test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/bench/...
 	@echo "bench: kubeparts up, warm start to ready and Ctrl-C to exit"
 	@go test -count=1 -run '^$$' -bench . -benchtime 3x ./test/e2e/
 

@@ -55,6 +55,7 @@ func freePort(t testing.TB, ip net.IP) int {
 // KubepartsAPIServer is a running bin/kubeparts-apiserver.
 type KubepartsAPIServer struct {
 	URL, Log string
+	Pid      int
 	// Stop kills it (also done when the test ends).
 	Stop func()
 }
@@ -85,7 +86,7 @@ func (e *Env) StartKubepartsAPIServer(t testing.TB, extra ...string) *KubepartsA
 	go func() { _ = cmd.Wait(); log.Close(); close(done) }()
 	stop := func() { _ = cmd.Process.Kill(); <-done }
 	t.Cleanup(stop)
-	s := &KubepartsAPIServer{URL: fmt.Sprintf("https://%s", net.JoinHostPort(ip.String(), fmt.Sprint(port))), Log: logPath, Stop: stop}
+	s := &KubepartsAPIServer{URL: fmt.Sprintf("https://%s", net.JoinHostPort(ip.String(), fmt.Sprint(port))), Log: logPath, Pid: cmd.Process.Pid, Stop: stop}
 	insecure := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	Eventually(t, 30*time.Second, "kubeparts-apiserver /readyz", func() error {
 		select {
