@@ -46,6 +46,32 @@ spec:
         image: registry.k8s.io/pause:3.10
 `
 
+// hpaManifest scales a one-pod Deployment on CPU: its status shows a current
+// utilization only if metrics.k8s.io answers.
+const hpaManifest = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: e2e}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - {name: c, image: registry.k8s.io/pause:3.10, imagePullPolicy: Never, resources: {requests: {cpu: 10m}}}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web, namespace: e2e}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 2
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 80}}
+`
+
 // gangPods are the two members of PodGroup e2e/gang (minMember 2).
 const gangPods = `apiVersion: v1
 kind: List
@@ -207,6 +233,21 @@ func TestUpLifecycle(t *testing.T) {
 		if out, err := kubectl(t, bin, kc, "get", "etcdmembers", "--no-headers"); err != nil || !strings.Contains(out, "true") {
 			t.Errorf("etcdmembers: %v %s, want one leader", err, out)
 		}
+		// The stock HPA controller reads pod CPU from metrics.k8s.io.
+		hpa := filepath.Join(dataDir, "hpa.yaml")
+		if err := os.WriteFile(hpa, []byte(hpaManifest), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := kubectl(t, bin, kc, "apply", "-f", hpa); err != nil {
+			t.Fatalf("hpa: %v\n%s", err, out)
+		}
+		eventually(t, 150*time.Second, "HPA reads CPU utilization", func() error {
+			out, err := kubectl(t, bin, kc, "-n", "e2e", "get", "hpa", "web", "-o", "jsonpath={.status.currentMetrics[0].resource.current.averageUtilization}")
+			if err != nil || strings.TrimSpace(out) == "" {
+				return &unexpected{out}
+			}
+			return nil
+		})
 	})
 
 	t.Run("ReplicaSets are run by kubeparts-controller-manager", func(t *testing.T) {
