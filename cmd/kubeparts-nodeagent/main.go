@@ -1,13 +1,32 @@
-// Command kubeparts-nodeagent will run a node's pods through CRI in place of the kubelet.
-// Until it is implemented it refuses to start, so nothing mistakes it for a working piece.
+// Command kubeparts-nodeagent runs the node role: it registers Nodes and runs
+// the pods bound to them through the CRI. Only the simulated runtime is
+// implemented so far (see package nodeagent).
 package main
 
 import (
-	"fmt"
 	"os"
+
+	"github.com/spf13/cobra"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/component-base/cli"
+
+	"github.com/kubeparts/kubeparts/nodeagent"
 )
 
 func main() {
-	fmt.Fprintln(os.Stderr, "kubeparts-nodeagent: not implemented yet (tracked as its own issue); `kubeparts up` runs the stock kubelet")
-	os.Exit(1)
+	o := nodeagent.NewOptions()
+	cmd := &cobra.Command{
+		Use:          "kubeparts-nodeagent",
+		Short:        "Node agent: registers nodes and runs their pods through the CRI",
+		SilenceUsage: true,
+		RunE: func(*cobra.Command, []string) error {
+			if errs := o.Validate(); len(errs) > 0 {
+				return utilerrors.NewAggregate(errs)
+			}
+			return o.Run(genericapiserver.SetupSignalContext())
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	os.Exit(cli.Run(cmd))
 }

@@ -1,0 +1,199 @@
+package nodeagent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/component-base/version"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/kubeparts/kubeparts/nodeagent/node"
+	"github.com/kubeparts/kubeparts/nodeagent/pods"
+	"github.com/kubeparts/kubeparts/nodeagent/runtime"
+)
+
+// Options are kubeparts-nodeagent's flags, named as the kubelet's where they exist.
+type Options struct {
+	Kubeconfig         string
+	NodeName           string
+	Runtime            string
+	SimulateNodes      int
+	NodeIP             string
+	Capacity           string
+	SystemReserved     string
+	RegisterWithTaints []string
+	NodeLabels         map[string]string
+	Workers            int
+}
+
+// NewOptions returns the defaults: a simulated node of 4 cpu, 32Gi, 110 pods.
+func NewOptions() *Options {
+	return &Options{Runtime: "simulated", SimulateNodes: 1, Capacity: "cpu=4,memory=32Gi,pods=110,ephemeral-storage=100Gi", Workers: 10, NodeIP: "10.0.0.1"}
+}
+
+// AddFlags registers the flags.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig for kube-apiserver (identity system:node:<name> in group system:nodes for NodeRestriction)")
+	fs.StringVar(&o.NodeName, "hostname-override", o.NodeName, "node name; with --simulate-nodes=N the nodes are <name>-0 ... <name>-(N-1)")
+	fs.StringVar(&o.Runtime, "runtime", o.Runtime, "container runtime: simulated (in-process CRI); the containerd path is not implemented yet")
+	fs.IntVar(&o.SimulateNodes, "simulate-nodes", o.SimulateNodes, "nodes this process hosts (simulated runtime only)")
+	fs.StringVar(&o.NodeIP, "node-ip", o.NodeIP, "the node's InternalIP (simulated nodes count up from it)")
+	fs.StringVar(&o.Capacity, "capacity", o.Capacity, "simulated node capacity, as name=quantity pairs")
+	fs.StringVar(&o.SystemReserved, "system-reserved", o.SystemReserved, "resources kept from pods, as name=quantity pairs (cpu=100m,memory=1Gi)")
+	fs.StringSliceVar(&o.RegisterWithTaints, "register-with-taints", o.RegisterWithTaints, "taints the node registers with, key=value:Effect")
+	fs.StringToStringVar(&o.NodeLabels, "node-labels", o.NodeLabels, "labels the node registers with (NodeRestriction forbids node-role.kubernetes.io/*)")
+	fs.IntVar(&o.Workers, "pod-workers", o.Workers, "pods synced in parallel")
+}
+
+func parseResources(flag, v string) (corev1.ResourceList, error) {
+	out := corev1.ResourceList{}
+	if strings.TrimSpace(v) == "" {
+		return out, nil
+	}
+	for _, kv := range strings.Split(v, ",") {
+		k, val, ok := strings.Cut(kv, "=")
+		q, err := resource.ParseQuantity(val)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("--%s %q: want name=quantity pairs", flag, kv)
+		}
+		out[corev1.ResourceName(k)] = q
+	}
+	return out, nil
+}
+
+func parseTaint(v string) (corev1.Taint, error) {
+	kv, effect, ok := strings.Cut(v, ":")
+	k, val, _ := strings.Cut(kv, "=")
+	t := corev1.Taint{Key: k, Value: val, Effect: corev1.TaintEffect(effect)}
+	switch t.Effect {
+	case corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
+	default:
+		ok = false
+	}
+	if !ok || len(validation.IsQualifiedName(k)) > 0 {
+		return t, fmt.Errorf("--register-with-taints %q: want key=value:NoSchedule|PreferNoSchedule|NoExecute", v)
+	}
+	return t, nil
+}
+
+// Validate reports every bad flag at once.
+func (o *Options) Validate() []error {
+	var errs []error
+	if o.Runtime != "simulated" {
+		errs = append(errs, fmt.Errorf("--runtime %q: only \"simulated\" is implemented so far (the containerd CRI path is not)", o.Runtime))
+	}
+	if o.NodeName == "" || len(validation.IsDNS1123Subdomain(o.NodeName)) > 0 {
+		errs = append(errs, fmt.Errorf("--hostname-override %q: must be a DNS subdomain", o.NodeName))
+	}
+	if o.SimulateNodes < 1 || o.SimulateNodes > 5000 {
+		errs = append(errs, fmt.Errorf("--simulate-nodes %d: must be in [1, 5000]", o.SimulateNodes))
+	}
+	if net.ParseIP(o.NodeIP).To4() == nil {
+		errs = append(errs, fmt.Errorf("--node-ip %q: must be an IPv4 address", o.NodeIP))
+	}
+	if _, err := parseResources("capacity", o.Capacity); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := parseResources("system-reserved", o.SystemReserved); err != nil {
+		errs = append(errs, err)
+	}
+	for _, t := range o.RegisterWithTaints {
+		if _, err := parseTaint(t); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for k := range o.NodeLabels {
+		if strings.HasPrefix(k, "node-role.kubernetes.io/") {
+			errs = append(errs, fmt.Errorf("--node-labels %s: NodeRestriction forbids a node to set node-role labels on itself", k))
+		}
+	}
+	if o.Workers < 1 {
+		errs = append(errs, fmt.Errorf("--pod-workers must be positive"))
+	}
+	return errs
+}
+
+// criReady reads a simulated runtime's readiness through the CRI Status call.
+type criReady struct{ rt *runtime.Simulated }
+
+func (r criReady) Ready(ctx context.Context) (bool, bool, string) {
+	st, err := r.rt.Status(ctx, false)
+	if err != nil {
+		return false, false, err.Error()
+	}
+	var rtOK, netOK bool
+	for _, c := range st.GetStatus().GetConditions() {
+		switch c.Type {
+		case runtimeapi.RuntimeReady:
+			rtOK = c.Status
+		case runtimeapi.NetworkReady:
+			netOK = c.Status
+		}
+	}
+	return rtOK, netOK, "runtime or network not ready"
+}
+
+// Run starts the nodes and their pods and blocks until ctx ends.
+func (o *Options) Run(ctx context.Context) error {
+	cfg, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	cfg.ContentType, cfg.UserAgent = "application/vnd.kubernetes.protobuf", "kubeparts-nodeagent"
+	cfg.QPS, cfg.Burst = float32(20*o.SimulateNodes), 40*o.SimulateNodes
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	capacity, _ := parseResources("capacity", o.Capacity)
+	reserved, _ := parseResources("system-reserved", o.SystemReserved)
+	var taints []corev1.Taint
+	for _, t := range o.RegisterWithTaints {
+		taint, _ := parseTaint(t)
+		taints = append(taints, taint)
+	}
+	base := net.ParseIP(o.NodeIP).To4()
+	var podNodes []pods.Node
+	var keepers []*node.Keeper
+	for i := range o.SimulateNodes {
+		name := o.NodeName
+		if o.SimulateNodes > 1 {
+			name = fmt.Sprintf("%s-%d", o.NodeName, i)
+		}
+		ip := net.IPv4(base[0], base[1], base[2]+byte(i/250), base[3]+byte(i%250)).String()
+		prefix := fmt.Sprintf("10.%d.%d", 128+i/256, i%256)
+		rt := runtime.NewSimulated(prefix)
+		ver, _ := rt.Version(ctx, "v1")
+		keepers = append(keepers, node.NewKeeper(client, node.Config{
+			Name: name, Capacity: capacity, SystemReserved: reserved, Labels: o.NodeLabels, Taints: taints,
+			Addresses:    []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}, {Type: corev1.NodeHostName, Address: name}},
+			KubeletPort:  10250,
+			AgentVersion: version.Get().GitVersion, RuntimeVersion: ver.GetRuntimeName() + "://" + ver.GetRuntimeVersion(),
+			PodCIDR: prefix + ".0/24",
+		}, criReady{rt}))
+		podNodes = append(podNodes, pods.Node{Name: name, HostIP: ip, Runtime: rt, Images: rt.Images})
+	}
+	m, err := pods.NewManager(client, podNodes)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for _, k := range keepers {
+		wg.Add(1)
+		go func() { defer wg.Done(); k.Run(ctx) }()
+	}
+	klog.FromContext(ctx).Info("Running", "nodes", len(keepers), "runtime", o.Runtime)
+	m.Run(ctx, o.Workers)
+	wg.Wait()
+	return nil
+}

@@ -1,0 +1,218 @@
+// Package node keeps a node's API objects: it registers the Node, renews its
+// Lease in kube-node-lease every RenewInterval, and reports its status and
+// conditions as the kubelet does (a status update when something changed or
+// every StatusReportInterval; the Lease is the frequent heartbeat).
+package node
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+)
+
+// Stock cadence: the Lease is renewed every 10s and lasts 40s; the status is
+// posted when it changes, or every 5 minutes at the latest.
+const (
+	RenewInterval        = 10 * time.Second
+	LeaseDuration        = 40
+	StatusReportInterval = 5 * time.Minute
+)
+
+// Config describes the node to register.
+type Config struct {
+	Name string
+	// Capacity is what the machine has; Allocatable is Capacity minus SystemReserved.
+	Capacity, SystemReserved corev1.ResourceList
+	Addresses                []corev1.NodeAddress
+	Labels                   map[string]string
+	Taints                   []corev1.Taint
+	// KubeletPort is advertised in status.daemonEndpoints.
+	KubeletPort int32
+	// AgentVersion goes to nodeInfo.kubeletVersion; RuntimeVersion is the CRI runtime's "name://version".
+	AgentVersion, RuntimeVersion string
+	PodCIDR                      string
+}
+
+// Runtime is what the node needs to know of its container runtime.
+type Runtime interface {
+	// Ready reports whether the runtime and its network are ready, with a reason when not.
+	Ready(ctx context.Context) (runtimeReady, networkReady bool, msg string)
+}
+
+// Keeper registers and heartbeats one node.
+type Keeper struct {
+	client  kubernetes.Interface
+	cfg     Config
+	runtime Runtime
+	now     func() time.Time
+
+	lastPosted   time.Time
+	lastStatus   corev1.NodeStatus
+	readySince   metav1.Time
+	currentReady corev1.ConditionStatus
+}
+
+// NewKeeper returns a keeper for cfg.
+func NewKeeper(client kubernetes.Interface, cfg Config, rt Runtime) *Keeper {
+	return &Keeper{client: client, cfg: cfg, runtime: rt, now: time.Now}
+}
+
+// Run registers the node, then renews the Lease and syncs the status until
+// ctx ends. API errors are retried on the next tick.
+func (k *Keeper) Run(ctx context.Context) {
+	logger := klog.FromContext(ctx).WithValues("node", k.cfg.Name)
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
+		if err := k.register(ctx); err != nil {
+			logger.Error(err, "Registering the node")
+			return
+		}
+		if err := k.syncStatus(ctx); err != nil {
+			logger.Error(err, "Updating the node status")
+		}
+		if err := k.renewLease(ctx); err != nil {
+			logger.Error(err, "Renewing the node lease")
+		}
+	}, RenewInterval)
+}
+
+func (k *Keeper) allocatable() corev1.ResourceList {
+	out := k.cfg.Capacity.DeepCopy()
+	for name, reserved := range k.cfg.SystemReserved {
+		if q, ok := out[name]; ok {
+			q.Sub(reserved)
+			if q.Sign() < 0 {
+				q = resource.MustParse("0")
+			}
+			out[name] = q
+		}
+	}
+	return out
+}
+
+// register creates the Node if it does not exist; an existing Node (a
+// restart) is adopted as it is.
+func (k *Keeper) register(ctx context.Context) error {
+	labels := map[string]string{
+		corev1.LabelHostname: k.cfg.Name, corev1.LabelOSStable: runtime.GOOS, corev1.LabelArchStable: runtime.GOARCH,
+	}
+	for key, v := range k.cfg.Labels {
+		labels[key] = v
+	}
+	n := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: k.cfg.Name, Labels: labels},
+		Spec:       corev1.NodeSpec{Taints: k.cfg.Taints, PodCIDR: k.cfg.PodCIDR},
+	}
+	if k.cfg.PodCIDR != "" {
+		n.Spec.PodCIDRs = []string{k.cfg.PodCIDR}
+	}
+	_, err := k.client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+// status computes the node's status now.
+func (k *Keeper) status(ctx context.Context) corev1.NodeStatus {
+	runtimeReady, networkReady, msg := k.runtime.Ready(ctx)
+	now := metav1.NewTime(k.now())
+	ready := corev1.ConditionTrue
+	reason, message := "KubeletReady", "kubeparts-nodeagent is posting ready status"
+	if !runtimeReady || !networkReady {
+		ready, reason, message = corev1.ConditionFalse, "KubeletNotReady", "container runtime not ready: "+msg
+	}
+	if ready != k.currentReady {
+		k.currentReady, k.readySince = ready, now
+	}
+	cond := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason, msg string, since metav1.Time) corev1.NodeCondition {
+		return corev1.NodeCondition{Type: t, Status: s, Reason: reason, Message: msg, LastHeartbeatTime: now, LastTransitionTime: since}
+	}
+	started := k.readySince
+	return corev1.NodeStatus{
+		Capacity:    k.cfg.Capacity,
+		Allocatable: k.allocatable(),
+		Addresses:   k.cfg.Addresses,
+		Conditions: []corev1.NodeCondition{
+			cond(corev1.NodeMemoryPressure, corev1.ConditionFalse, "KubeletHasSufficientMemory", "kubelet has sufficient memory available", started),
+			cond(corev1.NodeDiskPressure, corev1.ConditionFalse, "KubeletHasNoDiskPressure", "kubelet has no disk pressure", started),
+			cond(corev1.NodePIDPressure, corev1.ConditionFalse, "KubeletHasSufficientPID", "kubelet has sufficient PID available", started),
+			cond(corev1.NodeReady, ready, reason, message, k.readySince),
+		},
+		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: k.cfg.KubeletPort}},
+		NodeInfo: corev1.NodeSystemInfo{
+			OperatingSystem: runtime.GOOS, Architecture: runtime.GOARCH,
+			KubeletVersion: k.cfg.AgentVersion, ContainerRuntimeVersion: k.cfg.RuntimeVersion,
+		},
+	}
+}
+
+// syncStatus posts the status when anything but heartbeat times changed, or
+// when the last post is StatusReportInterval old.
+func (k *Keeper) syncStatus(ctx context.Context) error {
+	st := k.status(ctx)
+	if !k.lastPosted.IsZero() && k.now().Sub(k.lastPosted) < StatusReportInterval && sameIgnoringHeartbeats(st, k.lastStatus) {
+		return nil
+	}
+	n, err := k.client.CoreV1().Nodes().Get(ctx, k.cfg.Name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	st.Images = n.Status.Images
+	n.Status = st
+	if _, err := k.client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	k.lastPosted, k.lastStatus = k.now(), st
+	return nil
+}
+
+func sameIgnoringHeartbeats(a, b corev1.NodeStatus) bool {
+	a, b = *a.DeepCopy(), *b.DeepCopy()
+	for _, s := range []*corev1.NodeStatus{&a, &b} {
+		for i := range s.Conditions {
+			s.Conditions[i].LastHeartbeatTime = metav1.Time{}
+		}
+	}
+	return apiequality.Semantic.DeepEqual(a, b)
+}
+
+// renewLease creates or renews the node's Lease, owned by the Node so it goes
+// with it.
+func (k *Keeper) renewLease(ctx context.Context) error {
+	leases := k.client.CoordinationV1().Leases(corev1.NamespaceNodeLease)
+	now := metav1.NewMicroTime(k.now())
+	l, err := leases.Get(ctx, k.cfg.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		n, err := k.client.CoreV1().Nodes().Get(ctx, k.cfg.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		l = &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: k.cfg.Name, Namespace: corev1.NamespaceNodeLease,
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: n.Name, UID: n.UID}}},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(k.cfg.Name), LeaseDurationSeconds: ptr.To[int32](LeaseDuration), RenewTime: &now},
+		}
+		_, err = leases.Create(ctx, l, metav1.CreateOptions{})
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	l.Spec.HolderIdentity, l.Spec.LeaseDurationSeconds, l.Spec.RenewTime = ptr.To(k.cfg.Name), ptr.To[int32](LeaseDuration), &now
+	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("lease: %w", err)
+	}
+	return nil
+}

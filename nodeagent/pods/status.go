@@ -1,0 +1,127 @@
+package pods
+
+import (
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// computeStatus is the pod status the runtime's state implies: a pure
+// function of its inputs, so it is table-tested and a write happens only
+// when its result differs from what the API holds. Transition times of
+// conditions whose status did not change are kept, as the kubelet does.
+func computeStatus(pod *corev1.Pod, hostIP string, sb *runtimeapi.PodSandboxStatus, containers map[string]*runtimeapi.ContainerStatus, now metav1.Time) corev1.PodStatus {
+	st := corev1.PodStatus{QOSClass: pod.Status.QOSClass, HostIP: hostIP, StartTime: pod.Status.StartTime}
+	if hostIP != "" {
+		st.HostIPs = []corev1.HostIP{{IP: hostIP}}
+	}
+	if st.StartTime == nil {
+		st.StartTime = &now
+	}
+	sandboxReady := sb != nil && sb.State == runtimeapi.PodSandboxState_SANDBOX_READY
+	if sandboxReady && sb.GetNetwork().GetIp() != "" {
+		st.PodIP = sb.GetNetwork().GetIp()
+		st.PodIPs = []corev1.PodIP{{IP: st.PodIP}}
+		for _, ip := range sb.GetNetwork().GetAdditionalIps() {
+			st.PodIPs = append(st.PodIPs, corev1.PodIP{IP: ip.GetIp()})
+		}
+	}
+
+	initialized := true
+	for _, c := range pod.Spec.InitContainers {
+		cs := containerStatus(c, containers[c.Name])
+		sidecar := c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+		done := cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0
+		if sidecar {
+			done = cs.State.Running != nil
+		}
+		initialized = initialized && done
+		st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
+	}
+	allReady, running, failed, succeeded := true, 0, 0, 0
+	for _, c := range pod.Spec.Containers {
+		cs := containerStatus(c, containers[c.Name])
+		allReady = allReady && cs.Ready
+		switch {
+		case cs.State.Running != nil:
+			running++
+		case cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0:
+			succeeded++
+		case cs.State.Terminated != nil:
+			failed++
+		}
+		st.ContainerStatuses = append(st.ContainerStatuses, cs)
+	}
+	n := len(pod.Spec.Containers)
+	switch {
+	case running > 0 || (succeeded+failed == n && pod.Spec.RestartPolicy == corev1.RestartPolicyAlways):
+		st.Phase = corev1.PodRunning
+	case succeeded == n:
+		st.Phase = corev1.PodSucceeded
+	case failed > 0 && succeeded+failed == n:
+		st.Phase = corev1.PodFailed
+	default:
+		st.Phase = corev1.PodPending
+	}
+
+	condition := func(t corev1.PodConditionType, ok bool, reason string) corev1.PodCondition {
+		c := corev1.PodCondition{Type: t, Status: corev1.ConditionFalse, Reason: reason, LastTransitionTime: now}
+		if ok {
+			c.Status, c.Reason = corev1.ConditionTrue, ""
+		}
+		for _, old := range pod.Status.Conditions {
+			if old.Type == t && old.Status == c.Status {
+				c.LastTransitionTime = old.LastTransitionTime
+			}
+		}
+		return c
+	}
+	ready := initialized && allReady && running == n
+	st.Conditions = []corev1.PodCondition{
+		condition(corev1.PodReadyToStartContainers, sandboxReady, ""),
+		condition(corev1.PodInitialized, initialized, "ContainersNotInitialized"),
+		condition(corev1.ContainersReady, ready, "ContainersNotReady"),
+		condition(corev1.PodReady, ready, "ContainersNotReady"),
+	}
+	for _, old := range pod.Status.Conditions {
+		if old.Type == corev1.PodScheduled {
+			st.Conditions = append(st.Conditions, old)
+		}
+	}
+	return st
+}
+
+// containerStatus maps a CRI container status (nil: not created yet) to the
+// API's. Without probes, a running container is ready and started.
+func containerStatus(c corev1.Container, s *runtimeapi.ContainerStatus) corev1.ContainerStatus {
+	cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, Started: new(bool)}
+	if s == nil {
+		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
+		return cs
+	}
+	cs.ContainerID = "simulated://" + s.Id
+	cs.ImageID = s.ImageRef
+	switch s.State {
+	case runtimeapi.ContainerState_CONTAINER_RUNNING:
+		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: nanos(s.StartedAt)}
+		cs.Ready, *cs.Started = true, true
+	case runtimeapi.ContainerState_CONTAINER_EXITED:
+		reason := "Completed"
+		if s.ExitCode != 0 {
+			reason = "Error"
+		}
+		cs.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: s.ExitCode, Reason: reason,
+			StartedAt: nanos(s.StartedAt), FinishedAt: nanos(s.FinishedAt), ContainerID: cs.ContainerID}
+	default:
+		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
+	}
+	return cs
+}
+
+// nanos turns CRI nanoseconds into an API time, at the second granularity
+// the API keeps (so a recomputed status compares equal).
+func nanos(ns int64) metav1.Time {
+	return metav1.NewTime(time.Unix(0, ns).Truncate(time.Second))
+}

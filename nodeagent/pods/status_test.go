@@ -1,0 +1,83 @@
+package pods
+
+import (
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+func TestComputeStatus(t *testing.T) {
+	now := metav1.NewTime(time.Unix(1000, 0))
+	running := func(id string) *runtimeapi.ContainerStatus {
+		return &runtimeapi.ContainerStatus{Id: id, State: runtimeapi.ContainerState_CONTAINER_RUNNING, StartedAt: 900e9, ImageRef: "sha256:img"}
+	}
+	exited := func(id string, code int32) *runtimeapi.ContainerStatus {
+		return &runtimeapi.ContainerStatus{Id: id, State: runtimeapi.ContainerState_CONTAINER_EXITED, ExitCode: code, StartedAt: 900e9, FinishedAt: 950e9}
+	}
+	sandbox := &runtimeapi.PodSandboxStatus{State: runtimeapi.PodSandboxState_SANDBOX_READY, Network: &runtimeapi.PodSandboxNetworkStatus{Ip: "10.128.0.7"}}
+	always := corev1.ContainerRestartPolicyAlways
+	pod := func(policy corev1.RestartPolicy, inits ...corev1.Container) *corev1.Pod {
+		return &corev1.Pod{Spec: corev1.PodSpec{RestartPolicy: policy, InitContainers: inits,
+			Containers: []corev1.Container{{Name: "app", Image: "busybox"}}},
+			Status: corev1.PodStatus{QOSClass: corev1.PodQOSBestEffort, Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}}}}
+	}
+	for _, tc := range []struct {
+		name       string
+		pod        *corev1.Pod
+		sb         *runtimeapi.PodSandboxStatus
+		containers map[string]*runtimeapi.ContainerStatus
+		phase      corev1.PodPhase
+		ready      bool
+		initDone   bool
+	}{
+		{"nothing created yet", pod(corev1.RestartPolicyAlways), nil, nil, corev1.PodPending, false, true},
+		{"app running", pod(corev1.RestartPolicyAlways), sandbox, map[string]*runtimeapi.ContainerStatus{"app": running("a")}, corev1.PodRunning, true, true},
+		{"init done, app running", pod(corev1.RestartPolicyAlways, corev1.Container{Name: "init"}), sandbox,
+			map[string]*runtimeapi.ContainerStatus{"init": exited("i", 0), "app": running("a")}, corev1.PodRunning, true, true},
+		{"init failed", pod(corev1.RestartPolicyNever, corev1.Container{Name: "init"}), sandbox,
+			map[string]*runtimeapi.ContainerStatus{"init": exited("i", 1)}, corev1.PodPending, false, false},
+		{"sidecar running counts as initialized", pod(corev1.RestartPolicyAlways, corev1.Container{Name: "side", RestartPolicy: &always}), sandbox,
+			map[string]*runtimeapi.ContainerStatus{"side": running("s"), "app": running("a")}, corev1.PodRunning, true, true},
+		{"app succeeded, restart Never", pod(corev1.RestartPolicyNever), sandbox, map[string]*runtimeapi.ContainerStatus{"app": exited("a", 0)}, corev1.PodSucceeded, false, true},
+		{"app failed, restart Never", pod(corev1.RestartPolicyNever), sandbox, map[string]*runtimeapi.ContainerStatus{"app": exited("a", 2)}, corev1.PodFailed, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := computeStatus(tc.pod, "192.0.2.10", tc.sb, tc.containers, now)
+			if st.Phase != tc.phase {
+				t.Errorf("phase %s, want %s", st.Phase, tc.phase)
+			}
+			cond := map[corev1.PodConditionType]corev1.ConditionStatus{}
+			for _, c := range st.Conditions {
+				cond[c.Type] = c.Status
+			}
+			if (cond[corev1.PodReady] == corev1.ConditionTrue) != tc.ready || (cond[corev1.ContainersReady] == corev1.ConditionTrue) != tc.ready {
+				t.Errorf("Ready/ContainersReady = %s/%s, want ready=%v", cond[corev1.PodReady], cond[corev1.ContainersReady], tc.ready)
+			}
+			if (cond[corev1.PodInitialized] == corev1.ConditionTrue) != tc.initDone {
+				t.Errorf("Initialized = %s, want %v", cond[corev1.PodInitialized], tc.initDone)
+			}
+			if cond[corev1.PodScheduled] != corev1.ConditionTrue || st.QOSClass != corev1.PodQOSBestEffort || st.HostIP != "192.0.2.10" {
+				t.Errorf("PodScheduled, qosClass and hostIP must be kept: %+v", st)
+			}
+			if tc.sb != nil && st.PodIP != "10.128.0.7" {
+				t.Errorf("podIP %q", st.PodIP)
+			}
+			if cs := st.ContainerStatuses[0]; tc.containers["app"] != nil && (cs.ContainerID == "" || cs.RestartCount != 0) {
+				t.Errorf("container status %+v", cs)
+			}
+		})
+	}
+	// Recomputing with nothing changed yields the same status: no write.
+	p := pod(corev1.RestartPolicyAlways)
+	cs := map[string]*runtimeapi.ContainerStatus{"app": running("a")}
+	p.Status = computeStatus(p, "192.0.2.10", sandbox, cs, now)
+	again := computeStatus(p, "192.0.2.10", sandbox, cs, metav1.NewTime(now.Add(time.Minute)))
+	for i := range again.Conditions {
+		if !again.Conditions[i].LastTransitionTime.Equal(&p.Status.Conditions[i].LastTransitionTime) {
+			t.Errorf("condition %s moved its transition time without a transition", again.Conditions[i].Type)
+		}
+	}
+}
