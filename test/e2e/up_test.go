@@ -50,21 +50,21 @@ spec:
 // utilization only if metrics.k8s.io answers.
 const hpaManifest = `apiVersion: apps/v1
 kind: Deployment
-metadata: {name: web, namespace: e2e}
+metadata: {name: hpa-web, namespace: e2e}
 spec:
   replicas: 1
-  selector: {matchLabels: {app: web}}
+  selector: {matchLabels: {app: hpa-web}}
   template:
-    metadata: {labels: {app: web}}
+    metadata: {labels: {app: hpa-web}}
     spec:
       containers:
       - {name: c, image: registry.k8s.io/pause:3.10, imagePullPolicy: Never, resources: {requests: {cpu: 10m}}}
 ---
 apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
-metadata: {name: web, namespace: e2e}
+metadata: {name: hpa-web, namespace: e2e}
 spec:
-  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: hpa-web}
   minReplicas: 1
   maxReplicas: 2
   metrics:
@@ -242,12 +242,16 @@ func TestUpLifecycle(t *testing.T) {
 			t.Fatalf("hpa: %v\n%s", err, out)
 		}
 		eventually(t, 150*time.Second, "HPA reads CPU utilization", func() error {
-			out, err := kubectl(t, bin, kc, "-n", "e2e", "get", "hpa", "web", "-o", "jsonpath={.status.currentMetrics[0].resource.current.averageUtilization}")
+			out, err := kubectl(t, bin, kc, "-n", "e2e", "get", "hpa", "hpa-web", "-o", "jsonpath={.status.currentMetrics[0].resource.current.averageUtilization}")
 			if err != nil || strings.TrimSpace(out) == "" {
 				return &unexpected{out}
 			}
 			return nil
 		})
+		// Its pods share the namespace with the subtests below: remove them.
+		if out, err := kubectl(t, bin, kc, "delete", "--wait=true", "-f", hpa); err != nil {
+			t.Errorf("delete hpa-web: %v %s", err, out)
+		}
 	})
 
 	t.Run("ReplicaSets are run by kubeparts-controller-manager", func(t *testing.T) {
