@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -76,16 +77,40 @@ func startKubelet(t *testing.T, name, zone string, ready corev1.ConditionStatus,
 	return k
 }
 
-func (k *kubelet) report(t *testing.T, ready corev1.ConditionStatus, extra ...corev1.NodeCondition) {
+// updateNode changes a Node the controller under test also writes, retrying
+// on conflict.
+func updateNode(t *testing.T, name string, mutate func(*corev1.Node)) {
 	t.Helper()
-	ctx := context.Background()
-	node, err := env.Client.CoreV1().Nodes().Get(ctx, k.name, metav1.GetOptions{})
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := env.Client.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		mutate(n)
+		_, err = env.Client.CoreV1().Nodes().Update(context.Background(), n, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := metav1.Now()
-	node.Status.Conditions = append([]corev1.NodeCondition{{Type: corev1.NodeReady, Status: ready, Reason: "KubeletReady", LastHeartbeatTime: now, LastTransitionTime: now}}, extra...)
-	if _, err := env.Client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+}
+
+func (k *kubelet) report(t *testing.T, ready corev1.ConditionStatus, extra ...corev1.NodeCondition) {
+	t.Helper()
+	ctx := context.Background()
+	// The controller under test writes the same Node (taints): retry on conflict
+	// as a kubelet would.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		node, err := env.Client.CoreV1().Nodes().Get(ctx, k.name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		now := metav1.Now()
+		node.Status.Conditions = append([]corev1.NodeCondition{{Type: corev1.NodeReady, Status: ready, Reason: "KubeletReady", LastHeartbeatTime: now, LastTransitionTime: now}}, extra...)
+		_, err = env.Client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 }
@@ -251,11 +276,9 @@ func TestHeartbeatLossEvictionAndRecovery(t *testing.T) {
 	}
 
 	// An operator's NoExecute taint (no default toleration for it) evicts at once.
-	healthy := node(t, "healthy-a")
-	healthy.Spec.Taints = append(healthy.Spec.Taints, corev1.Taint{Key: "example.com/drain", Effect: corev1.TaintEffectNoExecute})
-	if _, err := env.Client.CoreV1().Nodes().Update(ctx, healthy, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	updateNode(t, "healthy-a", func(n *corev1.Node) {
+		n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: "example.com/drain", Effect: corev1.TaintEffectNoExecute})
+	})
 	eventually(t, "pod on the drained node evicted", func() error {
 		if !evicted(t, ns, "elsewhere") {
 			return fmt.Errorf("still there")
@@ -282,13 +305,10 @@ func TestConditionTaints(t *testing.T) {
 	eventually(t, "pressure taints gone with the pressure", wantTaints(t, "pressure-b"))
 
 	// Operator taints are left alone; cordoning adds unschedulable.
-	ctx := context.Background()
-	n := node(t, "pressure-b")
-	n.Spec.Unschedulable = true
-	n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: "dedicated", Value: "gpu", Effect: corev1.TaintEffectNoSchedule})
-	if _, err := env.Client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	updateNode(t, "pressure-b", func(n *corev1.Node) {
+		n.Spec.Unschedulable = true
+		n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: "dedicated", Value: "gpu", Effect: corev1.TaintEffectNoSchedule})
+	})
 	eventually(t, "cordon taint added, operator taint kept", wantTaints(t, "pressure-b", "dedicated:NoSchedule", corev1.TaintNodeUnschedulable+":NoSchedule"))
 }
 
@@ -303,11 +323,7 @@ func TestEvictionCancelled(t *testing.T) {
 	podOn(t, ns, "waiting", "steady-e", corev1.Toleration{Key: "example.com/maintenance", Operator: corev1.TolerationOpExists,
 		Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](30)})
 	setTaints := func(taints []corev1.Taint) {
-		n := node(t, "steady-e")
-		n.Spec.Taints = taints
-		if _, err := env.Client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		updateNode(t, "steady-e", func(n *corev1.Node) { n.Spec.Taints = taints })
 	}
 	now := metav1.Now()
 	setTaints([]corev1.Taint{{Key: "example.com/maintenance", Effect: corev1.TaintEffectNoExecute, TimeAdded: &now}})
