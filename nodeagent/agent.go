@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/component-base/version"
+	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
@@ -34,6 +35,8 @@ type Options struct {
 	RegisterWithTaints []string
 	NodeLabels         map[string]string
 	Workers            int
+	// Remote runtime (containerd).
+	RuntimeEndpoint, CgroupParent, PodLogDir string
 }
 
 // NewOptions returns the defaults: a simulated node of 4 cpu, 32Gi, 110 pods.
@@ -45,7 +48,10 @@ func NewOptions() *Options {
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig for kube-apiserver (identity system:node:<name> in group system:nodes for NodeRestriction)")
 	fs.StringVar(&o.NodeName, "hostname-override", o.NodeName, "node name; with --simulate-nodes=N the nodes are <name>-0 ... <name>-(N-1)")
-	fs.StringVar(&o.Runtime, "runtime", o.Runtime, "container runtime: simulated (in-process CRI); the containerd path is not implemented yet")
+	fs.StringVar(&o.Runtime, "runtime", o.Runtime, "container runtime: simulated (in-process CRI) or remote (a CRI socket such as containerd's; experimental)")
+	fs.StringVar(&o.RuntimeEndpoint, "container-runtime-endpoint", o.RuntimeEndpoint, "CRI endpoint for --runtime=remote, e.g. unix:///run/containerd/containerd.sock")
+	fs.StringVar(&o.CgroupParent, "cgroup-parent", o.CgroupParent, "cgroup the pods' cgroups go under (--runtime=remote)")
+	fs.StringVar(&o.PodLogDir, "pod-log-dir", o.PodLogDir, "directory of the pods' container logs (--runtime=remote)")
 	fs.IntVar(&o.SimulateNodes, "simulate-nodes", o.SimulateNodes, "nodes this process hosts (simulated runtime only)")
 	fs.StringVar(&o.NodeIP, "node-ip", o.NodeIP, "the node's InternalIP (simulated nodes count up from it)")
 	fs.StringVar(&o.Capacity, "capacity", o.Capacity, "simulated node capacity, as name=quantity pairs")
@@ -89,8 +95,17 @@ func parseTaint(v string) (corev1.Taint, error) {
 // Validate reports every bad flag at once.
 func (o *Options) Validate() []error {
 	var errs []error
-	if o.Runtime != "simulated" {
-		errs = append(errs, fmt.Errorf("--runtime %q: only \"simulated\" is implemented so far (the containerd CRI path is not)", o.Runtime))
+	switch o.Runtime {
+	case "simulated":
+	case "remote":
+		if o.RuntimeEndpoint == "" {
+			errs = append(errs, fmt.Errorf("--runtime=remote needs --container-runtime-endpoint"))
+		}
+		if o.SimulateNodes != 1 {
+			errs = append(errs, fmt.Errorf("--simulate-nodes is for --runtime=simulated"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--runtime %q: want simulated or remote", o.Runtime))
 	}
 	if o.NodeName == "" || len(validation.IsDNS1123Subdomain(o.NodeName)) > 0 {
 		errs = append(errs, fmt.Errorf("--hostname-override %q: must be a DNS subdomain", o.NodeName))
@@ -123,8 +138,8 @@ func (o *Options) Validate() []error {
 	return errs
 }
 
-// criReady reads a simulated runtime's readiness through the CRI Status call.
-type criReady struct{ rt *runtime.Simulated }
+// criReady reads a runtime's readiness through the CRI Status call.
+type criReady struct{ rt internalapi.RuntimeService }
 
 func (r criReady) Ready(ctx context.Context) (bool, bool, string) {
 	st, err := r.rt.Status(ctx, false)
@@ -172,16 +187,33 @@ func (o *Options) Run(ctx context.Context) error {
 		}
 		ip := net.IPv4(base[0], base[1], base[2]+byte(i/250), base[3]+byte(i%250)).String()
 		prefix := fmt.Sprintf("10.%d.%d", 128+i/256, i%256)
-		rt := runtime.NewSimulated(prefix)
-		ver, _ := rt.Version(ctx, "v1")
+		var rt node.Runtime
+		pn := pods.Node{Name: name, HostIP: ip}
+		if o.Runtime == "remote" {
+			rs, is, err := runtime.Remote(ctx, o.RuntimeEndpoint)
+			if err != nil {
+				return err
+			}
+			pn.Runtime, pn.Images, pn.CgroupParent, pn.LogDir = rs, is, o.CgroupParent, o.PodLogDir
+			rt, prefix = criReady{rs}, ""
+		} else {
+			sim := runtime.NewSimulated(prefix)
+			pn.Runtime, pn.Images, pn.Simulated, rt = sim, sim.Images, true, criReady{sim}
+			prefix += ".0/24"
+		}
+		ver, err := pn.Runtime.Version(ctx, "v1")
+		if err != nil {
+			return fmt.Errorf("runtime version: %w", err)
+		}
+		pn.RuntimeName = ver.GetRuntimeName()
 		keepers = append(keepers, node.NewKeeper(client, node.Config{
 			Name: name, Capacity: capacity, SystemReserved: reserved, Labels: o.NodeLabels, Taints: taints,
 			Addresses:    []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}, {Type: corev1.NodeHostName, Address: name}},
 			KubeletPort:  10250,
 			AgentVersion: version.Get().GitVersion, RuntimeVersion: ver.GetRuntimeName() + "://" + ver.GetRuntimeVersion(),
-			PodCIDR: prefix + ".0/24",
-		}, criReady{rt}))
-		podNodes = append(podNodes, pods.Node{Name: name, HostIP: ip, Runtime: rt, Images: rt.Images})
+			PodCIDR: prefix,
+		}, rt))
+		podNodes = append(podNodes, pn)
 	}
 	m, err := pods.NewManager(client, podNodes)
 	if err != nil {

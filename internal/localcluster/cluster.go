@@ -225,7 +225,12 @@ func (c *Cluster) startAll(ctx context.Context) error {
 	// A Node kept from the last run still says Ready: only a heartbeat from this kubelet
 	// counts. Heartbeats have second granularity.
 	kubeletStarted := time.Now().Truncate(time.Second)
-	if p.runsNode() {
+	switch {
+	case p.runsNode() && p.ExperimentalNodeAgent:
+		if kubelet, err = c.run("kubeparts-nodeagent", p.binaries["kubeparts-nodeagent"], p.nodeAgentArgs(certs), 30*time.Second); err != nil {
+			return err
+		}
+	case p.runsNode():
 		config, err := p.writeKubeletConfig(certs)
 		if err != nil {
 			return err

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -170,6 +173,36 @@ func (p *plan) kubeletArgs(c *certs, config string) []string {
 		"--hostname-override=" + p.NodeName,
 		"--node-ip=" + p.hostIP.String(),
 	}
+}
+
+// nodeAgentArgs runs kubeparts-nodeagent as this node on this containerd,
+// with the kubelet's identity and the machine's capacity.
+func (p *plan) nodeAgentArgs(c *certs) []string {
+	return []string{
+		"--kubeconfig=" + c.kl,
+		"--hostname-override=" + p.NodeName,
+		"--node-ip=" + p.hostIP.String(),
+		"--runtime=remote",
+		"--container-runtime-endpoint=unix://" + p.containerdSocket(),
+		"--cgroup-parent=" + path.Join(p.layout.CgroupRoot, "kubepods"),
+		"--pod-log-dir=" + filepath.Join(p.layout.Node, "pods"),
+		fmt.Sprintf("--capacity=cpu=%d,memory=%d,pods=110", goruntime.NumCPU(), machineMemory()),
+	}
+}
+
+// machineMemory is MemTotal from /proc/meminfo, in bytes (0 if unreadable).
+func machineMemory() int64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
 }
 
 // cgroupMounts lists the mount points of every cgroup hierarchy.

@@ -58,6 +58,10 @@ type Options struct {
 	Stock []string
 	// Fresh wipes the data dir before starting.
 	Fresh bool
+	// ExperimentalNodeAgent runs kubeparts-nodeagent (--runtime=remote on this
+	// containerd) instead of the stock kubelet. It has no kubelet server yet,
+	// so kubectl logs/exec and metrics do not work on its node.
+	ExperimentalNodeAgent bool
 	// NodeName names the node; the machine's host name when empty.
 	NodeName string
 	// ReadyTimeout bounds the wait for /readyz and Ready nodes.
@@ -211,6 +215,10 @@ func newPlan(o Options) (*plan, error) {
 	}
 	if p.runsNode() {
 		need = append(need, "pause")
+	}
+	if o.ExperimentalNodeAgent {
+		p.notes = append(p.notes, "nodeagent: experimental kubeparts-nodeagent on containerd instead of the kubelet (no logs, exec or metrics on the node)")
+		need = append(need, "kubeparts-nodeagent")
 	}
 	var missing []string
 	for _, name := range need {

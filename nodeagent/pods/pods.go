@@ -9,7 +9,10 @@ package pods
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path"
+	"path/filepath"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,6 +36,14 @@ type Node struct {
 	HostIP  string
 	Runtime internalapi.RuntimeService
 	Images  internalapi.ImageManagerService
+	// RuntimeName prefixes container IDs in statuses ("containerd://...").
+	RuntimeName string
+	// Simulated runtimes never exit a container by themselves: their init
+	// containers are stopped right after starting, as if they had completed.
+	Simulated bool
+	// CgroupParent holds the pods' cgroups (pod<uid> under it); LogDir their
+	// logs (<namespace>_<name>_<uid>/<container>/0.log). Empty: the runtime's defaults.
+	CgroupParent, LogDir string
 }
 
 // Manager syncs the pods of its nodes.
@@ -138,6 +149,10 @@ func (m *Manager) sync(ctx context.Context, key string) error {
 		return nil
 	}
 	sandbox, err := ensureRunning(ctx, node, pod)
+	if errors.Is(err, errInitRunning) {
+		m.queue.AddAfter(key, time.Second)
+		return m.writeStatus(ctx, node, pod, sandbox)
+	}
 	if err != nil {
 		return err
 	}
@@ -175,11 +190,7 @@ func ensureRunning(ctx context.Context, node Node, pod *corev1.Pod) (*runtimeapi
 	if err != nil {
 		return nil, err
 	}
-	config := &runtimeapi.PodSandboxConfig{
-		Metadata: &runtimeapi.PodSandboxMetadata{Name: pod.Name, Namespace: pod.Namespace, Uid: string(pod.UID)},
-		Hostname: pod.Name,
-		Labels:   map[string]string{labelNamespace: pod.Namespace, labelName: pod.Name, labelUID: string(pod.UID)},
-	}
+	config := sandboxConfig(node, pod)
 	if sb == nil {
 		if _, err := node.Runtime.RunPodSandbox(ctx, config, ""); err != nil {
 			return nil, fmt.Errorf("RunPodSandbox: %w", err)
@@ -196,22 +207,18 @@ func ensureRunning(ctx context.Context, node Node, pod *corev1.Pod) (*runtimeapi
 		if _, ok := existing[c.Name]; ok {
 			return nil
 		}
-		image, err := node.Images.PullImage(ctx, &runtimeapi.ImageSpec{Image: c.Image}, nil, config)
+		image, err := ensureImage(ctx, node.Images, c, config)
 		if err != nil {
-			return fmt.Errorf("pull %s: %w", c.Image, err)
+			return err
 		}
-		id, err := node.Runtime.CreateContainer(ctx, sb.Id, &runtimeapi.ContainerConfig{
-			Metadata: &runtimeapi.ContainerMetadata{Name: c.Name}, Image: &runtimeapi.ImageSpec{Image: image},
-			Command: c.Command, Args: c.Args, Labels: map[string]string{labelContainer: c.Name, labelUID: string(pod.UID)},
-		}, config)
+		id, err := node.Runtime.CreateContainer(ctx, sb.Id, containerConfig(node, pod, c, image, config), config)
 		if err != nil {
 			return fmt.Errorf("create container %s: %w", c.Name, err)
 		}
 		if err := node.Runtime.StartContainer(ctx, id); err != nil {
 			return fmt.Errorf("start container %s: %w", c.Name, err)
 		}
-		if runToCompletion {
-			// A simulated init container completes at once (exit 0).
+		if runToCompletion && node.Simulated {
 			return node.Runtime.StopContainer(ctx, id, 0)
 		}
 		return nil
@@ -221,6 +228,17 @@ func ensureRunning(ctx context.Context, node Node, pod *corev1.Pod) (*runtimeapi
 		if err := start(c, !sidecar); err != nil {
 			return nil, err
 		}
+		if sidecar {
+			continue
+		}
+		// The next container starts only once this one has exited 0.
+		done, err := completed(ctx, node.Runtime, sb.Id, c.Name)
+		if err != nil {
+			return nil, err
+		}
+		if !done {
+			return sb, errInitRunning
+		}
 	}
 	for _, c := range pod.Spec.Containers {
 		if err := start(c, false); err != nil {
@@ -228,6 +246,27 @@ func ensureRunning(ctx context.Context, node Node, pod *corev1.Pod) (*runtimeapi
 		}
 	}
 	return sb, nil
+}
+
+// errInitRunning says the pod waits for an init container; the status is
+// still written and the pod looked at again shortly.
+var errInitRunning = fmt.Errorf("init container still running")
+
+// completed reports whether the named container has exited successfully; a
+// failed one is an error (restarting it with back-off is not implemented yet).
+func completed(ctx context.Context, rt internalapi.RuntimeService, sandboxID, name string) (bool, error) {
+	cs, err := containersOf(ctx, rt, sandboxID)
+	if err != nil {
+		return false, err
+	}
+	st := cs[name]
+	if st == nil || st.State != runtimeapi.ContainerState_CONTAINER_EXITED {
+		return false, nil
+	}
+	if st.ExitCode != 0 {
+		return false, fmt.Errorf("init container %s exited %d", name, st.ExitCode)
+	}
+	return true, nil
 }
 
 // containersOf maps container name to its newest status in a sandbox.
@@ -303,7 +342,7 @@ func (m *Manager) writeStatus(ctx context.Context, node Node, pod *corev1.Pod, s
 	if err != nil {
 		return err
 	}
-	st := computeStatus(pod, node.HostIP, sbStatus.GetStatus(), containers, metav1.Now())
+	st := computeStatus(pod, node.HostIP, node.RuntimeName, sbStatus.GetStatus(), containers, metav1.Now())
 	if apiequality.Semantic.DeepEqual(st, pod.Status) {
 		return nil
 	}
@@ -315,4 +354,81 @@ func (m *Manager) writeStatus(ctx context.Context, node Node, pod *corev1.Pod, s
 		return nil
 	}
 	return err
+}
+
+// sandboxConfig is the CRI sandbox of a pod: its own network namespace, or the
+// node's for hostNetwork (then with an empty hostname, which runc requires).
+func sandboxConfig(node Node, pod *corev1.Pod) *runtimeapi.PodSandboxConfig {
+	ns := namespaces(pod)
+	config := &runtimeapi.PodSandboxConfig{
+		Metadata: &runtimeapi.PodSandboxMetadata{Name: pod.Name, Namespace: pod.Namespace, Uid: string(pod.UID)},
+		Hostname: pod.Name,
+		Labels:   map[string]string{labelNamespace: pod.Namespace, labelName: pod.Name, labelUID: string(pod.UID)},
+		Linux:    &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: ns}},
+	}
+	if pod.Spec.HostNetwork {
+		config.Hostname = ""
+	}
+	if node.CgroupParent != "" {
+		config.Linux.CgroupParent = path.Join(node.CgroupParent, "pod"+string(pod.UID))
+	}
+	if node.LogDir != "" {
+		config.LogDirectory = filepath.Join(node.LogDir, fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID))
+	}
+	return config
+}
+
+func namespaces(pod *corev1.Pod) *runtimeapi.NamespaceOption {
+	ns := &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_POD, Pid: runtimeapi.NamespaceMode_CONTAINER, Ipc: runtimeapi.NamespaceMode_POD}
+	if pod.Spec.HostNetwork {
+		ns.Network = runtimeapi.NamespaceMode_NODE
+	}
+	if pod.Spec.ShareProcessNamespace != nil && *pod.Spec.ShareProcessNamespace {
+		ns.Pid = runtimeapi.NamespaceMode_POD
+	}
+	return ns
+}
+
+// containerConfig is the CRI container of c: command, args, literal env, its
+// log file, and the sandbox's namespaces to join.
+func containerConfig(node Node, pod *corev1.Pod, c corev1.Container, image string, sandbox *runtimeapi.PodSandboxConfig) *runtimeapi.ContainerConfig {
+	cc := &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: c.Name}, Image: &runtimeapi.ImageSpec{Image: image},
+		Command: c.Command, Args: c.Args, WorkingDir: c.WorkingDir,
+		Labels: map[string]string{labelContainer: c.Name, labelUID: string(pod.UID), labelNamespace: pod.Namespace, labelName: pod.Name},
+		Linux: &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{},
+			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions()}},
+	}
+	for _, e := range c.Env {
+		if e.ValueFrom == nil {
+			cc.Envs = append(cc.Envs, &runtimeapi.KeyValue{Key: e.Name, Value: []byte(e.Value)})
+		}
+	}
+	if sandbox.LogDirectory != "" {
+		cc.LogPath = filepath.Join(c.Name, "0.log")
+	}
+	return cc
+}
+
+// ensureImage returns the image reference to run, pulling it per the
+// container's imagePullPolicy; Never with a missing image is the stock
+// ErrImageNeverPull.
+func ensureImage(ctx context.Context, images internalapi.ImageManagerService, c corev1.Container, sandbox *runtimeapi.PodSandboxConfig) (string, error) {
+	spec := &runtimeapi.ImageSpec{Image: c.Image}
+	st, err := images.ImageStatus(ctx, spec, false)
+	if err != nil {
+		return "", fmt.Errorf("image status %s: %w", c.Image, err)
+	}
+	present := st.GetImage() != nil
+	switch {
+	case present && c.ImagePullPolicy != corev1.PullAlways:
+		return st.GetImage().GetId(), nil
+	case !present && c.ImagePullPolicy == corev1.PullNever:
+		return "", fmt.Errorf("ErrImageNeverPull: container image %q is not present with pull policy of Never", c.Image)
+	}
+	ref, err := images.PullImage(ctx, spec, nil, sandbox)
+	if err != nil {
+		return "", fmt.Errorf("ErrImagePull: pull %s: %w", c.Image, err)
+	}
+	return ref, nil
 }

@@ -12,7 +12,7 @@ import (
 // function of its inputs, so it is table-tested and a write happens only
 // when its result differs from what the API holds. Transition times of
 // conditions whose status did not change are kept, as the kubelet does.
-func computeStatus(pod *corev1.Pod, hostIP string, sb *runtimeapi.PodSandboxStatus, containers map[string]*runtimeapi.ContainerStatus, now metav1.Time) corev1.PodStatus {
+func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.PodSandboxStatus, containers map[string]*runtimeapi.ContainerStatus, now metav1.Time) corev1.PodStatus {
 	st := corev1.PodStatus{QOSClass: pod.Status.QOSClass, HostIP: hostIP, StartTime: pod.Status.StartTime}
 	if hostIP != "" {
 		st.HostIPs = []corev1.HostIP{{IP: hostIP}}
@@ -31,7 +31,7 @@ func computeStatus(pod *corev1.Pod, hostIP string, sb *runtimeapi.PodSandboxStat
 
 	initialized := true
 	for _, c := range pod.Spec.InitContainers {
-		cs := containerStatus(c, containers[c.Name])
+		cs := containerStatus(c, runtimeName, containers[c.Name])
 		sidecar := c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
 		done := cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0
 		if sidecar {
@@ -42,7 +42,7 @@ func computeStatus(pod *corev1.Pod, hostIP string, sb *runtimeapi.PodSandboxStat
 	}
 	allReady, running, failed, succeeded := true, 0, 0, 0
 	for _, c := range pod.Spec.Containers {
-		cs := containerStatus(c, containers[c.Name])
+		cs := containerStatus(c, runtimeName, containers[c.Name])
 		allReady = allReady && cs.Ready
 		switch {
 		case cs.State.Running != nil:
@@ -95,13 +95,13 @@ func computeStatus(pod *corev1.Pod, hostIP string, sb *runtimeapi.PodSandboxStat
 
 // containerStatus maps a CRI container status (nil: not created yet) to the
 // API's. Without probes, a running container is ready and started.
-func containerStatus(c corev1.Container, s *runtimeapi.ContainerStatus) corev1.ContainerStatus {
+func containerStatus(c corev1.Container, runtimeName string, s *runtimeapi.ContainerStatus) corev1.ContainerStatus {
 	cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, Started: new(bool)}
 	if s == nil {
 		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
 		return cs
 	}
-	cs.ContainerID = "simulated://" + s.Id
+	cs.ContainerID = runtimeName + "://" + s.Id
 	cs.ImageID = s.ImageRef
 	switch s.State {
 	case runtimeapi.ContainerState_CONTAINER_RUNNING:

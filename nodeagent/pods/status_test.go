@@ -45,7 +45,7 @@ func TestComputeStatus(t *testing.T) {
 		{"app failed, restart Never", pod(corev1.RestartPolicyNever), sandbox, map[string]*runtimeapi.ContainerStatus{"app": exited("a", 2)}, corev1.PodFailed, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st := computeStatus(tc.pod, "192.0.2.10", tc.sb, tc.containers, now)
+			st := computeStatus(tc.pod, "192.0.2.10", "containerd", tc.sb, tc.containers, now)
 			if st.Phase != tc.phase {
 				t.Errorf("phase %s, want %s", st.Phase, tc.phase)
 			}
@@ -73,8 +73,8 @@ func TestComputeStatus(t *testing.T) {
 	// Recomputing with nothing changed yields the same status: no write.
 	p := pod(corev1.RestartPolicyAlways)
 	cs := map[string]*runtimeapi.ContainerStatus{"app": running("a")}
-	p.Status = computeStatus(p, "192.0.2.10", sandbox, cs, now)
-	again := computeStatus(p, "192.0.2.10", sandbox, cs, metav1.NewTime(now.Add(time.Minute)))
+	p.Status = computeStatus(p, "192.0.2.10", "containerd", sandbox, cs, now)
+	again := computeStatus(p, "192.0.2.10", "containerd", sandbox, cs, metav1.NewTime(now.Add(time.Minute)))
 	for i := range again.Conditions {
 		if !again.Conditions[i].LastTransitionTime.Equal(&p.Status.Conditions[i].LastTransitionTime) {
 			t.Errorf("condition %s moved its transition time without a transition", again.Conditions[i].Type)

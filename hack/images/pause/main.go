@@ -1,6 +1,7 @@
 // Command pause is the process of the local cluster's sandbox image
 // (registry.k8s.io/pause): it holds the pod's namespaces open, reaps the zombies it
-// inherits as PID 1 of a shared PID namespace, and exits on SIGINT or SIGTERM.
+// inherits as PID 1 of a shared PID namespace, and exits on SIGINT or SIGTERM
+// (or at once with -v).
 package main
 
 import (
@@ -10,6 +11,12 @@ import (
 )
 
 func main() {
+	// As upstream pause: -v prints a version and exits 0 (handy as an init
+	// container that completes).
+	if len(os.Args) > 1 && os.Args[1] == "-v" {
+		os.Stdout.WriteString("pause (kubeparts)\n")
+		os.Exit(0)
+	}
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGCHLD)
 	for sig := range sigs {

@@ -136,7 +136,7 @@ func TestBadFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--hostname-override=n", "--runtime=containerd"}, `only "simulated" is implemented`},
+		{[]string{"--hostname-override=n", "--runtime=containerd"}, `want simulated or remote`},
 		{[]string{"--hostname-override=N_1"}, "must be a DNS subdomain"},
 		{[]string{"--hostname-override=n", "--node-labels=node-role.kubernetes.io/worker="}, "NodeRestriction forbids"},
 		{[]string{"--hostname-override=n", "--register-with-taints=a=b:Sometimes"}, "want key=value:NoSchedule"},
