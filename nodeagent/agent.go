@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
@@ -218,6 +219,9 @@ func (o *Options) Run(ctx context.Context) error {
 	m, err := pods.NewManager(client, podNodes)
 	if err != nil {
 		return err
+	}
+	if o.Runtime == "remote" {
+		m.Resync = 2 * time.Second
 	}
 	var wg sync.WaitGroup
 	for _, k := range keepers {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
+	"sort"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -20,6 +21,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -48,17 +51,23 @@ type Node struct {
 
 // Manager syncs the pods of its nodes.
 type Manager struct {
-	client kubernetes.Interface
-	nodes  map[string]Node
-	pods   corelisters.PodLister
-	synced cache.InformerSynced
-	queue  workqueue.TypedRateLimitingInterface[string]
-	inf    informers.SharedInformerFactory
+	client  kubernetes.Interface
+	nodes   map[string]Node
+	pods    corelisters.PodLister
+	synced  cache.InformerSynced
+	queue   workqueue.TypedRateLimitingInterface[string]
+	inf     informers.SharedInformerFactory
+	backoff *backoff
+	now     func() time.Time
+	// Resync re-examines every pod this often, to notice containers that
+	// exited on their own (the kubelet's relist); 0 turns it off, as for the
+	// simulated runtime, whose containers only stop when told to.
+	Resync time.Duration
 }
 
 // NewManager watches the pods bound to nodes.
 func NewManager(client kubernetes.Interface, nodes []Node) (*Manager, error) {
-	m := &Manager{client: client, nodes: map[string]Node{},
+	m := &Manager{client: client, nodes: map[string]Node{}, backoff: newBackoff(), now: time.Now,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "pods"})}
 	for _, n := range nodes {
 		m.nodes[n.Name] = n
@@ -101,6 +110,19 @@ func (m *Manager) Run(ctx context.Context, workers int) {
 			for m.processNext(ctx) {
 			}
 		}()
+	}
+	if m.Resync > 0 {
+		go wait.UntilWithContext(ctx, func(context.Context) {
+			pods, err := m.pods.List(labels.Everything())
+			if err != nil {
+				return
+			}
+			for _, p := range pods {
+				if _, mine := m.nodes[p.Spec.NodeName]; mine && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+					m.queue.Add(p.Namespace + "/" + p.Name)
+				}
+			}
+		}, m.Resync)
 	}
 	<-ctx.Done()
 }
@@ -148,7 +170,7 @@ func (m *Manager) sync(ctx context.Context, key string) error {
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		return nil
 	}
-	sandbox, err := ensureRunning(ctx, node, pod)
+	sandbox, err := m.ensureRunning(ctx, node, pod)
 	if errors.Is(err, errInitRunning) {
 		m.queue.AddAfter(key, time.Second)
 		return m.writeStatus(ctx, node, pod, sandbox)
@@ -185,7 +207,7 @@ func sandboxOf(ctx context.Context, rt internalapi.RuntimeService, pod *corev1.P
 // containers one after the other (a restartable one, a sidecar, keeps
 // running), then the app containers. Existing ones are adopted, so a restart
 // of the agent does not restart anything.
-func ensureRunning(ctx context.Context, node Node, pod *corev1.Pod) (*runtimeapi.PodSandbox, error) {
+func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod) (*runtimeapi.PodSandbox, error) {
 	sb, err := sandboxOf(ctx, node.Runtime, pod)
 	if err != nil {
 		return nil, err
@@ -204,14 +226,33 @@ func ensureRunning(ctx context.Context, node Node, pod *corev1.Pod) (*runtimeapi
 		return nil, err
 	}
 	start := func(c corev1.Container, runToCompletion bool) error {
-		if _, ok := existing[c.Name]; ok {
-			return nil
+		attempt := uint32(0)
+		if prev := existing[c.Name]; len(prev) > 0 {
+			if !m.shouldRestart(pod, c, prev[0], runToCompletion) {
+				return nil
+			}
+			if wait := m.backoff.wait(pod.UID, c.Name, m.now()); wait > 0 {
+				m.queue.AddAfter(pod.Namespace+"/"+pod.Name, wait)
+				return nil
+			}
+			attempt = prev[0].GetMetadata().GetAttempt() + 1
+			// Keep the last dead container (its state is lastState), drop older ones.
+			for _, old := range prev[1:] {
+				if err := node.Runtime.RemoveContainer(ctx, old.Id); err != nil {
+					return err
+				}
+			}
 		}
 		image, err := ensureImage(ctx, node.Images, c, config)
 		if err != nil {
 			return err
 		}
-		id, err := node.Runtime.CreateContainer(ctx, sb.Id, containerConfig(node, pod, c, image, config), config)
+		cc := containerConfig(node, pod, c, image, config)
+		cc.Metadata.Attempt = attempt
+		if cc.LogPath != "" {
+			cc.LogPath = filepath.Join(c.Name, fmt.Sprintf("%d.log", attempt))
+		}
+		id, err := node.Runtime.CreateContainer(ctx, sb.Id, cc, config)
 		if err != nil {
 			return fmt.Errorf("create container %s: %w", c.Name, err)
 		}
@@ -259,8 +300,11 @@ func completed(ctx context.Context, rt internalapi.RuntimeService, sandboxID, na
 	if err != nil {
 		return false, err
 	}
-	st := cs[name]
-	if st == nil || st.State != runtimeapi.ContainerState_CONTAINER_EXITED {
+	if len(cs[name]) == 0 {
+		return false, nil
+	}
+	st := cs[name][0]
+	if st.State != runtimeapi.ContainerState_CONTAINER_EXITED {
 		return false, nil
 	}
 	if st.ExitCode != 0 {
@@ -269,21 +313,23 @@ func completed(ctx context.Context, rt internalapi.RuntimeService, sandboxID, na
 	return true, nil
 }
 
-// containersOf maps container name to its newest status in a sandbox.
-func containersOf(ctx context.Context, rt internalapi.RuntimeService, sandboxID string) (map[string]*runtimeapi.ContainerStatus, error) {
+// containersOf maps container name to its containers in a sandbox, newest
+// (highest restart attempt) first.
+func containersOf(ctx context.Context, rt internalapi.RuntimeService, sandboxID string) (map[string][]*runtimeapi.ContainerStatus, error) {
 	list, err := rt.ListContainers(ctx, &runtimeapi.ContainerFilter{PodSandboxId: sandboxID})
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]*runtimeapi.ContainerStatus{}
+	out := map[string][]*runtimeapi.ContainerStatus{}
 	for _, c := range list {
 		st, err := rt.ContainerStatus(ctx, c.Id, false)
 		if err != nil {
 			return nil, err
 		}
-		if cur, ok := out[c.Metadata.Name]; !ok || st.Status.CreatedAt > cur.CreatedAt {
-			out[c.Metadata.Name] = st.Status
-		}
+		out[c.Metadata.Name] = append(out[c.Metadata.Name], st.Status)
+	}
+	for _, l := range out {
+		sort.Slice(l, func(i, j int) bool { return l[i].GetMetadata().GetAttempt() > l[j].GetMetadata().GetAttempt() })
 	}
 	return out, nil
 }
@@ -342,7 +388,7 @@ func (m *Manager) writeStatus(ctx context.Context, node Node, pod *corev1.Pod, s
 	if err != nil {
 		return err
 	}
-	st := computeStatus(pod, node.HostIP, node.RuntimeName, sbStatus.GetStatus(), containers, metav1.Now())
+	st := computeStatus(pod, node.HostIP, node.RuntimeName, sbStatus.GetStatus(), containers, m.backoff.waiting(pod.UID, m.now()), metav1.Now())
 	if apiequality.Semantic.DeepEqual(st, pod.Status) {
 		return nil
 	}

@@ -12,7 +12,7 @@ import (
 // function of its inputs, so it is table-tested and a write happens only
 // when its result differs from what the API holds. Transition times of
 // conditions whose status did not change are kept, as the kubelet does.
-func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.PodSandboxStatus, containers map[string]*runtimeapi.ContainerStatus, now metav1.Time) corev1.PodStatus {
+func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.PodSandboxStatus, containers map[string][]*runtimeapi.ContainerStatus, waiting map[string]string, now metav1.Time) corev1.PodStatus {
 	st := corev1.PodStatus{QOSClass: pod.Status.QOSClass, HostIP: hostIP, StartTime: pod.Status.StartTime}
 	if hostIP != "" {
 		st.HostIPs = []corev1.HostIP{{IP: hostIP}}
@@ -31,7 +31,7 @@ func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.P
 
 	initialized := true
 	for _, c := range pod.Spec.InitContainers {
-		cs := containerStatus(c, runtimeName, containers[c.Name])
+		cs := containerStatus(c, runtimeName, containers[c.Name], waiting[c.Name])
 		sidecar := c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
 		done := cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0
 		if sidecar {
@@ -42,11 +42,13 @@ func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.P
 	}
 	allReady, running, failed, succeeded := true, 0, 0, 0
 	for _, c := range pod.Spec.Containers {
-		cs := containerStatus(c, runtimeName, containers[c.Name])
+		cs := containerStatus(c, runtimeName, containers[c.Name], waiting[c.Name])
 		allReady = allReady && cs.Ready
 		switch {
 		case cs.State.Running != nil:
 			running++
+		case cs.State.Waiting != nil && cs.LastTerminationState.Terminated != nil:
+			running++ // crash-looping: the pod stays Running, as with the kubelet
 		case cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0:
 			succeeded++
 		case cs.State.Terminated != nil:
@@ -93,31 +95,47 @@ func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.P
 	return st
 }
 
-// containerStatus maps a CRI container status (nil: not created yet) to the
-// API's. Without probes, a running container is ready and started.
-func containerStatus(c corev1.Container, runtimeName string, s *runtimeapi.ContainerStatus) corev1.ContainerStatus {
+// containerStatus maps a container's CRI statuses (newest first; none: not
+// created yet) to the API's. Without probes, a running container is ready and
+// started. A container waiting for its restart back-off is CrashLoopBackOff
+// with its last exit as lastState.
+func containerStatus(c corev1.Container, runtimeName string, history []*runtimeapi.ContainerStatus, backoff string) corev1.ContainerStatus {
 	cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, Started: new(bool)}
-	if s == nil {
+	if len(history) == 0 {
 		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
 		return cs
 	}
+	s := history[0]
 	cs.ContainerID = runtimeName + "://" + s.Id
 	cs.ImageID = s.ImageRef
+	cs.RestartCount = int32(s.GetMetadata().GetAttempt())
+	if len(history) > 1 {
+		cs.LastTerminationState.Terminated = terminated(runtimeName, history[1])
+	}
 	switch s.State {
 	case runtimeapi.ContainerState_CONTAINER_RUNNING:
 		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: nanos(s.StartedAt)}
 		cs.Ready, *cs.Started = true, true
 	case runtimeapi.ContainerState_CONTAINER_EXITED:
-		reason := "Completed"
-		if s.ExitCode != 0 {
-			reason = "Error"
+		if backoff != "" {
+			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: backoff}
+			cs.LastTerminationState.Terminated = terminated(runtimeName, s)
+			break
 		}
-		cs.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: s.ExitCode, Reason: reason,
-			StartedAt: nanos(s.StartedAt), FinishedAt: nanos(s.FinishedAt), ContainerID: cs.ContainerID}
+		cs.State.Terminated = terminated(runtimeName, s)
 	default:
 		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
 	}
 	return cs
+}
+
+func terminated(runtimeName string, s *runtimeapi.ContainerStatus) *corev1.ContainerStateTerminated {
+	reason := "Completed"
+	if s.ExitCode != 0 {
+		reason = "Error"
+	}
+	return &corev1.ContainerStateTerminated{ExitCode: s.ExitCode, Reason: reason,
+		StartedAt: nanos(s.StartedAt), FinishedAt: nanos(s.FinishedAt), ContainerID: runtimeName + "://" + s.Id}
 }
 
 // nanos turns CRI nanoseconds into an API time, at the second granularity

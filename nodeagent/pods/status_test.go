@@ -28,24 +28,24 @@ func TestComputeStatus(t *testing.T) {
 		name       string
 		pod        *corev1.Pod
 		sb         *runtimeapi.PodSandboxStatus
-		containers map[string]*runtimeapi.ContainerStatus
+		containers map[string][]*runtimeapi.ContainerStatus
 		phase      corev1.PodPhase
 		ready      bool
 		initDone   bool
 	}{
 		{"nothing created yet", pod(corev1.RestartPolicyAlways), nil, nil, corev1.PodPending, false, true},
-		{"app running", pod(corev1.RestartPolicyAlways), sandbox, map[string]*runtimeapi.ContainerStatus{"app": running("a")}, corev1.PodRunning, true, true},
+		{"app running", pod(corev1.RestartPolicyAlways), sandbox, map[string][]*runtimeapi.ContainerStatus{"app": {running("a")}}, corev1.PodRunning, true, true},
 		{"init done, app running", pod(corev1.RestartPolicyAlways, corev1.Container{Name: "init"}), sandbox,
-			map[string]*runtimeapi.ContainerStatus{"init": exited("i", 0), "app": running("a")}, corev1.PodRunning, true, true},
+			map[string][]*runtimeapi.ContainerStatus{"init": {exited("i", 0)}, "app": {running("a")}}, corev1.PodRunning, true, true},
 		{"init failed", pod(corev1.RestartPolicyNever, corev1.Container{Name: "init"}), sandbox,
-			map[string]*runtimeapi.ContainerStatus{"init": exited("i", 1)}, corev1.PodPending, false, false},
+			map[string][]*runtimeapi.ContainerStatus{"init": {exited("i", 1)}}, corev1.PodPending, false, false},
 		{"sidecar running counts as initialized", pod(corev1.RestartPolicyAlways, corev1.Container{Name: "side", RestartPolicy: &always}), sandbox,
-			map[string]*runtimeapi.ContainerStatus{"side": running("s"), "app": running("a")}, corev1.PodRunning, true, true},
-		{"app succeeded, restart Never", pod(corev1.RestartPolicyNever), sandbox, map[string]*runtimeapi.ContainerStatus{"app": exited("a", 0)}, corev1.PodSucceeded, false, true},
-		{"app failed, restart Never", pod(corev1.RestartPolicyNever), sandbox, map[string]*runtimeapi.ContainerStatus{"app": exited("a", 2)}, corev1.PodFailed, false, true},
+			map[string][]*runtimeapi.ContainerStatus{"side": {running("s")}, "app": {running("a")}}, corev1.PodRunning, true, true},
+		{"app succeeded, restart Never", pod(corev1.RestartPolicyNever), sandbox, map[string][]*runtimeapi.ContainerStatus{"app": {exited("a", 0)}}, corev1.PodSucceeded, false, true},
+		{"app failed, restart Never", pod(corev1.RestartPolicyNever), sandbox, map[string][]*runtimeapi.ContainerStatus{"app": {exited("a", 2)}}, corev1.PodFailed, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st := computeStatus(tc.pod, "192.0.2.10", "containerd", tc.sb, tc.containers, now)
+			st := computeStatus(tc.pod, "192.0.2.10", "containerd", tc.sb, tc.containers, nil, now)
 			if st.Phase != tc.phase {
 				t.Errorf("phase %s, want %s", st.Phase, tc.phase)
 			}
@@ -72,12 +72,60 @@ func TestComputeStatus(t *testing.T) {
 	}
 	// Recomputing with nothing changed yields the same status: no write.
 	p := pod(corev1.RestartPolicyAlways)
-	cs := map[string]*runtimeapi.ContainerStatus{"app": running("a")}
-	p.Status = computeStatus(p, "192.0.2.10", "containerd", sandbox, cs, now)
-	again := computeStatus(p, "192.0.2.10", "containerd", sandbox, cs, metav1.NewTime(now.Add(time.Minute)))
+	cs := map[string][]*runtimeapi.ContainerStatus{"app": {running("a")}}
+	p.Status = computeStatus(p, "192.0.2.10", "containerd", sandbox, cs, nil, now)
+	again := computeStatus(p, "192.0.2.10", "containerd", sandbox, cs, nil, metav1.NewTime(now.Add(time.Minute)))
 	for i := range again.Conditions {
 		if !again.Conditions[i].LastTransitionTime.Equal(&p.Status.Conditions[i].LastTransitionTime) {
 			t.Errorf("condition %s moved its transition time without a transition", again.Conditions[i].Type)
 		}
+	}
+}
+
+// A container waiting for its restart back-off shows CrashLoopBackOff, its
+// last exit as lastState and the restart count from the attempt number; the
+// pod stays Running but not Ready.
+func TestCrashLoopStatus(t *testing.T) {
+	now := metav1.NewTime(time.Unix(1000, 0))
+	exited := func(id string, attempt uint32) *runtimeapi.ContainerStatus {
+		return &runtimeapi.ContainerStatus{Id: id, Metadata: &runtimeapi.ContainerMetadata{Name: "app", Attempt: attempt},
+			State: runtimeapi.ContainerState_CONTAINER_EXITED, ExitCode: 1, StartedAt: 900e9, FinishedAt: 901e9}
+	}
+	pod := &corev1.Pod{Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyAlways, Containers: []corev1.Container{{Name: "app"}}}}
+	sb := &runtimeapi.PodSandboxStatus{State: runtimeapi.PodSandboxState_SANDBOX_READY}
+	st := computeStatus(pod, "", "containerd", sb, map[string][]*runtimeapi.ContainerStatus{"app": {exited("b", 3), exited("a", 2)}},
+		map[string]string{"app": "back-off 40s restarting failed container"}, now)
+	cs := st.ContainerStatuses[0]
+	if cs.State.Waiting == nil || cs.State.Waiting.Reason != "CrashLoopBackOff" || cs.RestartCount != 3 ||
+		cs.LastTerminationState.Terminated == nil || cs.LastTerminationState.Terminated.ExitCode != 1 || cs.Ready {
+		t.Errorf("container status %+v", cs)
+	}
+	if st.Phase != corev1.PodRunning {
+		t.Errorf("phase %s, want Running while crash-looping", st.Phase)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	b := newBackoff()
+	t0 := time.Unix(0, 0)
+	steps := []struct {
+		at   time.Duration
+		wait time.Duration
+	}{
+		{0, 0},                             // first restart: at once
+		{5 * time.Second, 5 * time.Second}, // within 10s
+		{10 * time.Second, 0},              // due: restart, next wait 20s
+		{15 * time.Second, 15 * time.Second},
+		{30 * time.Second, 0},                // next 40s
+		{30*time.Second + 11*time.Minute, 0}, // a long healthy run resets it
+		{30*time.Second + 11*time.Minute + time.Second, 9 * time.Second},
+	}
+	for _, s := range steps {
+		if got := b.wait("uid", "app", t0.Add(s.at)); got != s.wait {
+			t.Errorf("at %s: wait %s, want %s", s.at, got, s.wait)
+		}
+	}
+	if w := b.waiting("uid", t0.Add(30*time.Second+11*time.Minute+time.Second)); w["app"] == "" {
+		t.Errorf("waiting = %v, want a back-off message for app", w)
 	}
 }

@@ -10,11 +10,27 @@ import (
 )
 
 const agentPod = `apiVersion: v1
-kind: Pod
-metadata: {name: on-agent, namespace: default}
-spec:
-  initContainers: [{name: setup, image: registry.k8s.io/pause:3.10, imagePullPolicy: Never, command: ["/pause"], args: ["-v"]}]
-  containers: [{name: c, image: registry.k8s.io/pause:3.10, imagePullPolicy: Never}]
+kind: List
+items:
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: on-agent, namespace: default}
+  spec:
+    initContainers: [{name: setup, image: registry.k8s.io/pause:3.10, imagePullPolicy: Never, command: ["/pause"], args: ["-v"]}]
+    containers: [{name: c, image: registry.k8s.io/pause:3.10, imagePullPolicy: Never}]
+# Exits at once: restarted under restartPolicy Always until it is crash-looping.
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: crasher, namespace: default}
+  spec:
+    containers: [{name: c, image: registry.k8s.io/pause:3.10, imagePullPolicy: Never, command: ["/pause"], args: ["-v"]}]
+# Exits 0 under restartPolicy Never: the pod Succeeded.
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: once, namespace: default}
+  spec:
+    restartPolicy: Never
+    containers: [{name: c, image: registry.k8s.io/pause:3.10, imagePullPolicy: Never, command: ["/pause"], args: ["-v"]}]
 `
 
 // TestUpExperimentalNodeAgent: `kubeparts up --experimental-nodeagent` runs
@@ -47,7 +63,22 @@ func TestUpExperimentalNodeAgent(t *testing.T) {
 		}
 		return nil
 	})
-	if out, err := kubectl(t, bin, kc, "delete", "pod", "on-agent", "--timeout=60s"); err != nil {
+	eventually(t, 90*time.Second, "restartPolicy Never pod Succeeded", func() error {
+		out, err := kubectl(t, bin, kc, "get", "pod", "once", "-o", "jsonpath={.status.phase} {.status.containerStatuses[0].state.terminated.reason}")
+		if err != nil || out != "Succeeded Completed" {
+			return &unexpected{out}
+		}
+		return nil
+	})
+	eventually(t, 90*time.Second, "exiting container crash-looping with restarts", func() error {
+		out, err := kubectl(t, bin, kc, "get", "pod", "crasher", "-o", "jsonpath={.status.phase} {.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].state.waiting.reason} {.status.containerStatuses[0].lastState.terminated.reason}")
+		f := strings.Fields(out)
+		if err != nil || len(f) != 4 || f[0] != "Running" || f[1] == "0" || f[2] != "CrashLoopBackOff" || f[3] != "Completed" {
+			return &unexpected{out}
+		}
+		return nil
+	})
+	if out, err := kubectl(t, bin, kc, "delete", "pod", "on-agent", "crasher", "once", "--timeout=60s"); err != nil {
 		t.Fatalf("delete: %v %s", err, out)
 	}
 	if code := up.stop(t, syscall.SIGINT, 90*time.Second); code != 0 {
