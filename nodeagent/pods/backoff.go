@@ -54,19 +54,16 @@ func (b *backoff) wait(uid types.UID, container string, now time.Time) time.Dura
 	return 0
 }
 
-// waiting returns, for a pod, the CrashLoopBackOff message of each container
+// waiting returns, for a pod, the CrashLoopBackOff state of each container
 // still waiting for its restart.
-func (b *backoff) waiting(uid types.UID, now time.Time) map[string]string {
+func (b *backoff) waiting(uid types.UID, now time.Time) map[string]corev1.ContainerStateWaiting {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var out map[string]string
+	out := map[string]corev1.ContainerStateWaiting{}
 	prefix := string(uid) + "/"
 	for key, e := range b.entries {
 		if len(key) > len(prefix) && key[:len(prefix)] == prefix && now.Before(e.until) {
-			if out == nil {
-				out = map[string]string{}
-			}
-			out[key[len(prefix):]] = fmt.Sprintf("back-off %s restarting failed container", e.delay)
+			out[key[len(prefix):]] = corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: fmt.Sprintf("back-off %s restarting failed container", e.delay)}
 		}
 	}
 	return out

@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -63,11 +65,36 @@ type Manager struct {
 	// exited on their own (the kubelet's relist); 0 turns it off, as for the
 	// simulated runtime, whose containers only stop when told to.
 	Resync time.Duration
+
+	mu           sync.Mutex
+	configErrors map[types.UID]*configError
+}
+
+// setConfigError records (or with nil clears) the pod's configuration error.
+func (m *Manager) setConfigError(uid types.UID, e *configError) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e == nil {
+		delete(m.configErrors, uid)
+		return
+	}
+	m.configErrors[uid] = e
+}
+
+// waiting is what each of the pod's containers waits on, if anything.
+func (m *Manager) waiting(uid types.UID) map[string]corev1.ContainerStateWaiting {
+	w := m.backoff.waiting(uid, m.now())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.configErrors[uid]; e != nil {
+		w[e.container] = corev1.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: e.msg}
+	}
+	return w
 }
 
 // NewManager watches the pods bound to nodes.
 func NewManager(client kubernetes.Interface, nodes []Node) (*Manager, error) {
-	m := &Manager{client: client, nodes: map[string]Node{}, backoff: newBackoff(), now: time.Now,
+	m := &Manager{client: client, nodes: map[string]Node{}, backoff: newBackoff(), now: time.Now, configErrors: map[types.UID]*configError{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "pods"})}
 	for _, n := range nodes {
 		m.nodes[n.Name] = n
@@ -171,6 +198,17 @@ func (m *Manager) sync(ctx context.Context, key string) error {
 		return nil
 	}
 	sandbox, err := m.ensureRunning(ctx, node, pod)
+	var cfgErr *configError
+	if errors.As(err, &cfgErr) {
+		// Shown in the status; retried, since the missing object may appear.
+		m.setConfigError(pod.UID, cfgErr)
+		m.queue.AddAfter(key, 5*time.Second)
+		if sandbox, err = sandboxOf(ctx, node.Runtime, pod); err != nil || sandbox == nil {
+			return err
+		}
+		return m.writeStatus(ctx, node, pod, sandbox)
+	}
+	m.setConfigError(pod.UID, nil)
 	if errors.Is(err, errInitRunning) {
 		m.queue.AddAfter(key, time.Second)
 		return m.writeStatus(ctx, node, pod, sandbox)
@@ -247,7 +285,14 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 		if err != nil {
 			return err
 		}
+		env, err := containerEnv(ctx, m.client, pod, c)
+		if err != nil {
+			return err
+		}
 		cc := containerConfig(node, pod, c, image, config)
+		for _, k := range sortedEnv(env) {
+			cc.Envs = append(cc.Envs, &runtimeapi.KeyValue{Key: k, Value: []byte(env[k])})
+		}
 		cc.Metadata.Attempt = attempt
 		if cc.LogPath != "" {
 			cc.LogPath = filepath.Join(c.Name, fmt.Sprintf("%d.log", attempt))
@@ -388,7 +433,7 @@ func (m *Manager) writeStatus(ctx context.Context, node Node, pod *corev1.Pod, s
 	if err != nil {
 		return err
 	}
-	st := computeStatus(pod, node.HostIP, node.RuntimeName, sbStatus.GetStatus(), containers, m.backoff.waiting(pod.UID, m.now()), metav1.Now())
+	st := computeStatus(pod, node.HostIP, node.RuntimeName, sbStatus.GetStatus(), containers, m.waiting(pod.UID), metav1.Now())
 	if apiequality.Semantic.DeepEqual(st, pod.Status) {
 		return nil
 	}
@@ -435,8 +480,8 @@ func namespaces(pod *corev1.Pod) *runtimeapi.NamespaceOption {
 	return ns
 }
 
-// containerConfig is the CRI container of c: command, args, literal env, its
-// log file, and the sandbox's namespaces to join.
+// containerConfig is the CRI container of c: command, args, its log file,
+// and the sandbox's namespaces to join (the environment is added by the caller).
 func containerConfig(node Node, pod *corev1.Pod, c corev1.Container, image string, sandbox *runtimeapi.PodSandboxConfig) *runtimeapi.ContainerConfig {
 	cc := &runtimeapi.ContainerConfig{
 		Metadata: &runtimeapi.ContainerMetadata{Name: c.Name}, Image: &runtimeapi.ImageSpec{Image: image},
@@ -444,11 +489,6 @@ func containerConfig(node Node, pod *corev1.Pod, c corev1.Container, image strin
 		Labels: map[string]string{labelContainer: c.Name, labelUID: string(pod.UID), labelNamespace: pod.Namespace, labelName: pod.Name},
 		Linux: &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{},
 			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions()}},
-	}
-	for _, e := range c.Env {
-		if e.ValueFrom == nil {
-			cc.Envs = append(cc.Envs, &runtimeapi.KeyValue{Key: e.Name, Value: []byte(e.Value)})
-		}
 	}
 	if sandbox.LogDirectory != "" {
 		cc.LogPath = filepath.Join(c.Name, "0.log")

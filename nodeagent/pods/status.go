@@ -12,7 +12,7 @@ import (
 // function of its inputs, so it is table-tested and a write happens only
 // when its result differs from what the API holds. Transition times of
 // conditions whose status did not change are kept, as the kubelet does.
-func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.PodSandboxStatus, containers map[string][]*runtimeapi.ContainerStatus, waiting map[string]string, now metav1.Time) corev1.PodStatus {
+func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.PodSandboxStatus, containers map[string][]*runtimeapi.ContainerStatus, waiting map[string]corev1.ContainerStateWaiting, now metav1.Time) corev1.PodStatus {
 	st := corev1.PodStatus{QOSClass: pod.Status.QOSClass, HostIP: hostIP, StartTime: pod.Status.StartTime}
 	if hostIP != "" {
 		st.HostIPs = []corev1.HostIP{{IP: hostIP}}
@@ -97,12 +97,16 @@ func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.P
 
 // containerStatus maps a container's CRI statuses (newest first; none: not
 // created yet) to the API's. Without probes, a running container is ready and
-// started. A container waiting for its restart back-off is CrashLoopBackOff
+// started. A container waiting (restart back-off: CrashLoopBackOff; a
+// configuration that cannot be built: CreateContainerConfigError) shows that,
 // with its last exit as lastState.
-func containerStatus(c corev1.Container, runtimeName string, history []*runtimeapi.ContainerStatus, backoff string) corev1.ContainerStatus {
+func containerStatus(c corev1.Container, runtimeName string, history []*runtimeapi.ContainerStatus, wait corev1.ContainerStateWaiting) corev1.ContainerStatus {
 	cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, Started: new(bool)}
 	if len(history) == 0 {
 		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
+		if wait.Reason != "" {
+			cs.State.Waiting = &wait
+		}
 		return cs
 	}
 	s := history[0]
@@ -117,8 +121,8 @@ func containerStatus(c corev1.Container, runtimeName string, history []*runtimea
 		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: nanos(s.StartedAt)}
 		cs.Ready, *cs.Started = true, true
 	case runtimeapi.ContainerState_CONTAINER_EXITED:
-		if backoff != "" {
-			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: backoff}
+		if wait.Reason != "" {
+			cs.State.Waiting = &wait
 			cs.LastTerminationState.Terminated = terminated(runtimeName, s)
 			break
 		}

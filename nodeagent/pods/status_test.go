@@ -94,7 +94,7 @@ func TestCrashLoopStatus(t *testing.T) {
 	pod := &corev1.Pod{Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyAlways, Containers: []corev1.Container{{Name: "app"}}}}
 	sb := &runtimeapi.PodSandboxStatus{State: runtimeapi.PodSandboxState_SANDBOX_READY}
 	st := computeStatus(pod, "", "containerd", sb, map[string][]*runtimeapi.ContainerStatus{"app": {exited("b", 3), exited("a", 2)}},
-		map[string]string{"app": "back-off 40s restarting failed container"}, now)
+		map[string]corev1.ContainerStateWaiting{"app": {Reason: "CrashLoopBackOff", Message: "back-off 40s restarting failed container"}}, now)
 	cs := st.ContainerStatuses[0]
 	if cs.State.Waiting == nil || cs.State.Waiting.Reason != "CrashLoopBackOff" || cs.RestartCount != 3 ||
 		cs.LastTerminationState.Terminated == nil || cs.LastTerminationState.Terminated.ExitCode != 1 || cs.Ready {
@@ -125,7 +125,7 @@ func TestBackoff(t *testing.T) {
 			t.Errorf("at %s: wait %s, want %s", s.at, got, s.wait)
 		}
 	}
-	if w := b.waiting("uid", t0.Add(30*time.Second+11*time.Minute+time.Second)); w["app"] == "" {
+	if w := b.waiting("uid", t0.Add(30*time.Second+11*time.Minute+time.Second)); w["app"].Reason != "CrashLoopBackOff" {
 		t.Errorf("waiting = %v, want a back-off message for app", w)
 	}
 }

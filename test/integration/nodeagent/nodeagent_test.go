@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/kubeparts/kubeparts/test/integration/framework"
 )
@@ -26,7 +27,7 @@ func TestMain(m *testing.M) { os.Exit(framework.Main(m, "nodeagent", &env)) }
 
 func startAgent(t *testing.T, args ...string) {
 	t.Helper()
-	log, err := os.Create(filepath.Join(env.LogDir, "kubeparts-nodeagent.log"))
+	log, err := os.Create(filepath.Join(env.LogDir, "kubeparts-nodeagent-"+t.Name()+".log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,4 +151,51 @@ func TestBadFlags(t *testing.T) {
 			t.Errorf("%v: err %v, output %q; want a failure saying %q", tc.args, err, out, tc.want)
 		}
 	}
+}
+
+// TestMissingConfigMap: a container whose env needs a ConfigMap that does not
+// exist waits with the stock CreateContainerConfigError; an optional one is
+// skipped; once the ConfigMap exists the pod runs.
+func TestMissingConfigMap(t *testing.T) {
+	ctx := context.Background()
+	startAgent(t, "--hostname-override=cfg")
+	ns, err := env.Namespace(ctx, "cfg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "needs-config", Namespace: ns},
+		Spec: corev1.PodSpec{NodeName: "cfg", Containers: []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10", Env: []corev1.EnvVar{
+			{Name: "REQUIRED", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}, Key: "mode"}}},
+			{Name: "OPTIONAL", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "absent"}, Key: "x", Optional: ptr.To(true)}}},
+		}}}},
+	}
+	if _, err := env.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, 30*time.Second, "CreateContainerConfigError", func() error {
+		p, err := env.Client.CoreV1().Pods(ns).Get(ctx, "needs-config", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if cs := p.Status.ContainerStatuses; len(cs) != 1 || cs[0].State.Waiting == nil || cs[0].State.Waiting.Reason != "CreateContainerConfigError" ||
+			!strings.Contains(cs[0].State.Waiting.Message, `configmap "settings" not found`) {
+			return fmt.Errorf("container statuses %+v", cs)
+		}
+		return nil
+	})
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings", Namespace: ns}, Data: map[string]string{"mode": "fast"}}
+	if _, err := env.Client.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, 30*time.Second, "running once the ConfigMap exists", func() error {
+		p, err := env.Client.CoreV1().Pods(ns).Get(ctx, "needs-config", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.Status.Phase != corev1.PodRunning {
+			return fmt.Errorf("phase %s %+v", p.Status.Phase, p.Status.ContainerStatuses)
+		}
+		return nil
+	})
 }

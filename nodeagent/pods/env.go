@@ -1,0 +1,209 @@
+package pods
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// configError is a container whose configuration cannot be built (a missing
+// ConfigMap or Secret, an unknown field path): the stock
+// CreateContainerConfigError, shown in its status until fixed.
+type configError struct{ container, msg string }
+
+func (e *configError) Error() string { return e.container + ": " + e.msg }
+
+// containerEnv resolves c's environment as the kubelet does: envFrom first
+// (with its prefix), then env, later names overriding earlier ones; values
+// from ConfigMaps, Secrets and the pod's own fields. A missing source that is
+// not optional is a configError.
+func containerEnv(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, c corev1.Container) (map[string]string, error) {
+	env := map[string]string{}
+	cms, secrets := map[string]*corev1.ConfigMap{}, map[string]*corev1.Secret{}
+	configMap := func(name string) (*corev1.ConfigMap, error) {
+		if cm, ok := cms[name]; ok {
+			return cm, nil
+		}
+		cm, err := client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			cm, err = nil, nil
+		}
+		cms[name] = cm
+		return cm, err
+	}
+	secret := func(name string) (*corev1.Secret, error) {
+		if s, ok := secrets[name]; ok {
+			return s, nil
+		}
+		s, err := client.CoreV1().Secrets(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			s, err = nil, nil
+		}
+		secrets[name] = s
+		return s, err
+	}
+	optional := func(b *bool) bool { return b != nil && *b }
+	for _, from := range c.EnvFrom {
+		switch {
+		case from.ConfigMapRef != nil:
+			cm, err := configMap(from.ConfigMapRef.Name)
+			if err != nil {
+				return nil, err
+			}
+			if cm == nil {
+				if optional(from.ConfigMapRef.Optional) {
+					continue
+				}
+				return nil, &configError{c.Name, fmt.Sprintf("configmap %q not found", from.ConfigMapRef.Name)}
+			}
+			for k, v := range cm.Data {
+				env[from.Prefix+k] = v
+			}
+		case from.SecretRef != nil:
+			s, err := secret(from.SecretRef.Name)
+			if err != nil {
+				return nil, err
+			}
+			if s == nil {
+				if optional(from.SecretRef.Optional) {
+					continue
+				}
+				return nil, &configError{c.Name, fmt.Sprintf("secret %q not found", from.SecretRef.Name)}
+			}
+			for k, v := range s.Data {
+				env[from.Prefix+k] = string(v)
+			}
+		}
+	}
+	for _, e := range c.Env {
+		src := e.ValueFrom
+		switch {
+		case src == nil:
+			env[e.Name] = expand(e.Value, env)
+		case src.ConfigMapKeyRef != nil:
+			ref := src.ConfigMapKeyRef
+			cm, err := configMap(ref.Name)
+			if err != nil {
+				return nil, err
+			}
+			v, ok := "", false
+			if cm != nil {
+				v, ok = cm.Data[ref.Key]
+			}
+			switch {
+			case ok:
+				env[e.Name] = v
+			case !optional(ref.Optional) && cm == nil:
+				return nil, &configError{c.Name, fmt.Sprintf("configmap %q not found", ref.Name)}
+			case !optional(ref.Optional):
+				return nil, &configError{c.Name, fmt.Sprintf("couldn't find key %s in ConfigMap %s/%s", ref.Key, pod.Namespace, ref.Name)}
+			}
+		case src.SecretKeyRef != nil:
+			ref := src.SecretKeyRef
+			s, err := secret(ref.Name)
+			if err != nil {
+				return nil, err
+			}
+			var v []byte
+			ok := false
+			if s != nil {
+				v, ok = s.Data[ref.Key]
+			}
+			switch {
+			case ok:
+				env[e.Name] = string(v)
+			case !optional(ref.Optional) && s == nil:
+				return nil, &configError{c.Name, fmt.Sprintf("secret %q not found", ref.Name)}
+			case !optional(ref.Optional):
+				return nil, &configError{c.Name, fmt.Sprintf("couldn't find key %s in Secret %s/%s", ref.Key, pod.Namespace, ref.Name)}
+			}
+		case src.FieldRef != nil:
+			v, err := fieldValue(pod, src.FieldRef.FieldPath)
+			if err != nil {
+				return nil, &configError{c.Name, err.Error()}
+			}
+			env[e.Name] = v
+		default:
+			return nil, &configError{c.Name, fmt.Sprintf("env %s: resourceFieldRef is not supported by kubeparts-nodeagent yet", e.Name)}
+		}
+	}
+	return env, nil
+}
+
+// fieldValue is the downward API for env: the pod fields the kubelet exposes.
+func fieldValue(pod *corev1.Pod, path string) (string, error) {
+	switch path {
+	case "metadata.name":
+		return pod.Name, nil
+	case "metadata.namespace":
+		return pod.Namespace, nil
+	case "metadata.uid":
+		return string(pod.UID), nil
+	case "spec.nodeName":
+		return pod.Spec.NodeName, nil
+	case "spec.serviceAccountName":
+		return pod.Spec.ServiceAccountName, nil
+	case "status.podIP":
+		return pod.Status.PodIP, nil
+	case "status.hostIP":
+		return pod.Status.HostIP, nil
+	}
+	for prefix, m := range map[string]map[string]string{"metadata.labels": pod.Labels, "metadata.annotations": pod.Annotations} {
+		if strings.HasPrefix(path, prefix+"['") && strings.HasSuffix(path, "']") {
+			return m[path[len(prefix)+2:len(path)-2]], nil
+		}
+	}
+	return "", fmt.Errorf("unsupported fieldPath %q", path)
+}
+
+// expand replaces $(VAR) references to earlier variables; $$ escapes, and an
+// unknown reference is left as written, as the kubelet does.
+func expand(s string, env map[string]string) string {
+	if !strings.Contains(s, "$") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '$' || i+1 >= len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		switch s[i+1] {
+		case '$':
+			b.WriteByte('$')
+			i++
+		case '(':
+			end := strings.IndexByte(s[i:], ')')
+			if end < 0 {
+				b.WriteString(s[i:])
+				return b.String()
+			}
+			name := s[i+2 : i+end]
+			if v, ok := env[name]; ok {
+				b.WriteString(v)
+			} else {
+				b.WriteString(s[i : i+end+1])
+			}
+			i += end
+		default:
+			b.WriteByte('$')
+		}
+	}
+	return b.String()
+}
+
+// sortedEnv is env in a stable order for the CRI.
+func sortedEnv(env map[string]string) []string {
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
