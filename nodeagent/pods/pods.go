@@ -487,7 +487,7 @@ func containerConfig(node Node, pod *corev1.Pod, c corev1.Container, image strin
 		Metadata: &runtimeapi.ContainerMetadata{Name: c.Name}, Image: &runtimeapi.ImageSpec{Image: image},
 		Command: c.Command, Args: c.Args, WorkingDir: c.WorkingDir,
 		Labels: map[string]string{labelContainer: c.Name, labelUID: string(pod.UID), labelNamespace: pod.Namespace, labelName: pod.Name},
-		Linux: &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{},
+		Linux: &runtimeapi.LinuxContainerConfig{Resources: linuxResources(c),
 			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions()}},
 	}
 	if sandbox.LogDirectory != "" {

@@ -2,11 +2,14 @@ package e2e
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kubeparts/kubeparts/internal/localcluster"
 )
 
 const agentPod = `apiVersion: v1
@@ -17,7 +20,8 @@ items:
   metadata: {name: on-agent, namespace: default}
   spec:
     initContainers: [{name: setup, image: registry.k8s.io/pause:3.10, imagePullPolicy: Never, command: ["/pause"], args: ["-v"]}]
-    containers: [{name: c, image: registry.k8s.io/pause:3.10, imagePullPolicy: Never}]
+    containers: [{name: c, image: registry.k8s.io/pause:3.10, imagePullPolicy: Never, env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}],
+      resources: {requests: {cpu: 100m}, limits: {cpu: 200m, memory: 64Mi}}}]
 # Exits at once: restarted under restartPolicy Always until it is crash-looping.
 - apiVersion: v1
   kind: Pod
@@ -63,6 +67,22 @@ func TestUpExperimentalNodeAgent(t *testing.T) {
 		}
 		return nil
 	})
+	// What containerd was asked to run: the environment and the cgroup limits.
+	id, err := kubectl(t, bin, kc, "get", "pod", "on-agent", "-o", "jsonpath={.status.containerStatuses[0].containerID}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := localcluster.LayoutFor(dataDir)
+	info, err := exec.Command("ctr", "--address", filepath.Join(l.RunDir, "containerd.sock"), "--namespace", "k8s.io",
+		"containers", "info", strings.TrimPrefix(id, "containerd://")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ctr containers info: %v %s", err, info)
+	}
+	for _, want := range []string{`"POD_NAME=on-agent"`, `"quota": 20000`, `"limit": 67108864`, `"shares": 102`} {
+		if !strings.Contains(string(info), want) {
+			t.Errorf("container spec lacks %s", want)
+		}
+	}
 	eventually(t, 90*time.Second, "restartPolicy Never pod Succeeded", func() error {
 		out, err := kubectl(t, bin, kc, "get", "pod", "once", "-o", "jsonpath={.status.phase} {.status.containerStatuses[0].state.terminated.reason}")
 		if err != nil || out != "Succeeded Completed" {
