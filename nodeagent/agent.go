@@ -13,7 +13,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/component-base/version"
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -178,6 +181,11 @@ func (o *Options) Run(ctx context.Context) error {
 		taint, _ := parseTaint(t)
 		taints = append(taints, taint)
 	}
+	// Events go out through client-go's broadcaster, whose correlator
+	// aggregates repeats like the kubelet's.
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
 	base := net.ParseIP(o.NodeIP).To4()
 	var podNodes []pods.Node
 	var keepers []*node.Keeper
@@ -189,7 +197,8 @@ func (o *Options) Run(ctx context.Context) error {
 		ip := net.IPv4(base[0], base[1], base[2]+byte(i/250), base[3]+byte(i%250)).String()
 		prefix := fmt.Sprintf("10.%d.%d", 128+i/256, i%256)
 		var rt node.Runtime
-		pn := pods.Node{Name: name, HostIP: ip}
+		pn := pods.Node{Name: name, HostIP: ip,
+			Recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: name})}
 		if o.Runtime == "remote" {
 			rs, is, err := runtime.Remote(ctx, o.RuntimeEndpoint)
 			if err != nil {

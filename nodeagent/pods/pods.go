@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -46,6 +47,9 @@ type Node struct {
 	// Simulated runtimes never exit a container by themselves: their init
 	// containers are stopped right after starting, as if they had completed.
 	Simulated bool
+	// Recorder emits the node's events about pods (source "kubelet", as stock,
+	// so tools filtering on it keep working); nil emits none.
+	Recorder record.EventRecorder
 	// CgroupParent holds the pods' cgroups (pod<uid> under it); LogDir their
 	// logs (<namespace>_<name>_<uid>/<container>/0.log). Empty: the runtime's defaults.
 	CgroupParent, LogDir string
@@ -270,6 +274,7 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 				return nil
 			}
 			if wait := m.backoff.wait(pod.UID, c.Name, m.now()); wait > 0 {
+				node.event(pod, corev1.EventTypeWarning, "BackOff", "Back-off restarting failed container %s in pod %s_%s(%s)", c.Name, pod.Name, pod.Namespace, pod.UID)
 				m.queue.AddAfter(pod.Namespace+"/"+pod.Name, wait)
 				return nil
 			}
@@ -283,10 +288,12 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 		}
 		image, err := ensureImage(ctx, node.Images, c, config)
 		if err != nil {
+			node.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
 			return err
 		}
 		env, err := containerEnv(ctx, m.client, pod, c)
 		if err != nil {
+			node.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", errorText(err))
 			return err
 		}
 		cc := containerConfig(node, pod, c, image, config)
@@ -299,11 +306,15 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 		}
 		id, err := node.Runtime.CreateContainer(ctx, sb.Id, cc, config)
 		if err != nil {
+			node.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
 			return fmt.Errorf("create container %s: %w", c.Name, err)
 		}
+		node.event(pod, corev1.EventTypeNormal, "Created", "Created container: %s", c.Name)
 		if err := node.Runtime.StartContainer(ctx, id); err != nil {
+			node.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
 			return fmt.Errorf("start container %s: %w", c.Name, err)
 		}
+		node.event(pod, corev1.EventTypeNormal, "Started", "Started container %s", c.Name)
 		if runToCompletion && node.Simulated {
 			return node.Runtime.StopContainer(ctx, id, 0)
 		}
@@ -383,6 +394,9 @@ func containersOf(ctx context.Context, rt internalapi.RuntimeService, sandboxID 
 // object (grace period 0, UID precondition: never someone else's pod of the
 // same name).
 func (m *Manager) terminate(ctx context.Context, node Node, pod *corev1.Pod) error {
+	for _, c := range pod.Spec.Containers {
+		node.event(pod, corev1.EventTypeNormal, "Killing", "Stopping container %s", c.Name)
+	}
 	if err := removeSandboxes(ctx, node.Runtime, map[string]string{labelUID: string(pod.UID)}); err != nil {
 		return err
 	}
@@ -517,4 +531,21 @@ func ensureImage(ctx context.Context, images internalapi.ImageManagerService, c 
 		return "", fmt.Errorf("ErrImagePull: pull %s: %w", c.Image, err)
 	}
 	return ref, nil
+}
+
+// event records an event about pod from this node, if it has a recorder.
+func (n Node) event(pod *corev1.Pod, eventType, reason, format string, args ...any) {
+	if n.Recorder != nil {
+		n.Recorder.Eventf(pod, eventType, reason, format, args...)
+	}
+}
+
+// errorText is the message of a configuration error without the container
+// prefix, as the kubelet words it ("Error: configmap \"x\" not found").
+func errorText(err error) string {
+	var ce *configError
+	if errors.As(err, &ce) {
+		return ce.msg
+	}
+	return err.Error()
 }

@@ -118,6 +118,9 @@ func TestSimulatedNodesRunPods(t *testing.T) {
 		}
 		return nil
 	})
+	framework.Eventually(t, 30*time.Second, "Created and Started events from the node", func() error {
+		return hasEvents(ctx, ns, "web", "sim-1", "Created", "Started")
+	})
 	if err := env.Client.CoreV1().Pods(ns).Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -184,6 +187,18 @@ func TestMissingConfigMap(t *testing.T) {
 		}
 		return nil
 	})
+	framework.Eventually(t, 30*time.Second, "Failed event naming the ConfigMap", func() error {
+		evs, err := env.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=needs-config"})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Type == corev1.EventTypeWarning && e.Reason == "Failed" && strings.Contains(e.Message, `configmap "settings" not found`) {
+				return nil
+			}
+		}
+		return fmt.Errorf("no Failed event yet")
+	})
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings", Namespace: ns}, Data: map[string]string{"mode": "fast"}}
 	if _, err := env.Client.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -198,4 +213,25 @@ func TestMissingConfigMap(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// hasEvents checks the pod has events with each reason, reported by the
+// kubelet component from host.
+func hasEvents(ctx context.Context, ns, pod, host string, reasons ...string) error {
+	evs, err := env.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod})
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, e := range evs.Items {
+		if e.Source.Component == "kubelet" && e.Source.Host == host {
+			seen[e.Reason] = true
+		}
+	}
+	for _, r := range reasons {
+		if !seen[r] {
+			return fmt.Errorf("no %s event from kubelet/%s (have %v)", r, host, seen)
+		}
+	}
+	return nil
 }
