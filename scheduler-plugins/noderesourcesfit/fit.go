@@ -229,13 +229,13 @@ func (f *Fit) ScoreExtensions() fwk.ScoreExtensions { return nil }
 // Pods whose extended resources may go through DRA are not signed, as their
 // fit depends on claims, not on the pod alone.
 func (f *Fit) SignPod(_ context.Context, pod *corev1.Pod) ([]fwk.SignFragment, *fwk.Status) {
-	req := requestsOf(pod)
-	for name, q := range req.scalar {
-		if q != 0 && f.servedByDRA(name, nil) {
+	list := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
+	for name, q := range list {
+		if isScalar(name) && !q.IsZero() && f.servedByDRA(name, nil) {
 			return nil, fwk.NewStatus(fwk.Unschedulable, "pods using DRA-backed extended resources are not signed")
 		}
 	}
-	return []fwk.SignFragment{{Key: fwk.ResourcesSignerName, Value: resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})}}, nil
+	return []fwk.SignFragment{{Key: fwk.ResourcesSignerName, Value: list}}, nil
 }
 
 // EventsToRegister requeues pods rejected for lack of resources when a bound

@@ -134,30 +134,6 @@ func fastClient(b *testing.B) kubernetes.Interface {
 	return c
 }
 
-// parallel runs f(i) for i in [0, n) on 32 workers.
-func parallel(b *testing.B, n int, f func(i int) error) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 32)
-	for range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
-				if err := f(i); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		b.Fatal(err)
-	}
-}
-
 // makeFakeNodes grows the fake nodes from have to want. Pods tolerate the
 // not-ready taint the apiserver puts on new nodes, so the nodes stay as created.
 func makeFakeNodes(b *testing.B, have, want int) int {
@@ -166,7 +142,7 @@ func makeFakeNodes(b *testing.B, have, want int) int {
 		corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourceMemory: resource.MustParse("32Gi"), corev1.ResourcePods: resource.MustParse("110"),
 	}
 	zones := []string{"zone-a", "zone-b", "zone-c"}
-	parallel(b, want-have, func(i int) error {
+	framework.Parallel(b, want-have, func(i int) error {
 		name := fmt.Sprintf("bench-node-%05d", have+i)
 		n := &corev1.Node{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelHostname: name, corev1.LabelTopologyZone: zones[(have+i)%3]}},
@@ -191,7 +167,7 @@ func scheduleBurst(b *testing.B, s schedulerUnderTest, n int) (podsPerSec, cpuPe
 		b.Fatal(err)
 	}
 	c := fastClient(b)
-	parallel(b, n, func(i int) error {
+	framework.Parallel(b, n, func(i int) error {
 		_, err := c.CoreV1().Pods(ns).Create(ctx, benchPod(ns, fmt.Sprintf("p-%05d", i)), metav1.CreateOptions{})
 		return err
 	})

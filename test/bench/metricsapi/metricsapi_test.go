@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -80,27 +79,13 @@ func BenchmarkPodMetricsList(b *testing.B) {
 	if _, err := env.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}}, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, nodes)
-	for n := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for p := range podsPerNode {
-				pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: fmt.Sprintf("p-%02d-%02d", n, p), Labels: map[string]string{"app": "bench"}},
-					Spec: corev1.PodSpec{NodeName: fmt.Sprintf("bench-node-%02d", n), Containers: []corev1.Container{{Name: "app", Image: "x"}}}}
-				if _, err := env.Client.CoreV1().Pods("bench").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		b.Fatal(err)
-	}
+	framework.Parallel(b, nodes*podsPerNode, func(i int) error {
+		n, p := i/podsPerNode, i%podsPerNode
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: fmt.Sprintf("p-%02d-%02d", n, p), Labels: map[string]string{"app": "bench"}},
+			Spec: corev1.PodSpec{NodeName: fmt.Sprintf("bench-node-%02d", n), Containers: []corev1.Container{{Name: "app", Image: "x"}}}}
+		_, err := env.Client.CoreV1().Pods("bench").Create(ctx, pod, metav1.CreateOptions{})
+		return err
+	})
 
 	s := env.StartKubepartsAPIServer(b, "--metric-resolution=5s")
 	framework.Eventually(b, 60*time.Second, "every node scraped once", func() error {

@@ -6,10 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -69,29 +65,16 @@ func (e *Env) StartKubepartsAPIServer(t testing.TB, extra ...string) *KubepartsA
 	ip := hostIP(t)
 	port := freePort(t, ip)
 	kc := e.WriteKubeconfig(t)
-	logPath := filepath.Join(e.LogDir, fmt.Sprintf("kubeparts-apiserver-%s.log", strings.ReplaceAll(t.Name(), "/", "_")))
-	log, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	args := append([]string{"--kubeconfig=" + kc, "--authentication-kubeconfig=" + kc, "--authorization-kubeconfig=" + kc,
 		"--bind-address=" + ip.String(), fmt.Sprintf("--secure-port=%d", port), "--cert-dir=" + t.TempDir(),
 		"--kubelet-scheme=http", "--metric-resolution=5s", "--kubelet-request-timeout=2s", "-v=2"}, extra...)
-	cmd := exec.Command(Binary(t, "kubeparts-apiserver"), args...)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); log.Close(); close(done) }()
-	stop := func() { _ = cmd.Process.Kill(); <-done }
-	t.Cleanup(stop)
-	s := &KubepartsAPIServer{URL: fmt.Sprintf("https://%s", net.JoinHostPort(ip.String(), fmt.Sprint(port))), Log: logPath, Pid: cmd.Process.Pid, Stop: stop}
+	proc := e.Run(t, "kubeparts-apiserver", args...)
+	s := &KubepartsAPIServer{URL: fmt.Sprintf("https://%s", net.JoinHostPort(ip.String(), fmt.Sprint(port))), Log: proc.Log, Pid: proc.Pid, Stop: proc.Stop}
 	insecure := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	Eventually(t, 30*time.Second, "kubeparts-apiserver /readyz", func() error {
 		select {
-		case <-done:
-			t.Fatalf("kubeparts-apiserver exited; log %s", logPath)
+		case <-proc.Done:
+			t.Fatalf("kubeparts-apiserver exited; log %s", proc.Log)
 		default:
 		}
 		resp, err := insecure.Get(s.URL + "/readyz")

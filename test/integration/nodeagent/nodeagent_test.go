@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -27,18 +26,7 @@ func TestMain(m *testing.M) { os.Exit(framework.Main(m, "nodeagent", &env)) }
 
 func startAgent(t *testing.T, args ...string) {
 	t.Helper()
-	log, err := os.Create(filepath.Join(env.LogDir, "kubeparts-nodeagent-"+t.Name()+".log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(framework.Binary(t, "kubeparts-nodeagent"), append([]string{"--kubeconfig=" + env.WriteKubeconfig(t)}, args...)...)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); log.Close(); close(done) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
+	env.Run(t, "kubeparts-nodeagent", append([]string{"--kubeconfig=" + env.WriteKubeconfig(t)}, args...)...)
 }
 
 // TestSimulatedNodesRunPods: three simulated nodes register Ready with their

@@ -64,22 +64,7 @@ func schedulerConfig(t *testing.T, shipped []byte, edit func(cfg map[string]any)
 // startScheduler runs the binary until the test ends; its log goes to test/logs/scheduler/.
 func startScheduler(t *testing.T, configPath string) {
 	t.Helper()
-	logPath := filepath.Join(env.LogDir, fmt.Sprintf("kubeparts-scheduler-%s.log", strings.ReplaceAll(t.Name(), "/", "_")))
-	log, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(binary(t), "--config="+configPath, "--secure-port=0", "-v=2")
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); log.Close(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-	})
+	env.Run(t, "kubeparts-scheduler", "--config="+configPath, "--secure-port=0", "-v=2")
 }
 
 func shippedProfile(t *testing.T) string {
