@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the local cluster and the tests need from Debian (containerd, runc, the
-# CNI plugins, iptables for the bridge's masquerading) and downloads the Go modules.
+# CNI plugins, iptables for the bridge's masquerading, busybox-static for the busybox image) and downloads the Go modules.
 # Idempotent: a machine that has everything only gets the checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,8 @@ command -v runc >/dev/null || missing+=(runc)
 [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] && [ -x /usr/lib/cni/portmap ] && [ -x /usr/lib/cni/loopback ] || missing+=(containernetworking-plugins)
 command -v iptables >/dev/null || missing+=(iptables)
 command -v ip >/dev/null || missing+=(iproute2)
+# A static busybox becomes the local cluster's busybox image (shell, wget, nc for examples and tests).
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 if [ ${#missing[@]} -gt 0 ]; then
   pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
   if [ "$(id -u)" -ne 0 ]; then
@@ -24,7 +26,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   # shellcheck disable=SC2086
   apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
 else
-  echo "deps: Debian packages present (containerd, runc, containernetworking-plugins, iptables)"
+  echo "deps: Debian packages present (containerd, runc, containernetworking-plugins, iptables, busybox-static)"
 fi
 
 echo "deps: downloading Go modules"

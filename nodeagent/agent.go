@@ -25,6 +25,7 @@ import (
 	"github.com/kubeparts/kubeparts/nodeagent/node"
 	"github.com/kubeparts/kubeparts/nodeagent/pods"
 	"github.com/kubeparts/kubeparts/nodeagent/runtime"
+	"github.com/kubeparts/kubeparts/nodeagent/server"
 )
 
 // Options are kubeparts-nodeagent's flags, named as the kubelet's where they exist.
@@ -41,11 +42,18 @@ type Options struct {
 	Workers            int
 	// Remote runtime (containerd).
 	RuntimeEndpoint, CgroupParent, PodLogDir string
+	// The kubelet API server (remote runtime only).
+	Address                               string
+	Port                                  int
+	TLSCertFile, TLSKeyFile, ClientCAFile string
+	AnonymousAuth                         bool
+	AuthorizationMode                     string
 }
 
 // NewOptions returns the defaults: a simulated node of 4 cpu, 32Gi, 110 pods.
 func NewOptions() *Options {
-	return &Options{Runtime: "simulated", SimulateNodes: 1, Capacity: "cpu=4,memory=32Gi,pods=110,ephemeral-storage=100Gi", Workers: 10, NodeIP: "10.0.0.1"}
+	return &Options{Runtime: "simulated", SimulateNodes: 1, Capacity: "cpu=4,memory=32Gi,pods=110,ephemeral-storage=100Gi", Workers: 10, NodeIP: "10.0.0.1",
+		Address: "0.0.0.0", Port: 10250, AuthorizationMode: "Webhook"}
 }
 
 // AddFlags registers the flags.
@@ -63,6 +71,13 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.RegisterWithTaints, "register-with-taints", o.RegisterWithTaints, "taints the node registers with, key=value:Effect")
 	fs.StringToStringVar(&o.NodeLabels, "node-labels", o.NodeLabels, "labels the node registers with (NodeRestriction forbids node-role.kubernetes.io/*)")
 	fs.IntVar(&o.Workers, "pod-workers", o.Workers, "pods synced in parallel")
+	fs.StringVar(&o.Address, "address", o.Address, "address the kubelet API listens on (--runtime=remote)")
+	fs.IntVar(&o.Port, "port", o.Port, "port of the kubelet API (logs, exec, attach, port-forward, metrics, stats); 0 disables it")
+	fs.StringVar(&o.TLSCertFile, "tls-cert-file", o.TLSCertFile, "serving certificate of the kubelet API, with the node's IPs in its SANs; empty: self-signed")
+	fs.StringVar(&o.TLSKeyFile, "tls-private-key-file", o.TLSKeyFile, "key of --tls-cert-file")
+	fs.StringVar(&o.ClientCAFile, "client-ca-file", o.ClientCAFile, "CA bundle verifying client certificates (kube-apiserver's kubelet client certificate)")
+	fs.BoolVar(&o.AnonymousAuth, "anonymous-auth", o.AnonymousAuth, "let unauthenticated requests through as system:anonymous (still authorized); off by default, as kubeadm configures the kubelet")
+	fs.StringVar(&o.AuthorizationMode, "authorization-mode", o.AuthorizationMode, "Webhook (SubjectAccessReview on nodes/<subresource>) or AlwaysAllow")
 }
 
 func parseResources(flag, v string) (corev1.ResourceList, error) {
@@ -135,6 +150,15 @@ func (o *Options) Validate() []error {
 		if strings.HasPrefix(k, "node-role.kubernetes.io/") {
 			errs = append(errs, fmt.Errorf("--node-labels %s: NodeRestriction forbids a node to set node-role labels on itself", k))
 		}
+	}
+	if o.AuthorizationMode != "Webhook" && o.AuthorizationMode != "AlwaysAllow" {
+		errs = append(errs, fmt.Errorf("--authorization-mode %q: want Webhook or AlwaysAllow", o.AuthorizationMode))
+	}
+	if o.Port < 0 || o.Port > 65535 {
+		errs = append(errs, fmt.Errorf("--port %d: must be in [0, 65535]", o.Port))
+	}
+	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
+		errs = append(errs, fmt.Errorf("--tls-cert-file and --tls-private-key-file go together"))
 	}
 	if o.Workers < 1 {
 		errs = append(errs, fmt.Errorf("--pod-workers must be positive"))
@@ -219,7 +243,7 @@ func (o *Options) Run(ctx context.Context) error {
 		keepers = append(keepers, node.NewKeeper(client, node.Config{
 			Name: name, Capacity: capacity, SystemReserved: reserved, Labels: o.NodeLabels, Taints: taints,
 			Addresses:    []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}, {Type: corev1.NodeHostName, Address: name}},
-			KubeletPort:  10250,
+			KubeletPort:  int32(o.Port),
 			AgentVersion: version.Get().GitVersion, RuntimeVersion: ver.GetRuntimeName() + "://" + ver.GetRuntimeVersion(),
 			PodCIDR: prefix,
 		}, rt))
@@ -233,6 +257,25 @@ func (o *Options) Run(ctx context.Context) error {
 		m.Resync = 2 * time.Second
 	}
 	var wg sync.WaitGroup
+	if o.Runtime == "remote" && o.Port > 0 {
+		srv, err := server.New(server.Config{NodeName: o.NodeName, NodeIP: o.NodeIP, Address: o.Address, Port: o.Port,
+			CertFile: o.TLSCertFile, KeyFile: o.TLSKeyFile, ClientCAFile: o.ClientCAFile, Anonymous: o.AnonymousAuth,
+			AlwaysAllow: o.AuthorizationMode == "AlwaysAllow", Client: client, Runtime: podNodes[0].Runtime, Pods: m.Pods()})
+		if err != nil {
+			return err
+		}
+		ln, err := srv.Listen()
+		if err != nil {
+			return fmt.Errorf("kubelet API: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ctx, ln); err != nil {
+				klog.FromContext(ctx).Error(err, "Kubelet API server stopped")
+			}
+		}()
+	}
 	for _, k := range keepers {
 		wg.Add(1)
 		go func() { defer wg.Done(); k.Run(ctx) }()

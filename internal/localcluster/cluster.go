@@ -149,10 +149,11 @@ func (c *Cluster) startAll(ctx context.Context) error {
 		}); err != nil {
 			return err
 		}
-		if err := p.importSandboxImage(ctx); err != nil {
+		imported, err := p.importSandboxImage(ctx)
+		if err != nil {
 			return err
 		}
-		c.say("%-28s %s imported", "sandbox image", SandboxImage)
+		c.say("%-28s %s imported", "images", strings.Join(imported, ", "))
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", certs.admin)
 	if err != nil {

@@ -27,6 +27,10 @@ const (
 	// SandboxImage is the pause image the node's containerd uses for pod sandboxes; it is
 	// built locally from bin/pause, no registry is needed.
 	SandboxImage = "registry.k8s.io/pause:3.10"
+	// BusyboxImage is a shell-and-tools image for examples and tests, built from the
+	// Debian busybox-static binary (hack/install-deps.sh installs it) when present.
+	BusyboxImage = "docker.io/library/busybox:1.35"
+	busyboxPath  = "/bin/busybox"
 )
 
 func lookPath(name string) (string, error) { return exec.LookPath(name) }
@@ -186,6 +190,12 @@ func (p *plan) nodeAgentArgs(c *certs) []string {
 		"--container-runtime-endpoint=unix://" + p.containerdSocket(),
 		"--cgroup-parent=" + path.Join(p.layout.CgroupRoot, "kubepods"),
 		"--pod-log-dir=" + filepath.Join(p.layout.Node, "pods"),
+		// The kubelet API with the kubelet's certificate and client CA, so
+		// kube-apiserver reaches logs, exec and metrics as with the kubelet.
+		fmt.Sprintf("--port=%d", p.ports.Kubelet),
+		"--tls-cert-file=" + c.kubeletServing.CertFile,
+		"--tls-private-key-file=" + c.kubeletServing.KeyFile,
+		"--client-ca-file=" + c.ca.CertFile,
 		fmt.Sprintf("--capacity=cpu=%d,memory=%d,pods=110", goruntime.NumCPU(), machineMemory()),
 	}
 }
@@ -273,26 +283,56 @@ func (p *plan) removeCgroupRoot() {
 	}
 }
 
-// importSandboxImage builds the pause image from bin/pause and loads it into containerd.
-func (p *plan) importSandboxImage(ctx context.Context) error {
+// importSandboxImage builds the pause image from bin/pause and loads it into
+// containerd, and the busybox image when the machine has busybox-static.
+func (p *plan) importSandboxImage(ctx context.Context) (imported []string, err error) {
 	bin, err := os.ReadFile(p.binaries["pause"])
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var buf bytes.Buffer
-	if err := ociimage.Write(&buf, ociimage.Image{
+	images := []ociimage.Image{{
 		Name:       SandboxImage,
 		Files:      []ociimage.File{{Path: "pause", Mode: 0o755, Data: bin}},
 		Entrypoint: []string{"/pause"},
-	}); err != nil {
-		return err
+	}}
+	if bb, err := busyboxImage(ctx); err == nil {
+		images = append(images, bb)
 	}
-	cmd := exec.CommandContext(ctx, p.binaries["ctr"], "--address", p.containerdSocket(), "--namespace", "k8s.io", "images", "import", "-")
-	cmd.Stdin = &buf
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("ctr images import: %v: %s", err, strings.TrimSpace(string(out)))
+	for _, img := range images {
+		var buf bytes.Buffer
+		if err := ociimage.Write(&buf, img); err != nil {
+			return imported, err
+		}
+		cmd := exec.CommandContext(ctx, p.binaries["ctr"], "--address", p.containerdSocket(), "--namespace", "k8s.io", "images", "import", "-")
+		cmd.Stdin = &buf
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return imported, fmt.Errorf("ctr images import %s: %v: %s", img.Name, err, strings.TrimSpace(string(out)))
+		}
+		imported = append(imported, img.Name)
 	}
-	return nil
+	return imported, nil
+}
+
+// busyboxImage is /bin/busybox with a symbolic link per applet, as the
+// upstream busybox image is laid out.
+func busyboxImage(ctx context.Context) (ociimage.Image, error) {
+	img := ociimage.Image{Name: BusyboxImage, Cmd: []string{"sh"}, Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}}
+	data, err := os.ReadFile(busyboxPath)
+	if err != nil {
+		return img, err
+	}
+	list, err := exec.CommandContext(ctx, busyboxPath, "--list-full").Output()
+	if err != nil {
+		return img, err
+	}
+	img.Files = append(img.Files, ociimage.File{Path: "bin/busybox", Mode: 0o755, Data: data})
+	for _, applet := range strings.Fields(string(list)) {
+		if applet != "bin/busybox" {
+			img.Files = append(img.Files, ociimage.File{Path: applet, Link: "/bin/busybox"})
+		}
+	}
+	img.Files = append(img.Files, ociimage.File{Path: "tmp/.keep", Mode: 0o644})
+	return img, nil
 }
 
 // criClient connects to the node's containerd over CRI.

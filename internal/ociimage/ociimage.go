@@ -19,11 +19,13 @@ import (
 	"time"
 )
 
-// File is one regular file of the image's only layer.
+// File is one regular file (or, with Link, a symbolic link) of the image's only layer.
 type File struct {
 	Path string // inside the image, without a leading slash
 	Mode int64
 	Data []byte
+	// Link makes the file a symbolic link to this target (busybox's applets).
+	Link string
 }
 
 // Image describes what to write.
@@ -161,6 +163,12 @@ func layer(files []File) ([]byte, error) {
 			if err := tw.WriteHeader(&tar.Header{Name: f.Path[:i+1], Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch}); err != nil {
 				return nil, err
 			}
+		}
+		if f.Link != "" {
+			if err := tw.WriteHeader(&tar.Header{Name: f.Path, Typeflag: tar.TypeSymlink, Linkname: f.Link, Mode: 0o777, ModTime: epoch}); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		if err := writeFile(tw, f.Path, f.Mode, f.Data); err != nil {
 			return nil, err

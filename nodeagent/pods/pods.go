@@ -129,6 +129,9 @@ func NewManager(client kubernetes.Interface, nodes []Node) (*Manager, error) {
 	return m, nil
 }
 
+// Pods lists the pods of the manager's nodes (from its informer).
+func (m *Manager) Pods() corelisters.PodLister { return m.pods }
+
 // Run syncs pods with workers goroutines until ctx ends.
 func (m *Manager) Run(ctx context.Context, workers int) {
 	defer m.queue.ShutDown()

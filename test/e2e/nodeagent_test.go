@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"crypto/tls"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +31,13 @@ items:
   metadata: {name: crasher, namespace: default}
   spec:
     containers: [{name: c, image: registry.k8s.io/pause:3.10, imagePullPolicy: Never, command: ["/pause"], args: ["-v"]}]
+# A shell: logs on both streams, exec, and an HTTP server to port-forward to.
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: shell, namespace: default}
+  spec:
+    containers: [{name: sh, image: busybox:1.35, imagePullPolicy: Never,
+      command: ["sh", "-c", "echo hello from busybox; echo to-stderr >&2; mkdir -p /www; echo forwarded > /www/index.html; exec httpd -f -p 8080 -h /www"]}]
 # Exits 0 under restartPolicy Never: the pod Succeeded.
 - apiVersion: v1
   kind: Pod
@@ -98,11 +108,98 @@ func TestUpExperimentalNodeAgent(t *testing.T) {
 		}
 		return nil
 	})
-	if out, err := kubectl(t, bin, kc, "delete", "pod", "on-agent", "crasher", "once", "--timeout=60s"); err != nil {
+	testKubeletAPI(t, bin, kc)
+	if out, err := kubectl(t, bin, kc, "delete", "pod", "on-agent", "crasher", "once", "shell", "--timeout=60s"); err != nil {
 		t.Fatalf("delete: %v %s", err, out)
 	}
 	if code := up.stop(t, syscall.SIGINT, 90*time.Second); code != 0 {
 		t.Errorf("up exited %d:\n%s", code, up.output())
 	}
 	assertNothingLeft(t, dataDir)
+}
+
+// testKubeletAPI goes through kube-apiserver to the agent's kubelet API, with
+// the stock clients: kubectl logs (both streams, --previous, --tail), exec
+// with stdin, port-forward, and kubectl top reading /metrics/resource
+// through kubeparts-apiserver.
+func testKubeletAPI(t *testing.T, bin, kc string) {
+	eventually(t, 90*time.Second, "kubectl logs", func() error {
+		out, err := kubectl(t, bin, kc, "logs", "shell")
+		if err != nil || !strings.Contains(out, "hello from busybox\n") || !strings.Contains(out, "to-stderr\n") {
+			return &unexpected{out}
+		}
+		return nil
+	})
+	if out, err := kubectl(t, bin, kc, "logs", "shell", "--tail=1", "--timestamps"); err != nil || !strings.HasSuffix(out, " to-stderr\n") || strings.Count(out, "\n") != 1 {
+		t.Errorf("logs --tail=1 --timestamps: %q %v", out, err)
+	}
+	if out, err := kubectl(t, bin, kc, "logs", "crasher", "--previous"); err != nil || out != "pause (kubeparts)\n" {
+		t.Errorf("logs --previous: %q %v", out, err)
+	}
+	if out, err := kubectl(t, bin, kc, "logs", "once", "--previous"); err == nil || !strings.Contains(out, "previous terminated container") {
+		t.Errorf("logs --previous without a previous container: %q %v", out, err)
+	}
+	cmd := exec.Command(filepath.Join(bin, "kubectl"), "--kubeconfig", kc, "exec", "-i", "shell", "--", "sh", "-c", "tr a-z A-Z; echo $HOSTNAME")
+	cmd.Stdin = strings.NewReader("piped through exec\n")
+	if out, err := cmd.CombinedOutput(); err != nil || string(out) != "PIPED THROUGH EXEC\nshell\n" {
+		t.Errorf("exec -i: %q %v", out, err)
+	}
+	if out, err := kubectl(t, bin, kc, "exec", "shell", "--", "sh", "-c", "exit 3"); err == nil || !strings.Contains(out, "exit code 3") {
+		t.Errorf("exec exit status: %q %v", out, err)
+	}
+	// port-forward: a local port to the pod's 8080, over the API server.
+	pf := exec.Command(filepath.Join(bin, "kubectl"), "--kubeconfig", kc, "port-forward", "pod/shell", "21580:8080")
+	var pfOut strings.Builder
+	pf.Stdout, pf.Stderr = &pfOut, &pfOut
+	if err := pf.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pf.Process.Kill(); _ = pf.Wait() }()
+	eventually(t, 30*time.Second, "port-forward", func() error {
+		resp, err := http.Get("http://127.0.0.1:21580/")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if string(body) != "forwarded\n" {
+			return &unexpected{string(body)}
+		}
+		return nil
+	})
+	// Straight to the agent's port: no credentials is 401; a service account
+	// token without nodes/* rights is authenticated (TokenReview) and then
+	// refused (SubjectAccessReview) with the kubelet's message.
+	addr, err := kubectl(t, bin, kc, "get", "node", "-o", "jsonpath={.items[0].status.addresses[0].address}:{.items[0].status.daemonEndpoints.kubeletEndpoint.Port}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := insecure.Get("https://" + addr + "/pods")
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("anonymous GET /pods: %v %v", resp, err)
+	}
+	var token string
+	eventually(t, 60*time.Second, "service account token", func() error {
+		token, err = kubectl(t, bin, kc, "create", "token", "default")
+		return err
+	})
+	req, _ := http.NewRequest("GET", "https://"+addr+"/containerLogs/default/shell/sh", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(token))
+	resp, err = insecure.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "Forbidden (user=system:serviceaccount:default:default, verb=get, resource=nodes, subresource=proxy)") {
+		t.Errorf("unprivileged token: %d %s", resp.StatusCode, body)
+	}
+	eventually(t, 90*time.Second, "kubectl top pod from the agent's /metrics/resource", func() error {
+		out, err := kubectl(t, bin, kc, "top", "pod", "shell", "--no-headers")
+		if f := strings.Fields(out); err != nil || len(f) != 3 || f[0] != "shell" || !strings.HasSuffix(f[2], "Mi") {
+			return &unexpected{out}
+		}
+		return nil
+	})
 }

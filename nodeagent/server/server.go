@@ -1,0 +1,246 @@
+// Package server is the node agent's HTTPS server on the kubelet port: what
+// kube-apiserver, metrics-server and kubectl reach through "nodes/proxy" and
+// the pod log, exec, attach and port-forward subresources. It authenticates
+// and authorizes every request as the kubelet does (client certificates,
+// bearer tokens through TokenReview, SubjectAccessReview on the node's
+// subresources), so the RBAC rules written for the kubelet apply unchanged.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authentication/authenticatorfactory"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
+	"k8s.io/apiserver/pkg/server/dynamiccertificates"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	certutil "k8s.io/client-go/util/cert"
+	internalapi "k8s.io/cri-api/pkg/apis"
+	"k8s.io/klog/v2"
+)
+
+// Config is what the server needs to know about its node.
+type Config struct {
+	NodeName string
+	// NodeIP goes into a self-signed certificate's SANs.
+	NodeIP string
+	// Address and Port to listen on (the kubelet's --address and --port).
+	Address string
+	Port    int
+	// TLS serving certificate: its SANs must carry the node's addresses,
+	// since kube-apiserver verifies them when --kubelet-certificate-authority is set.
+	CertFile, KeyFile string
+	// ClientCAFile verifies client certificates (kube-apiserver's kubelet
+	// client certificate); empty accepts bearer tokens only.
+	ClientCAFile string
+	// Anonymous lets unauthenticated requests through as system:anonymous
+	// (then subject to authorization); the kubelet's --anonymous-auth.
+	Anonymous bool
+	// AlwaysAllow skips SubjectAccessReview (the kubelet's
+	// --authorization-mode=AlwaysAllow); for tests and trusted networks only.
+	AlwaysAllow bool
+
+	Client  kubernetes.Interface
+	Runtime internalapi.RuntimeService
+	Pods    corelisters.PodLister
+	// Metrics is the registry /metrics serves (the agent's own metrics).
+	Metrics *prometheus.Registry
+}
+
+// Server serves the kubelet API of one node.
+type Server struct {
+	cfg   Config
+	authn authenticator.Request
+	authz authorizer.Authorizer
+	mux   *http.ServeMux
+	stats *statsProvider
+}
+
+// New builds the server; Run serves it.
+func New(cfg Config) (*Server, error) {
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), stats: newStatsProvider(cfg.NodeName, cfg.Runtime, cfg.Pods)}
+	backoff := &wait.Backoff{Duration: 500 * time.Millisecond, Factor: 1.5, Jitter: 0.2, Steps: 5}
+	authnCfg := authenticatorfactory.DelegatingAuthenticatorConfig{
+		TokenAccessReviewClient:  cfg.Client.AuthenticationV1(),
+		TokenAccessReviewTimeout: 10 * time.Second,
+		WebhookRetryBackoff:      backoff,
+		CacheTTL:                 2 * time.Minute, // the kubelet's webhook cache TTL
+	}
+	if cfg.Anonymous {
+		authnCfg.Anonymous = anonymousEnabled()
+	}
+	if cfg.ClientCAFile != "" {
+		ca, err := dynamiccertificates.NewDynamicCAContentFromFile("client-ca-bundle", cfg.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--client-ca-file: %w", err)
+		}
+		authnCfg.ClientCertificateCAContentProvider = ca
+	}
+	var err error
+	if s.authn, _, err = authnCfg.New(); err != nil {
+		return nil, err
+	}
+	if cfg.AlwaysAllow {
+		s.authz = authorizerfactory.NewAlwaysAllowAuthorizer()
+	} else if s.authz, err = (authorizerfactory.DelegatingAuthorizerConfig{
+		SubjectAccessReviewClient: cfg.Client.AuthorizationV1(),
+		AllowCacheTTL:             5 * time.Minute, DenyCacheTTL: 30 * time.Second,
+		WebhookRetryBackoff: backoff,
+	}).New(); err != nil {
+		return nil, err
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+		cfg.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		s.cfg.Metrics = cfg.Metrics
+	}
+	resource := prometheus.NewRegistry()
+	resource.MustRegister(s.stats)
+
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	s.mux.HandleFunc("GET /pods", s.servePods)
+	s.mux.HandleFunc("GET /containerLogs/{namespace}/{pod}/{container}", s.serveLogs)
+	for _, verb := range []string{"GET", "POST"} {
+		s.mux.HandleFunc(verb+" /exec/{namespace}/{pod}/{container}", s.serveExec)
+		s.mux.HandleFunc(verb+" /attach/{namespace}/{pod}/{container}", s.serveAttach)
+		s.mux.HandleFunc(verb+" /portForward/{namespace}/{pod}", s.servePortForward)
+	}
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Metrics, promhttp.HandlerOpts{}))
+	s.mux.Handle("GET /metrics/resource", promhttp.HandlerFor(resource, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	s.mux.HandleFunc("GET /stats/summary", s.serveSummary)
+	return s, nil
+}
+
+// Handler is the server's handler with authentication and authorization in front.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp, ok, err := s.authn.AuthenticateRequest(r)
+		if err != nil || !ok {
+			if err != nil {
+				klog.FromContext(r.Context()).V(2).Info("Unable to authenticate the request", "err", err)
+			}
+			http.Error(w, "Unauthorized", http.StatusUnauthorized)
+			return
+		}
+		for _, attrs := range authorizationAttributes(resp.User, r, s.cfg.NodeName) {
+			decision, reason, err := s.authz.Authorize(r.Context(), attrs)
+			if decision == authorizer.DecisionAllow {
+				s.mux.ServeHTTP(w, r)
+				return
+			}
+			if err != nil {
+				klog.FromContext(r.Context()).Error(err, "Authorization error", "user", attrs.GetUser().GetName(), "verb", attrs.GetVerb(), "subresource", attrs.GetSubresource())
+				http.Error(w, fmt.Sprintf("Authorization error (user=%s, verb=%s, resource=%s, subresource=%s)", attrs.GetUser().GetName(), attrs.GetVerb(), attrs.GetResource(), attrs.GetSubresource()), http.StatusInternalServerError)
+				return
+			}
+			klog.FromContext(r.Context()).V(2).Info("Forbidden", "user", attrs.GetUser().GetName(), "verb", attrs.GetVerb(), "subresource", attrs.GetSubresource(), "reason", reason)
+		}
+		attrs := authorizationAttributes(resp.User, r, s.cfg.NodeName)
+		last := attrs[len(attrs)-1]
+		http.Error(w, fmt.Sprintf("Forbidden (user=%s, verb=%s, resource=%s, subresource=%s)", last.GetUser().GetName(), last.GetVerb(), last.GetResource(), last.GetSubresource()), http.StatusForbidden)
+	})
+}
+
+// authorizationAttributes are the checks a request must pass, in order, the
+// first allowed one winning: the kubelet maps its paths onto subresources
+// of the node (stats, metrics, log; everything else is proxy), and with
+// fine-grained authorization also tries healthz/pods before falling back
+// to proxy, so narrow grants keep working.
+func authorizationAttributes(u user.Info, r *http.Request, nodeName string) []authorizer.AttributesRecord {
+	verb := map[string]string{http.MethodGet: "get", http.MethodHead: "get", http.MethodPost: "create", http.MethodPut: "update", http.MethodPatch: "patch", http.MethodDelete: "delete"}[r.Method]
+	if verb == "" {
+		verb = strings.ToLower(r.Method)
+	}
+	record := func(sub string) authorizer.AttributesRecord {
+		return authorizer.AttributesRecord{User: u, Verb: verb, Namespace: "", APIGroup: "", APIVersion: "v1",
+			Resource: "nodes", Subresource: sub, Name: nodeName, ResourceRequest: true, Path: r.URL.Path}
+	}
+	p := r.URL.Path
+	switch {
+	case p == "/stats" || strings.HasPrefix(p, "/stats/"):
+		return []authorizer.AttributesRecord{record("stats")}
+	case p == "/metrics" || strings.HasPrefix(p, "/metrics/"):
+		return []authorizer.AttributesRecord{record("metrics")}
+	case p == "/logs" || strings.HasPrefix(p, "/logs/"):
+		return []authorizer.AttributesRecord{record("log")}
+	case p == "/healthz" || strings.HasPrefix(p, "/healthz/"):
+		return []authorizer.AttributesRecord{record("healthz"), record("proxy")}
+	case p == "/pods" || strings.HasPrefix(p, "/pods/"):
+		return []authorizer.AttributesRecord{record("pods"), record("proxy")}
+	}
+	return []authorizer.AttributesRecord{record("proxy")}
+}
+
+// Listen binds the port, so a port in use fails start-up as it does for the
+// kubelet; Serve then answers on it until ctx ends.
+func (s *Server) Listen() (net.Listener, error) {
+	return net.Listen("tcp", net.JoinHostPort(s.cfg.Address, fmt.Sprint(s.cfg.Port)))
+}
+
+// Serve answers on ln until ctx ends.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	cert, err := s.servingCertificate()
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("serving certificate: %w", err)
+	}
+	// Client certificates are verified by the authenticator against the
+	// dynamic CA, so the TLS layer only asks for them.
+	tlsConfig := &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"http/1.1"}} // exec/attach/port-forward upgrade an HTTP/1.1 connection
+	srv := &http.Server{Handler: s.Handler(), TLSConfig: tlsConfig, ReadHeaderTimeout: 30 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	klog.FromContext(ctx).Info("Serving the kubelet API", "address", ln.Addr().String())
+	if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// servingCertificate is the configured one or, as the kubelet does without
+// --tls-cert-file, a self-signed one for the node's name and IP.
+func (s *Server) servingCertificate() (tls.Certificate, error) {
+	if s.cfg.CertFile != "" {
+		return tls.LoadX509KeyPair(s.cfg.CertFile, s.cfg.KeyFile)
+	}
+	var ips []net.IP
+	if ip := net.ParseIP(s.cfg.NodeIP); ip != nil {
+		ips = append(ips, ip)
+	}
+	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKey(s.cfg.NodeName, ips, nil)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
+}
+
+// pod finds a pod of this node by namespace and name.
+func (s *Server) pod(w http.ResponseWriter, namespace, name string) (*corev1.Pod, bool) {
+	pod, err := s.cfg.Pods.Pods(namespace).Get(name)
+	if err != nil || pod.Spec.NodeName != s.cfg.NodeName {
+		http.Error(w, fmt.Sprintf("pod %s/%s not found", namespace, name), http.StatusNotFound)
+		return nil, false
+	}
+	return pod, true
+}

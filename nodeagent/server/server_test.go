@@ -1,0 +1,41 @@
+package server
+
+import (
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"k8s.io/apiserver/pkg/authentication/user"
+)
+
+// The kubelet's mapping of its paths onto node subresources, which RBAC
+// rules written for the kubelet (system:kubelet-api-admin, metrics-server's
+// nodes/metrics) rely on.
+func TestAuthorizationAttributes(t *testing.T) {
+	tests := []struct{ method, path, want string }{
+		{"GET", "/stats/summary", "get nodes/stats"},
+		{"GET", "/metrics", "get nodes/metrics"},
+		{"GET", "/metrics/resource", "get nodes/metrics"},
+		{"GET", "/logs/", "get nodes/log"},
+		{"GET", "/healthz", "get nodes/healthz,proxy"},
+		{"GET", "/pods", "get nodes/pods,proxy"},
+		{"GET", "/containerLogs/ns/p/c", "get nodes/proxy"},
+		{"POST", "/exec/ns/p/c", "create nodes/proxy"},
+		{"GET", "/exec/ns/p/c", "get nodes/proxy"},
+		{"POST", "/portForward/ns/p", "create nodes/proxy"},
+		{"GET", "/metricsfoo", "get nodes/proxy"},
+	}
+	for _, tt := range tests {
+		attrs := authorizationAttributes(&user.DefaultInfo{Name: "u"}, httptest.NewRequest(tt.method, tt.path, nil), "n1")
+		var subs []string
+		for _, a := range attrs {
+			if a.Name != "n1" || a.Resource != "nodes" || !a.ResourceRequest {
+				t.Errorf("%s %s: %+v", tt.method, tt.path, a)
+			}
+			subs = append(subs, a.Subresource)
+		}
+		if got := attrs[0].Verb + " nodes/" + strings.Join(subs, ","); got != tt.want {
+			t.Errorf("%s %s: got %s, want %s", tt.method, tt.path, got, tt.want)
+		}
+	}
+}
