@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +43,8 @@ type Options struct {
 	Workers            int
 	// Remote runtime (containerd).
 	RuntimeEndpoint, CgroupParent, PodLogDir string
+	// RootDir keeps per-pod files (volumes, termination messages) under pods/.
+	RootDir string
 	// The kubelet API server (remote runtime only).
 	Address                               string
 	Port                                  int
@@ -52,7 +55,7 @@ type Options struct {
 
 // NewOptions returns the defaults: a simulated node of 4 cpu, 32Gi, 110 pods.
 func NewOptions() *Options {
-	return &Options{Runtime: "simulated", SimulateNodes: 1, Capacity: "cpu=4,memory=32Gi,pods=110,ephemeral-storage=100Gi", Workers: 10, NodeIP: "10.0.0.1",
+	return &Options{Runtime: "simulated", SimulateNodes: 1, Capacity: "cpu=4,memory=32Gi,pods=110,ephemeral-storage=100Gi", Workers: 10, NodeIP: "10.0.0.1", RootDir: "/var/lib/kubeparts-nodeagent",
 		Address: "0.0.0.0", Port: 10250, AuthorizationMode: "Webhook"}
 }
 
@@ -64,6 +67,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.RuntimeEndpoint, "container-runtime-endpoint", o.RuntimeEndpoint, "CRI endpoint for --runtime=remote, e.g. unix:///run/containerd/containerd.sock")
 	fs.StringVar(&o.CgroupParent, "cgroup-parent", o.CgroupParent, "cgroup the pods' cgroups go under (--runtime=remote)")
 	fs.StringVar(&o.PodLogDir, "pod-log-dir", o.PodLogDir, "directory of the pods' container logs (--runtime=remote)")
+	fs.StringVar(&o.RootDir, "root-dir", o.RootDir, "directory of the agent's per-pod files (pods/<uid>/volumes, termination messages; --runtime=remote)")
 	fs.IntVar(&o.SimulateNodes, "simulate-nodes", o.SimulateNodes, "nodes this process hosts (simulated runtime only)")
 	fs.StringVar(&o.NodeIP, "node-ip", o.NodeIP, "the node's InternalIP (simulated nodes count up from it)")
 	fs.StringVar(&o.Capacity, "capacity", o.Capacity, "simulated node capacity, as name=quantity pairs")
@@ -229,6 +233,7 @@ func (o *Options) Run(ctx context.Context) error {
 				return err
 			}
 			pn.Runtime, pn.Images, pn.CgroupParent, pn.LogDir = rs, is, o.CgroupParent, o.PodLogDir
+			pn.PodDir = filepath.Join(o.RootDir, "pods")
 			rt, prefix = criReady{rs}, ""
 		} else {
 			sim := runtime.NewSimulated(prefix)

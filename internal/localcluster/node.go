@@ -190,6 +190,7 @@ func (p *plan) nodeAgentArgs(c *certs) []string {
 		"--container-runtime-endpoint=unix://" + p.containerdSocket(),
 		"--cgroup-parent=" + path.Join(p.layout.CgroupRoot, "kubepods"),
 		"--pod-log-dir=" + filepath.Join(p.layout.Node, "pods"),
+		"--root-dir=" + filepath.Join(p.layout.Node, "nodeagent"),
 		// The kubelet API with the kubelet's certificate and client CA, so
 		// kube-apiserver reaches logs, exec and metrics as with the kubelet.
 		fmt.Sprintf("--port=%d", p.ports.Kubelet),

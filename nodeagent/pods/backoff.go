@@ -2,6 +2,7 @@ package pods
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,6 +53,25 @@ func (b *backoff) wait(uid types.UID, container string, now time.Time) time.Dura
 	e.delay = min(2*e.delay, maxBackoff)
 	e.until = now.Add(e.delay)
 	return 0
+}
+
+// forget drops the container's back-off (after a success).
+func (b *backoff) forget(uid types.UID, container string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.entries, backoffKey(uid, container))
+}
+
+// forgetPod drops every back-off of a pod that is gone.
+func (b *backoff) forgetPod(uid types.UID) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	prefix := string(uid) + "/"
+	for key := range b.entries {
+		if strings.HasPrefix(key, prefix) {
+			delete(b.entries, key)
+		}
+	}
 }
 
 // waiting returns, for a pod, the CrashLoopBackOff state of each container

@@ -12,17 +12,23 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// configError is a container whose configuration cannot be built (a missing
-// ConfigMap or Secret, an unknown field path): the stock
-// CreateContainerConfigError, shown in its status until fixed.
-type configError struct{ container, msg string }
+// waitError keeps a container waiting with a stock reason shown in its
+// status until it is fixed: CreateContainerConfigError (a missing ConfigMap
+// or Secret, an unknown field path), ErrImagePull, ErrImageNeverPull,
+// CreateContainerError, RunContainerError.
+type waitError struct{ container, reason, msg string }
 
-func (e *configError) Error() string { return e.container + ": " + e.msg }
+func (e *waitError) Error() string { return e.container + ": " + e.msg }
+
+// configError is the CreateContainerConfigError of container.
+func configError(container, msg string) *waitError {
+	return &waitError{container, "CreateContainerConfigError", msg}
+}
 
 // containerEnv resolves c's environment as the kubelet does: envFrom first
 // (with its prefix), then env, later names overriding earlier ones; values
 // from ConfigMaps, Secrets and the pod's own fields. A missing source that is
-// not optional is a configError.
+// not optional is a CreateContainerConfigError.
 func containerEnv(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, c corev1.Container) (map[string]string, error) {
 	env := map[string]string{}
 	cms, secrets := map[string]*corev1.ConfigMap{}, map[string]*corev1.Secret{}
@@ -60,7 +66,7 @@ func containerEnv(ctx context.Context, client kubernetes.Interface, pod *corev1.
 				if optional(from.ConfigMapRef.Optional) {
 					continue
 				}
-				return nil, &configError{c.Name, fmt.Sprintf("configmap %q not found", from.ConfigMapRef.Name)}
+				return nil, configError(c.Name, fmt.Sprintf("configmap %q not found", from.ConfigMapRef.Name))
 			}
 			for k, v := range cm.Data {
 				env[from.Prefix+k] = v
@@ -74,7 +80,7 @@ func containerEnv(ctx context.Context, client kubernetes.Interface, pod *corev1.
 				if optional(from.SecretRef.Optional) {
 					continue
 				}
-				return nil, &configError{c.Name, fmt.Sprintf("secret %q not found", from.SecretRef.Name)}
+				return nil, configError(c.Name, fmt.Sprintf("secret %q not found", from.SecretRef.Name))
 			}
 			for k, v := range s.Data {
 				env[from.Prefix+k] = string(v)
@@ -100,9 +106,9 @@ func containerEnv(ctx context.Context, client kubernetes.Interface, pod *corev1.
 			case ok:
 				env[e.Name] = v
 			case !optional(ref.Optional) && cm == nil:
-				return nil, &configError{c.Name, fmt.Sprintf("configmap %q not found", ref.Name)}
+				return nil, configError(c.Name, fmt.Sprintf("configmap %q not found", ref.Name))
 			case !optional(ref.Optional):
-				return nil, &configError{c.Name, fmt.Sprintf("couldn't find key %s in ConfigMap %s/%s", ref.Key, pod.Namespace, ref.Name)}
+				return nil, configError(c.Name, fmt.Sprintf("couldn't find key %s in ConfigMap %s/%s", ref.Key, pod.Namespace, ref.Name))
 			}
 		case src.SecretKeyRef != nil:
 			ref := src.SecretKeyRef
@@ -119,18 +125,18 @@ func containerEnv(ctx context.Context, client kubernetes.Interface, pod *corev1.
 			case ok:
 				env[e.Name] = string(v)
 			case !optional(ref.Optional) && s == nil:
-				return nil, &configError{c.Name, fmt.Sprintf("secret %q not found", ref.Name)}
+				return nil, configError(c.Name, fmt.Sprintf("secret %q not found", ref.Name))
 			case !optional(ref.Optional):
-				return nil, &configError{c.Name, fmt.Sprintf("couldn't find key %s in Secret %s/%s", ref.Key, pod.Namespace, ref.Name)}
+				return nil, configError(c.Name, fmt.Sprintf("couldn't find key %s in Secret %s/%s", ref.Key, pod.Namespace, ref.Name))
 			}
 		case src.FieldRef != nil:
 			v, err := fieldValue(pod, src.FieldRef.FieldPath)
 			if err != nil {
-				return nil, &configError{c.Name, err.Error()}
+				return nil, configError(c.Name, err.Error())
 			}
 			env[e.Name] = v
 		default:
-			return nil, &configError{c.Name, fmt.Sprintf("env %s: resourceFieldRef is not supported by kubeparts-nodeagent yet", e.Name)}
+			return nil, configError(c.Name, fmt.Sprintf("env %s: resourceFieldRef is not supported by kubeparts-nodeagent yet", e.Name))
 		}
 	}
 	return env, nil

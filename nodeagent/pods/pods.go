@@ -34,6 +34,8 @@ import (
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
+
+	"github.com/kubeparts/kubeparts/nodeagent/probes"
 )
 
 // Node is one node the manager runs pods for.
@@ -53,6 +55,9 @@ type Node struct {
 	// CgroupParent holds the pods' cgroups (pod<uid> under it); LogDir their
 	// logs (<namespace>_<name>_<uid>/<container>/0.log). Empty: the runtime's defaults.
 	CgroupParent, LogDir string
+	// PodDir holds per-pod files on the host (<uid>/volumes, termination
+	// message files); empty for simulated nodes, which have neither.
+	PodDir string
 }
 
 // Manager syncs the pods of its nodes.
@@ -70,19 +75,29 @@ type Manager struct {
 	// simulated runtime, whose containers only stop when told to.
 	Resync time.Duration
 
-	mu           sync.Mutex
-	configErrors map[types.UID]*configError
+	// pullBackoff spaces image pull retries as restarts are (ImagePullBackOff).
+	pullBackoff *backoff
+	// probes runs the probes of each real node's containers; simulated
+	// nodes have none (their containers are always started and ready).
+	probes map[string]*probes.Manager
+	// keys maps pod UIDs to queue keys, for probe results to re-sync a pod.
+	keys sync.Map
+
+	mu         sync.Mutex
+	waitErrors map[types.UID]*waitError
+	// messages caches exited containers' termination messages by container ID.
+	messages map[types.UID]map[string]string
 }
 
-// setConfigError records (or with nil clears) the pod's configuration error.
-func (m *Manager) setConfigError(uid types.UID, e *configError) {
+// setWaitError records (or with nil clears) why the pod's next container waits.
+func (m *Manager) setWaitError(uid types.UID, e *waitError) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if e == nil {
-		delete(m.configErrors, uid)
+		delete(m.waitErrors, uid)
 		return
 	}
-	m.configErrors[uid] = e
+	m.waitErrors[uid] = e
 }
 
 // waiting is what each of the pod's containers waits on, if anything.
@@ -90,18 +105,27 @@ func (m *Manager) waiting(uid types.UID) map[string]corev1.ContainerStateWaiting
 	w := m.backoff.waiting(uid, m.now())
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if e := m.configErrors[uid]; e != nil {
-		w[e.container] = corev1.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: e.msg}
+	if e := m.waitErrors[uid]; e != nil {
+		w[e.container] = corev1.ContainerStateWaiting{Reason: e.reason, Message: e.msg}
 	}
 	return w
 }
 
 // NewManager watches the pods bound to nodes.
 func NewManager(client kubernetes.Interface, nodes []Node) (*Manager, error) {
-	m := &Manager{client: client, nodes: map[string]Node{}, backoff: newBackoff(), now: time.Now, configErrors: map[types.UID]*configError{},
+	m := &Manager{client: client, nodes: map[string]Node{}, backoff: newBackoff(), pullBackoff: newBackoff(), now: time.Now,
+		waitErrors: map[types.UID]*waitError{}, messages: map[types.UID]map[string]string{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "pods"})}
+	m.probes = map[string]*probes.Manager{}
 	for _, n := range nodes {
 		m.nodes[n.Name] = n
+		if !n.Simulated {
+			m.probes[n.Name] = probes.NewManager(n.Runtime, n.Recorder, func(uid types.UID) {
+				if key, ok := m.keys.Load(uid); ok {
+					m.queue.Add(key.(string))
+				}
+			})
+		}
 	}
 	// One node: only its pods. Several: every bound pod, filtered here.
 	selector := fields.OneTermNotEqualSelector("spec.nodeName", "").String()
@@ -159,6 +183,9 @@ func (m *Manager) Run(ctx context.Context, workers int) {
 		}, m.Resync)
 	}
 	<-ctx.Done()
+	for _, p := range m.probes {
+		p.Stop()
+	}
 }
 
 func (m *Manager) processNext(ctx context.Context) bool {
@@ -198,24 +225,28 @@ func (m *Manager) sync(ctx context.Context, key string) error {
 	if !ok {
 		return nil
 	}
+	m.keys.Store(pod.UID, key)
 	if pod.DeletionTimestamp != nil {
 		return m.terminate(ctx, node, pod)
+	}
+	if err := m.killUnhealthy(ctx, node, pod); err != nil {
+		return err
 	}
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		return nil
 	}
 	sandbox, err := m.ensureRunning(ctx, node, pod)
-	var cfgErr *configError
-	if errors.As(err, &cfgErr) {
-		// Shown in the status; retried, since the missing object may appear.
-		m.setConfigError(pod.UID, cfgErr)
+	var we *waitError
+	if errors.As(err, &we) {
+		// Shown in the status; retried, since the missing object or image may appear.
+		m.setWaitError(pod.UID, we)
 		m.queue.AddAfter(key, 5*time.Second)
 		if sandbox, err = sandboxOf(ctx, node.Runtime, pod); err != nil || sandbox == nil {
 			return err
 		}
 		return m.writeStatus(ctx, node, pod, sandbox)
 	}
-	m.setConfigError(pod.UID, nil)
+	m.setWaitError(pod.UID, nil)
 	if errors.Is(err, errInitRunning) {
 		m.queue.AddAfter(key, time.Second)
 		return m.writeStatus(ctx, node, pod, sandbox)
@@ -289,9 +320,8 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 				}
 			}
 		}
-		image, err := ensureImage(ctx, node.Images, c, config)
+		image, err := m.ensureImage(ctx, node, pod, c, config)
 		if err != nil {
-			node.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
 			return err
 		}
 		env, err := containerEnv(ctx, m.client, pod, c)
@@ -307,17 +337,29 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 		if cc.LogPath != "" {
 			cc.LogPath = filepath.Join(c.Name, fmt.Sprintf("%d.log", attempt))
 		}
+		if mount, err := terminationLogMount(node, pod, c, attempt); err != nil {
+			return err
+		} else if mount != nil {
+			cc.Mounts = append(cc.Mounts, mount)
+		}
 		id, err := node.Runtime.CreateContainer(ctx, sb.Id, cc, config)
 		if err != nil {
 			node.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
-			return fmt.Errorf("create container %s: %w", c.Name, err)
+			return &waitError{c.Name, "CreateContainerError", err.Error()}
 		}
 		node.event(pod, corev1.EventTypeNormal, "Created", "Created container: %s", c.Name)
 		if err := node.Runtime.StartContainer(ctx, id); err != nil {
+			// The runtime keeps the container, exited (StartError): the next
+			// sync restarts it with back-off, as the kubelet does.
 			node.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
-			return fmt.Errorf("start container %s: %w", c.Name, err)
+			return &waitError{c.Name, "RunContainerError", err.Error()}
 		}
 		node.event(pod, corev1.EventTypeNormal, "Started", "Started container %s", c.Name)
+		if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
+			if err := m.postStart(ctx, node, pod, c, id, sb); err != nil {
+				return err
+			}
+		}
 		if runToCompletion && node.Simulated {
 			return node.Runtime.StopContainer(ctx, id, 0)
 		}
@@ -393,14 +435,22 @@ func containersOf(ctx context.Context, rt internalapi.RuntimeService, sandboxID 
 	return out, nil
 }
 
-// terminate stops the pod's containers and sandbox, then deletes the pod
-// object (grace period 0, UID precondition: never someone else's pod of the
-// same name).
+// terminate stops the pod's containers gracefully (preStop hooks, then
+// SIGTERM and SIGKILL after what is left of the grace period), removes
+// them, the sandbox and the pod's files, then deletes the pod object
+// (grace period 0, UID precondition: never someone else's pod of the same name).
 func (m *Manager) terminate(ctx context.Context, node Node, pod *corev1.Pod) error {
-	for _, c := range pod.Spec.Containers {
-		node.event(pod, corev1.EventTypeNormal, "Killing", "Stopping container %s", c.Name)
+	if err := m.stopContainers(ctx, node, pod, pod.Status.PodIP); err != nil {
+		return err
 	}
 	if err := removeSandboxes(ctx, node.Runtime, map[string]string{labelUID: string(pod.UID)}); err != nil {
+		return err
+	}
+	m.forget(pod.UID)
+	if p := m.probes[node.Name]; p != nil {
+		p.RemovePod(pod.UID)
+	}
+	if err := removePodFiles(node, pod.UID); err != nil {
 		return err
 	}
 	err := m.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
@@ -410,6 +460,17 @@ func (m *Manager) terminate(ctx context.Context, node Node, pod *corev1.Pod) err
 		return nil
 	}
 	return err
+}
+
+// forget drops what the manager keeps about a pod that is gone.
+func (m *Manager) forget(uid types.UID) {
+	m.backoff.forgetPod(uid)
+	m.pullBackoff.forgetPod(uid)
+	m.keys.Delete(uid)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.waitErrors, uid)
+	delete(m.messages, uid)
 }
 
 func removeSandboxes(ctx context.Context, rt internalapi.RuntimeService, labels map[string]string) error {
@@ -450,7 +511,8 @@ func (m *Manager) writeStatus(ctx context.Context, node Node, pod *corev1.Pod, s
 	if err != nil {
 		return err
 	}
-	st := computeStatus(pod, node.HostIP, node.RuntimeName, sbStatus.GetStatus(), containers, m.waiting(pod.UID), metav1.Now())
+	st := computeStatus(pod, node.HostIP, node.RuntimeName, sbStatus.GetStatus(), containers, m.waiting(pod.UID), m.messagesOf(node, pod, containers),
+		m.probeStates(node, pod, sbStatus.GetStatus().GetNetwork().GetIp(), containers), metav1.Now())
 	if apiequality.Semantic.DeepEqual(st, pod.Status) {
 		return nil
 	}
@@ -514,25 +576,45 @@ func containerConfig(node Node, pod *corev1.Pod, c corev1.Container, image strin
 }
 
 // ensureImage returns the image reference to run, pulling it per the
-// container's imagePullPolicy; Never with a missing image is the stock
-// ErrImageNeverPull.
-func ensureImage(ctx context.Context, images internalapi.ImageManagerService, c corev1.Container, sandbox *runtimeapi.PodSandboxConfig) (string, error) {
+// container's imagePullPolicy, with the kubelet's events (Pulling, Pulled,
+// Failed, BackOff) and waiting reasons (ErrImageNeverPull, ErrImagePull,
+// then ImagePullBackOff between retries).
+func (m *Manager) ensureImage(ctx context.Context, node Node, pod *corev1.Pod, c corev1.Container, sandbox *runtimeapi.PodSandboxConfig) (string, error) {
 	spec := &runtimeapi.ImageSpec{Image: c.Image}
-	st, err := images.ImageStatus(ctx, spec, false)
+	st, err := node.Images.ImageStatus(ctx, spec, false)
 	if err != nil {
 		return "", fmt.Errorf("image status %s: %w", c.Image, err)
 	}
 	present := st.GetImage() != nil
 	switch {
 	case present && c.ImagePullPolicy != corev1.PullAlways:
+		node.event(pod, corev1.EventTypeNormal, "Pulled", "Container image %q already present on machine", c.Image)
 		return st.GetImage().GetId(), nil
 	case !present && c.ImagePullPolicy == corev1.PullNever:
-		return "", fmt.Errorf("ErrImageNeverPull: container image %q is not present with pull policy of Never", c.Image)
+		msg := fmt.Sprintf("Container image %q is not present with pull policy of Never", c.Image)
+		node.event(pod, corev1.EventTypeWarning, "ErrImageNeverPull", "%s", msg)
+		node.event(pod, corev1.EventTypeWarning, "Failed", "Error: ErrImageNeverPull")
+		return "", &waitError{c.Name, "ErrImageNeverPull", msg}
 	}
-	ref, err := images.PullImage(ctx, spec, nil, sandbox)
+	if wait := m.pullBackoff.wait(pod.UID, c.Name, m.now()); wait > 0 {
+		node.event(pod, corev1.EventTypeNormal, "BackOff", "Back-off pulling image %q", c.Image)
+		node.event(pod, corev1.EventTypeWarning, "Failed", "Error: ImagePullBackOff")
+		return "", &waitError{c.Name, "ImagePullBackOff", fmt.Sprintf("Back-off pulling image %q", c.Image)}
+	}
+	node.event(pod, corev1.EventTypeNormal, "Pulling", "Pulling image %q", c.Image)
+	start := time.Now()
+	secrets, err := m.pullSecrets(ctx, node, pod)
 	if err != nil {
-		return "", fmt.Errorf("ErrImagePull: pull %s: %w", c.Image, err)
+		return "", &waitError{c.Name, "ErrImagePull", err.Error()}
 	}
+	ref, err := pullWithSecrets(ctx, node.Images, spec, sandbox, secrets)
+	if err != nil {
+		node.event(pod, corev1.EventTypeWarning, "Failed", "Failed to pull image %q: %v", c.Image, err)
+		node.event(pod, corev1.EventTypeWarning, "Failed", "Error: ErrImagePull")
+		return "", &waitError{c.Name, "ErrImagePull", err.Error()}
+	}
+	m.pullBackoff.forget(pod.UID, c.Name)
+	node.event(pod, corev1.EventTypeNormal, "Pulled", "Successfully pulled image %q in %s", c.Image, time.Since(start).Round(time.Millisecond))
 	return ref, nil
 }
 
@@ -543,10 +625,10 @@ func (n Node) event(pod *corev1.Pod, eventType, reason, format string, args ...a
 	}
 }
 
-// errorText is the message of a configuration error without the container
+// errorText is the message of a waiting error without the container
 // prefix, as the kubelet words it ("Error: configmap \"x\" not found").
 func errorText(err error) string {
-	var ce *configError
+	var ce *waitError
 	if errors.As(err, &ce) {
 		return ce.msg
 	}

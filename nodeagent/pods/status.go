@@ -12,7 +12,7 @@ import (
 // function of its inputs, so it is table-tested and a write happens only
 // when its result differs from what the API holds. Transition times of
 // conditions whose status did not change are kept, as the kubelet does.
-func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.PodSandboxStatus, containers map[string][]*runtimeapi.ContainerStatus, waiting map[string]corev1.ContainerStateWaiting, now metav1.Time) corev1.PodStatus {
+func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.PodSandboxStatus, containers map[string][]*runtimeapi.ContainerStatus, waiting map[string]corev1.ContainerStateWaiting, messages map[string]string, probed map[string]probeState, now metav1.Time) corev1.PodStatus {
 	st := corev1.PodStatus{QOSClass: pod.Status.QOSClass, HostIP: hostIP, StartTime: pod.Status.StartTime}
 	if hostIP != "" {
 		st.HostIPs = []corev1.HostIP{{IP: hostIP}}
@@ -31,18 +31,18 @@ func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.P
 
 	initialized := true
 	for _, c := range pod.Spec.InitContainers {
-		cs := containerStatus(c, runtimeName, containers[c.Name], waiting[c.Name])
+		cs := containerStatus(c, runtimeName, containers[c.Name], waiting[c.Name], messages, probed)
 		sidecar := c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
 		done := cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0
 		if sidecar {
-			done = cs.State.Running != nil
+			done = cs.State.Running != nil && *cs.Started // past its startup probe
 		}
 		initialized = initialized && done
 		st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
 	}
 	allReady, running, failed, succeeded := true, 0, 0, 0
 	for _, c := range pod.Spec.Containers {
-		cs := containerStatus(c, runtimeName, containers[c.Name], waiting[c.Name])
+		cs := containerStatus(c, runtimeName, containers[c.Name], waiting[c.Name], messages, probed)
 		allReady = allReady && cs.Ready
 		switch {
 		case cs.State.Running != nil:
@@ -95,12 +95,16 @@ func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.P
 	return st
 }
 
+// probeState is what a running container's probes say (no entry: no
+// probes run for it, so it is started and ready).
+type probeState struct{ started, ready bool }
+
 // containerStatus maps a container's CRI statuses (newest first; none: not
-// created yet) to the API's. Without probes, a running container is ready and
-// started. A container waiting (restart back-off: CrashLoopBackOff; a
+// created yet) to the API's. A running container is started and ready as its
+// probes say (without probes: at once). A container waiting (restart back-off: CrashLoopBackOff; a
 // configuration that cannot be built: CreateContainerConfigError) shows that,
 // with its last exit as lastState.
-func containerStatus(c corev1.Container, runtimeName string, history []*runtimeapi.ContainerStatus, wait corev1.ContainerStateWaiting) corev1.ContainerStatus {
+func containerStatus(c corev1.Container, runtimeName string, history []*runtimeapi.ContainerStatus, wait corev1.ContainerStateWaiting, messages map[string]string, probed map[string]probeState) corev1.ContainerStatus {
 	cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, Started: new(bool)}
 	if len(history) == 0 {
 		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
@@ -114,31 +118,47 @@ func containerStatus(c corev1.Container, runtimeName string, history []*runtimea
 	cs.ImageID = s.ImageRef
 	cs.RestartCount = int32(s.GetMetadata().GetAttempt())
 	if len(history) > 1 {
-		cs.LastTerminationState.Terminated = terminated(runtimeName, history[1])
+		cs.LastTerminationState.Terminated = terminated(runtimeName, history[1], messages)
 	}
 	switch s.State {
 	case runtimeapi.ContainerState_CONTAINER_RUNNING:
 		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: nanos(s.StartedAt)}
 		cs.Ready, *cs.Started = true, true
+		if p, ok := probed[s.Id]; ok {
+			cs.Ready, *cs.Started = p.ready && p.started, p.started
+		}
 	case runtimeapi.ContainerState_CONTAINER_EXITED:
 		if wait.Reason != "" {
 			cs.State.Waiting = &wait
-			cs.LastTerminationState.Terminated = terminated(runtimeName, s)
+			cs.LastTerminationState.Terminated = terminated(runtimeName, s, messages)
 			break
 		}
-		cs.State.Terminated = terminated(runtimeName, s)
+		cs.State.Terminated = terminated(runtimeName, s, messages)
 	default:
 		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
+		if wait.Reason != "" {
+			cs.State.Waiting = &wait
+		}
 	}
 	return cs
 }
 
-func terminated(runtimeName string, s *runtimeapi.ContainerStatus) *corev1.ContainerStateTerminated {
-	reason := "Completed"
-	if s.ExitCode != 0 {
-		reason = "Error"
+// terminated is an exited container's state: the runtime's reason when it
+// gives one (OOMKilled, StartError), else Completed or Error by exit code;
+// the message is the termination message, else the runtime's.
+func terminated(runtimeName string, s *runtimeapi.ContainerStatus, messages map[string]string) *corev1.ContainerStateTerminated {
+	reason := s.Reason
+	if reason == "" {
+		reason = "Completed"
+		if s.ExitCode != 0 {
+			reason = "Error"
+		}
 	}
-	return &corev1.ContainerStateTerminated{ExitCode: s.ExitCode, Reason: reason,
+	msg := messages[s.Id]
+	if msg == "" {
+		msg = s.Message
+	}
+	return &corev1.ContainerStateTerminated{ExitCode: s.ExitCode, Reason: reason, Message: msg,
 		StartedAt: nanos(s.StartedAt), FinishedAt: nanos(s.FinishedAt), ContainerID: runtimeName + "://" + s.Id}
 }
 

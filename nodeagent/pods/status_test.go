@@ -1,6 +1,7 @@
 package pods
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -45,7 +46,7 @@ func TestComputeStatus(t *testing.T) {
 		{"app failed, restart Never", pod(corev1.RestartPolicyNever), sandbox, map[string][]*runtimeapi.ContainerStatus{"app": {exited("a", 2)}}, corev1.PodFailed, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st := computeStatus(tc.pod, "192.0.2.10", "containerd", tc.sb, tc.containers, nil, now)
+			st := computeStatus(tc.pod, "192.0.2.10", "containerd", tc.sb, tc.containers, nil, nil, nil, now)
 			if st.Phase != tc.phase {
 				t.Errorf("phase %s, want %s", st.Phase, tc.phase)
 			}
@@ -73,8 +74,8 @@ func TestComputeStatus(t *testing.T) {
 	// Recomputing with nothing changed yields the same status: no write.
 	p := pod(corev1.RestartPolicyAlways)
 	cs := map[string][]*runtimeapi.ContainerStatus{"app": {running("a")}}
-	p.Status = computeStatus(p, "192.0.2.10", "containerd", sandbox, cs, nil, now)
-	again := computeStatus(p, "192.0.2.10", "containerd", sandbox, cs, nil, metav1.NewTime(now.Add(time.Minute)))
+	p.Status = computeStatus(p, "192.0.2.10", "containerd", sandbox, cs, nil, nil, nil, now)
+	again := computeStatus(p, "192.0.2.10", "containerd", sandbox, cs, nil, nil, nil, metav1.NewTime(now.Add(time.Minute)))
 	for i := range again.Conditions {
 		if !again.Conditions[i].LastTransitionTime.Equal(&p.Status.Conditions[i].LastTransitionTime) {
 			t.Errorf("condition %s moved its transition time without a transition", again.Conditions[i].Type)
@@ -94,7 +95,7 @@ func TestCrashLoopStatus(t *testing.T) {
 	pod := &corev1.Pod{Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyAlways, Containers: []corev1.Container{{Name: "app"}}}}
 	sb := &runtimeapi.PodSandboxStatus{State: runtimeapi.PodSandboxState_SANDBOX_READY}
 	st := computeStatus(pod, "", "containerd", sb, map[string][]*runtimeapi.ContainerStatus{"app": {exited("b", 3), exited("a", 2)}},
-		map[string]corev1.ContainerStateWaiting{"app": {Reason: "CrashLoopBackOff", Message: "back-off 40s restarting failed container"}}, now)
+		map[string]corev1.ContainerStateWaiting{"app": {Reason: "CrashLoopBackOff", Message: "back-off 40s restarting failed container"}}, nil, nil, now)
 	cs := st.ContainerStatuses[0]
 	if cs.State.Waiting == nil || cs.State.Waiting.Reason != "CrashLoopBackOff" || cs.RestartCount != 3 ||
 		cs.LastTerminationState.Terminated == nil || cs.LastTerminationState.Terminated.ExitCode != 1 || cs.Ready {
@@ -102,6 +103,48 @@ func TestCrashLoopStatus(t *testing.T) {
 	}
 	if st.Phase != corev1.PodRunning {
 		t.Errorf("phase %s, want Running while crash-looping", st.Phase)
+	}
+}
+
+// Exited containers: the runtime's reason wins over the exit code's
+// (StartError for a command that does not exist, OOMKilled), the
+// termination message over the runtime's message; a container not started
+// shows why it waits (RunContainerError, ErrImageNeverPull, ...).
+func TestTerminatedAndWaitingStates(t *testing.T) {
+	exited := func(id string, code int32, reason, message string) *runtimeapi.ContainerStatus {
+		return &runtimeapi.ContainerStatus{Id: id, Metadata: &runtimeapi.ContainerMetadata{Name: "app"}, State: runtimeapi.ContainerState_CONTAINER_EXITED,
+			ExitCode: code, Reason: reason, Message: message}
+	}
+	tests := []struct {
+		name     string
+		history  []*runtimeapi.ContainerStatus
+		wait     corev1.ContainerStateWaiting
+		messages map[string]string
+		want     string // reason/exit/message of terminated, or waiting reason/message
+	}{
+		{"completed", []*runtimeapi.ContainerStatus{exited("a", 0, "", "")}, corev1.ContainerStateWaiting{}, nil, "terminated Completed 0 "},
+		{"error", []*runtimeapi.ContainerStatus{exited("a", 2, "", "")}, corev1.ContainerStateWaiting{}, nil, "terminated Error 2 "},
+		{"start error from the runtime", []*runtimeapi.ContainerStatus{exited("a", 128, "StartError", "exec: \"nope\": executable file not found in $PATH")}, corev1.ContainerStateWaiting{}, nil,
+			"terminated StartError 128 exec: \"nope\": executable file not found in $PATH"},
+		{"oom", []*runtimeapi.ContainerStatus{exited("a", 137, "OOMKilled", "")}, corev1.ContainerStateWaiting{}, nil, "terminated OOMKilled 137 "},
+		{"termination message wins", []*runtimeapi.ContainerStatus{exited("a", 1, "", "runtime says")}, corev1.ContainerStateWaiting{}, map[string]string{"a": "bye\n"}, "terminated Error 1 bye\n"},
+		{"not created: why it waits", nil, corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull", Message: "not present"}, nil, "waiting ErrImageNeverPull not present"},
+		{"created, start failed", []*runtimeapi.ContainerStatus{{Id: "a", Metadata: &runtimeapi.ContainerMetadata{Name: "app"}, State: runtimeapi.ContainerState_CONTAINER_CREATED}},
+			corev1.ContainerStateWaiting{Reason: "RunContainerError", Message: "boom"}, nil, "waiting RunContainerError boom"},
+		{"not created, nothing wrong", nil, corev1.ContainerStateWaiting{}, nil, "waiting ContainerCreating "},
+	}
+	for _, tt := range tests {
+		cs := containerStatus(corev1.Container{Name: "app"}, "containerd", tt.history, tt.wait, tt.messages, nil)
+		got := ""
+		switch {
+		case cs.State.Terminated != nil:
+			got = fmt.Sprintf("terminated %s %d %s", cs.State.Terminated.Reason, cs.State.Terminated.ExitCode, cs.State.Terminated.Message)
+		case cs.State.Waiting != nil:
+			got = "waiting " + cs.State.Waiting.Reason + " " + cs.State.Waiting.Message
+		}
+		if got != tt.want {
+			t.Errorf("%s: got %q, want %q", tt.name, got, tt.want)
+		}
 	}
 }
 
@@ -127,5 +170,42 @@ func TestBackoff(t *testing.T) {
 	}
 	if w := b.waiting("uid", t0.Add(30*time.Second+11*time.Minute+time.Second)); w["app"].Reason != "CrashLoopBackOff" {
 		t.Errorf("waiting = %v, want a back-off message for app", w)
+	}
+}
+
+// Probes decide started and ready: a container whose readiness probe has
+// not passed keeps the pod out of Ready; one before its startup probe
+// passed is neither started nor ready, and a sidecar in that state holds
+// initialization.
+func TestProbedStatus(t *testing.T) {
+	now := metav1.NewTime(time.Unix(1000, 0))
+	running := func(id, name string) *runtimeapi.ContainerStatus {
+		return &runtimeapi.ContainerStatus{Id: id, Metadata: &runtimeapi.ContainerMetadata{Name: name}, State: runtimeapi.ContainerState_CONTAINER_RUNNING}
+	}
+	always := corev1.ContainerRestartPolicyAlways
+	pod := &corev1.Pod{Spec: corev1.PodSpec{InitContainers: []corev1.Container{{Name: "side", RestartPolicy: &always}}, Containers: []corev1.Container{{Name: "app"}}}}
+	sb := &runtimeapi.PodSandboxStatus{State: runtimeapi.PodSandboxState_SANDBOX_READY}
+	cs := map[string][]*runtimeapi.ContainerStatus{"side": {running("s", "side")}, "app": {running("a", "app")}}
+	tests := []struct {
+		name                  string
+		probed                map[string]probeState
+		appStarted, appReady  bool
+		initialized, podReady bool
+	}{
+		{"no probes", nil, true, true, true, true},
+		{"readiness not passed", map[string]probeState{"a": {started: true}}, true, false, true, false},
+		{"startup not passed", map[string]probeState{"a": {}}, false, false, true, false},
+		{"sidecar before its startup probe", map[string]probeState{"s": {}}, true, true, false, false},
+	}
+	for _, tt := range tests {
+		st := computeStatus(pod, "", "containerd", sb, cs, nil, nil, tt.probed, now)
+		app := st.ContainerStatuses[0]
+		cond := map[corev1.PodConditionType]bool{}
+		for _, c := range st.Conditions {
+			cond[c.Type] = c.Status == corev1.ConditionTrue
+		}
+		if *app.Started != tt.appStarted || app.Ready != tt.appReady || cond[corev1.PodInitialized] != tt.initialized || cond[corev1.PodReady] != tt.podReady {
+			t.Errorf("%s: started %v ready %v initialized %v podReady %v", tt.name, *app.Started, app.Ready, cond[corev1.PodInitialized], cond[corev1.PodReady])
+		}
 	}
 }

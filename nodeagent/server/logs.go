@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/kubeparts/kubeparts/nodeagent/crilog"
 )
 
 // serveLogs streams a container's log as the kubelet's /containerLogs does:
@@ -136,46 +137,11 @@ func logFilter(opts *corev1.PodLogOptions, now time.Time) filter {
 
 var errLimitReached = errors.New("limitBytes reached")
 
-// entry is one line of a CRI log file: "<RFC3339Nano time> <stream> <P|F> <content>".
-type entry struct {
-	time    time.Time
-	stream  string
-	partial bool
-	content []byte
-}
-
-func parseEntry(line []byte) (entry, error) {
-	var e entry
-	line = bytes.TrimSuffix(line, []byte{'\n'})
-	fields := bytes.SplitN(line, []byte{' '}, 4)
-	if len(fields) < 3 {
-		return e, fmt.Errorf("not a CRI log line: %q", line)
-	}
-	t, err := time.Parse(time.RFC3339Nano, string(fields[0]))
-	if err != nil {
-		return e, fmt.Errorf("CRI log time %q: %w", fields[0], err)
-	}
-	e.time, e.stream = t, string(fields[1])
-	switch string(fields[2]) {
-	case "P":
-		e.partial = true
-	case "F":
-	default:
-		// Runtimes before the tag field existed wrote the content right after the stream.
-		e.content = bytes.Join(fields[2:], []byte{' '})
-		return e, nil
-	}
-	if len(fields) == 4 {
-		e.content = fields[3]
-	}
-	return e, nil
-}
-
 // copyLog writes the log's entries from its tail (or start) to w; with follow
 // it then waits for more until the container stops running or ctx ends.
 func copyLog(ctx context.Context, w io.Writer, f *os.File, flt filter, follow bool, running func(context.Context) bool) error {
 	if flt.tail >= 0 {
-		off, err := tailOffset(f, flt.tail)
+		off, err := crilog.TailOffset(f, flt.tail)
 		if err != nil {
 			return err
 		}
@@ -192,7 +158,7 @@ func copyLog(ctx context.Context, w io.Writer, f *os.File, flt filter, follow bo
 		chunk, err := r.ReadBytes('\n')
 		pending = append(pending, chunk...)
 		if err == nil {
-			if e, perr := parseEntry(pending); perr == nil && keep(e, flt) {
+			if e, perr := crilog.Parse(pending); perr == nil && keep(e, flt) {
 				if werr := writeEntry(out, e, flt.timestamps); werr != nil {
 					return werr
 				}
@@ -226,65 +192,27 @@ func copyLog(ctx context.Context, w io.Writer, f *os.File, flt filter, follow bo
 	}
 }
 
-func keep(e entry, flt filter) bool {
-	if !flt.since.IsZero() && e.time.Before(flt.since) {
+func keep(e crilog.Entry, flt filter) bool {
+	if !flt.since.IsZero() && e.Time.Before(flt.since) {
 		return false
 	}
-	return flt.stream == "" || e.stream == flt.stream
+	return flt.stream == "" || e.Stream == flt.stream
 }
 
-func writeEntry(w io.Writer, e entry, timestamps bool) error {
+func writeEntry(w io.Writer, e crilog.Entry, timestamps bool) error {
 	if timestamps {
-		if _, err := io.WriteString(w, e.time.Format(time.RFC3339Nano)+" "); err != nil {
+		if _, err := io.WriteString(w, e.Time.Format(time.RFC3339Nano)+" "); err != nil {
 			return err
 		}
 	}
-	if _, err := w.Write(e.content); err != nil {
+	if _, err := w.Write(e.Content); err != nil {
 		return err
 	}
-	if !e.partial {
+	if !e.Partial {
 		_, err := w.Write([]byte{'\n'})
 		return err
 	}
 	return nil
-}
-
-// tailOffset is where the last n lines of f begin, found by reading
-// backwards so a large log is not read whole.
-func tailOffset(f *os.File, n int64) (int64, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	end := st.Size()
-	if n == 0 {
-		return end, nil
-	}
-	buf := make([]byte, 32<<10)
-	pos, seen := end, int64(0)
-	for pos > 0 {
-		size := int64(len(buf))
-		if pos < size {
-			size = pos
-		}
-		pos -= size
-		if _, err := f.ReadAt(buf[:size], pos); err != nil && err != io.EOF {
-			return 0, err
-		}
-		for i := size - 1; i >= 0; i-- {
-			if buf[i] != '\n' {
-				continue
-			}
-			if pos+i == end-1 {
-				continue // the final newline ends the last line, it does not start another
-			}
-			seen++
-			if seen == n {
-				return pos + i + 1, nil
-			}
-		}
-	}
-	return 0, nil
 }
 
 // limitWriter writes at most left bytes (-1: any), then reports errLimitReached.

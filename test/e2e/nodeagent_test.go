@@ -37,7 +37,43 @@ items:
   metadata: {name: shell, namespace: default}
   spec:
     containers: [{name: sh, image: busybox:1.35, imagePullPolicy: Never,
-      command: ["sh", "-c", "echo hello from busybox; echo to-stderr >&2; mkdir -p /www; echo forwarded > /www/index.html; exec httpd -f -p 8080 -h /www"]}]
+      command: ["sh", "-c", "echo hello from busybox; echo to-stderr >&2; sleep 0.5; echo last line; mkdir -p /www; echo forwarded > /www/index.html; exec httpd -f -p 8080 -h /www"]}]
+# Probes: readiness from a file, liveness over HTTP; both can be broken with exec.
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: probed, namespace: default}
+  spec:
+    containers: [{name: web, image: busybox:1.35, imagePullPolicy: Never,
+      command: ["sh", "-c", "mkdir -p /www; echo up > /www/index.html; touch /tmp/ready; exec httpd -f -p 8080 -h /www"],
+      ports: [{name: http, containerPort: 8080}],
+      readinessProbe: {exec: {command: ["cat", "/tmp/ready"]}, periodSeconds: 1, failureThreshold: 1},
+      livenessProbe: {httpGet: {port: http, path: /index.html}, periodSeconds: 1, failureThreshold: 2}}]
+# Termination messages: from the file, and from the log on failure.
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: message, namespace: default}
+  spec:
+    restartPolicy: Never
+    containers:
+    - {name: file, image: busybox:1.35, imagePullPolicy: Never, command: ["sh", "-c", "echo custom message > /dev/termination-log; exit 3"]}
+    - {name: logs, image: busybox:1.35, imagePullPolicy: Never, terminationMessagePolicy: FallbackToLogsOnError, command: ["sh", "-c", "echo from the log; exit 1"]}
+# Bad input: a command that does not exist, an image that is not there.
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: bad, namespace: default}
+  spec:
+    containers:
+    - {name: nocmd, image: busybox:1.35, imagePullPolicy: Never, command: ["/does-not-exist"]}
+    - {name: noimage, image: example.invalid/none:1, imagePullPolicy: Never}
+# Graceful deletion: a preStop hook that takes 2 s, a process that ignores SIGTERM,
+# a 4 s grace period.
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: graceful, namespace: default}
+  spec:
+    terminationGracePeriodSeconds: 4
+    containers: [{name: c, image: busybox:1.35, imagePullPolicy: Never, command: ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"],
+      lifecycle: {preStop: {exec: {command: ["sleep", "2"]}}}}]
 # Exits 0 under restartPolicy Never: the pod Succeeded.
 - apiVersion: v1
   kind: Pod
@@ -109,7 +145,8 @@ func TestUpExperimentalNodeAgent(t *testing.T) {
 		return nil
 	})
 	testKubeletAPI(t, bin, kc)
-	if out, err := kubectl(t, bin, kc, "delete", "pod", "on-agent", "crasher", "once", "shell", "--timeout=60s"); err != nil {
+	testLifecycle(t, bin, kc)
+	if out, err := kubectl(t, bin, kc, "delete", "pod", "on-agent", "crasher", "once", "shell", "probed", "message", "bad", "--timeout=60s"); err != nil {
 		t.Fatalf("delete: %v %s", err, out)
 	}
 	if code := up.stop(t, syscall.SIGINT, 90*time.Second); code != 0 {
@@ -125,12 +162,12 @@ func TestUpExperimentalNodeAgent(t *testing.T) {
 func testKubeletAPI(t *testing.T, bin, kc string) {
 	eventually(t, 90*time.Second, "kubectl logs", func() error {
 		out, err := kubectl(t, bin, kc, "logs", "shell")
-		if err != nil || !strings.Contains(out, "hello from busybox\n") || !strings.Contains(out, "to-stderr\n") {
+		if err != nil || !strings.Contains(out, "hello from busybox\n") || !strings.Contains(out, "to-stderr\n") || !strings.Contains(out, "last line\n") {
 			return &unexpected{out}
 		}
 		return nil
 	})
-	if out, err := kubectl(t, bin, kc, "logs", "shell", "--tail=1", "--timestamps"); err != nil || !strings.HasSuffix(out, " to-stderr\n") || strings.Count(out, "\n") != 1 {
+	if out, err := kubectl(t, bin, kc, "logs", "shell", "--tail=1", "--timestamps"); err != nil || !strings.HasSuffix(out, "Z last line\n") || strings.Count(out, "\n") != 1 {
 		t.Errorf("logs --tail=1 --timestamps: %q %v", out, err)
 	}
 	if out, err := kubectl(t, bin, kc, "logs", "crasher", "--previous"); err != nil || out != "pause (kubeparts)\n" {
@@ -202,4 +239,81 @@ func testKubeletAPI(t *testing.T, bin, kc string) {
 		}
 		return nil
 	})
+}
+
+// testLifecycle: probes failing and recovering, termination messages, the
+// stock waiting reasons for bad input, graceful deletion.
+func testLifecycle(t *testing.T, bin, kc string) {
+	jsonpath := func(pod, path string) string {
+		out, _ := kubectl(t, bin, kc, "get", "pod", pod, "-o", "jsonpath="+path)
+		return out
+	}
+	ready := func(want string) func() error {
+		return func() error {
+			if got := jsonpath("probed", `{.status.conditions[?(@.type=="Ready")].status} {.status.containerStatuses[0].ready}`); got != want+" "+strings.ToLower(want) {
+				return &unexpected{got}
+			}
+			return nil
+		}
+	}
+	eventually(t, 60*time.Second, "probed pod Ready", ready("True"))
+	if _, err := kubectl(t, bin, kc, "exec", "probed", "--", "rm", "/tmp/ready"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "readiness failure makes the pod not Ready", ready("False"))
+	if _, err := kubectl(t, bin, kc, "exec", "probed", "--", "touch", "/tmp/ready"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "readiness recovers", ready("True"))
+	if _, err := kubectl(t, bin, kc, "exec", "probed", "--", "rm", "/www/index.html"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "liveness failure restarts the container", func() error {
+		if got := jsonpath("probed", "{.status.containerStatuses[0].restartCount}"); got == "0" || got == "" {
+			return &unexpected{got}
+		}
+		return nil
+	})
+	eventually(t, 30*time.Second, "Unhealthy and Killing events", func() error {
+		out, err := kubectl(t, bin, kc, "get", "events", "--field-selector", "involvedObject.name=probed", "-o", "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}")
+		if err != nil || !strings.Contains(out, "Unhealthy: Liveness probe failed: HTTP probe failed with statuscode: 404") ||
+			!strings.Contains(out, "Unhealthy: Readiness probe failed: cat: can't open '/tmp/ready'") || !strings.Contains(out, "Killing: Container web failed liveness probe, will be restarted") {
+			return &unexpected{out}
+		}
+		return nil
+	})
+	eventually(t, 60*time.Second, "termination messages", func() error {
+		got := jsonpath("message", "{.status.phase}|{.status.containerStatuses[0].state.terminated.message}|{.status.containerStatuses[1].state.terminated.message}|{.status.containerStatuses[0].state.terminated.exitCode}")
+		if got != "Failed|custom message\n|from the log\n|3" {
+			return &unexpected{got}
+		}
+		return nil
+	})
+	eventually(t, 60*time.Second, "stock reasons for a missing command and a missing image", func() error {
+		nocmd := jsonpath("bad", "{.status.containerStatuses[0].state.waiting.reason} {.status.containerStatuses[0].lastState.terminated.reason}")
+		noimage := jsonpath("bad", "{.status.containerStatuses[1].state.waiting.reason}")
+		if (nocmd != "RunContainerError " && nocmd != "CrashLoopBackOff StartError") || noimage != "ErrImageNeverPull" {
+			return &unexpected{nocmd + " / " + noimage}
+		}
+		return nil
+	})
+	// The agent keeps serving everything else: the shell pod still answers.
+	if out, err := kubectl(t, bin, kc, "exec", "shell", "--", "echo", "alive"); err != nil || out != "alive\n" {
+		t.Errorf("exec after bad pods: %q %v", out, err)
+	}
+	eventually(t, 60*time.Second, "graceful pod running", func() error {
+		if got := jsonpath("graceful", "{.status.phase}"); got != "Running" {
+			return &unexpected{got}
+		}
+		return nil
+	})
+	start := time.Now()
+	if out, err := kubectl(t, bin, kc, "delete", "pod", "graceful", "--timeout=60s"); err != nil {
+		t.Fatalf("delete graceful: %v %s", err, out)
+	}
+	// The preStop hook (2 s) and then SIGTERM, ignored, until the grace period
+	// (4 s) ends in SIGKILL: neither immediate nor waiting on a process that never exits.
+	if took := time.Since(start); took < 3*time.Second || took > 30*time.Second {
+		t.Errorf("graceful deletion took %s, want about the 4 s grace period", took)
+	}
 }
