@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -43,6 +44,8 @@ type Options struct {
 	Workers            int
 	// Remote runtime (containerd).
 	RuntimeEndpoint, CgroupParent, PodLogDir string
+	// PodManifestPath holds static pod manifests.
+	PodManifestPath string
 	// RootDir keeps per-pod files (volumes, termination messages) under pods/.
 	RootDir string
 	// The kubelet API server (remote runtime only).
@@ -67,6 +70,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.RuntimeEndpoint, "container-runtime-endpoint", o.RuntimeEndpoint, "CRI endpoint for --runtime=remote, e.g. unix:///run/containerd/containerd.sock")
 	fs.StringVar(&o.CgroupParent, "cgroup-parent", o.CgroupParent, "cgroup the pods' cgroups go under (--runtime=remote)")
 	fs.StringVar(&o.PodLogDir, "pod-log-dir", o.PodLogDir, "directory of the pods' container logs (--runtime=remote)")
+	fs.StringVar(&o.PodManifestPath, "pod-manifest-path", o.PodManifestPath, "directory of static pod manifests, run with a mirror pod each (--runtime=remote)")
 	fs.StringVar(&o.RootDir, "root-dir", o.RootDir, "directory of the agent's per-pod files (pods/<uid>/volumes, termination messages; --runtime=remote)")
 	fs.IntVar(&o.SimulateNodes, "simulate-nodes", o.SimulateNodes, "nodes this process hosts (simulated runtime only)")
 	fs.StringVar(&o.NodeIP, "node-ip", o.NodeIP, "the node's InternalIP (simulated nodes count up from it)")
@@ -233,7 +237,7 @@ func (o *Options) Run(ctx context.Context) error {
 				return err
 			}
 			pn.Runtime, pn.Images, pn.CgroupParent, pn.LogDir = rs, is, o.CgroupParent, o.PodLogDir
-			pn.PodDir = filepath.Join(o.RootDir, "pods")
+			pn.PodDir, pn.ManifestDir = filepath.Join(o.RootDir, "pods"), o.PodManifestPath
 			rt, prefix = criReady{rs}, ""
 		} else {
 			sim := runtime.NewSimulated(prefix)
@@ -253,6 +257,11 @@ func (o *Options) Run(ctx context.Context) error {
 			PodCIDR: prefix,
 		}, rt))
 		podNodes = append(podNodes, pn)
+	}
+	if o.PodManifestPath != "" && o.Runtime == "remote" {
+		if err := os.MkdirAll(o.PodManifestPath, 0o755); err != nil {
+			return fmt.Errorf("--pod-manifest-path: %w", err)
+		}
 	}
 	m, err := pods.NewManager(client, podNodes)
 	if err != nil {

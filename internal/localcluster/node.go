@@ -191,6 +191,7 @@ func (p *plan) nodeAgentArgs(c *certs) []string {
 		"--cgroup-parent=" + path.Join(p.layout.CgroupRoot, "kubepods"),
 		"--pod-log-dir=" + filepath.Join(p.layout.Node, "pods"),
 		"--root-dir=" + filepath.Join(p.layout.Node, "nodeagent"),
+		"--pod-manifest-path=" + filepath.Join(p.layout.Node, "manifests"),
 		// The kubelet API with the kubelet's certificate and client CA, so
 		// kube-apiserver reaches logs, exec and metrics as with the kubelet.
 		fmt.Sprintf("--port=%d", p.ports.Kubelet),

@@ -55,6 +55,8 @@ type Node struct {
 	// CgroupParent holds the pods' cgroups (pod<uid> under it); LogDir their
 	// logs (<namespace>_<name>_<uid>/<container>/0.log). Empty: the runtime's defaults.
 	CgroupParent, LogDir string
+	// ManifestDir holds static pod manifests (--pod-manifest-path); empty: none.
+	ManifestDir string
 	// PodDir holds per-pod files on the host (<uid>/volumes, termination
 	// message files); empty for simulated nodes, which have neither.
 	PodDir string
@@ -85,6 +87,10 @@ type Manager struct {
 
 	mu         sync.Mutex
 	waitErrors map[types.UID]*waitError
+	// Static pods by node and key: from the manifests, running, and
+	// stopping (removed or replaced manifests).
+	manifests, static map[string]map[string]*corev1.Pod
+	staticRemoved     map[string]*corev1.Pod
 	// messages caches exited containers' termination messages by container ID.
 	messages map[types.UID]map[string]string
 }
@@ -115,6 +121,7 @@ func (m *Manager) waiting(uid types.UID) map[string]corev1.ContainerStateWaiting
 func NewManager(client kubernetes.Interface, nodes []Node) (*Manager, error) {
 	m := &Manager{client: client, nodes: map[string]Node{}, backoff: newBackoff(), pullBackoff: newBackoff(), now: time.Now,
 		waitErrors: map[types.UID]*waitError{}, messages: map[types.UID]map[string]string{},
+		manifests: map[string]map[string]*corev1.Pod{}, static: map[string]map[string]*corev1.Pod{}, staticRemoved: map[string]*corev1.Pod{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "pods"})}
 	m.probes = map[string]*probes.Manager{}
 	for _, n := range nodes {
@@ -163,6 +170,14 @@ func (m *Manager) Run(ctx context.Context, workers int) {
 	if !cache.WaitForCacheSync(ctx.Done(), m.synced) {
 		return
 	}
+	// Static pods are known before any sync, so their mirror pods are not
+	// taken for orphans.
+	for _, n := range m.nodes {
+		if n.ManifestDir != "" {
+			m.loadManifests(ctx, n)
+			go m.watchManifests(ctx, n)
+		}
+	}
 	for range workers {
 		go func() {
 			for m.processNext(ctx) {
@@ -208,6 +223,14 @@ func (m *Manager) sync(ctx context.Context, key string) error {
 	if err != nil {
 		return nil
 	}
+	// Static pods come from files, not from the API: their mirror pod is
+	// only where their status is shown.
+	if node, static, ok := m.staticPod(key); ok {
+		return m.syncStatic(ctx, key, node, static)
+	}
+	if node, old, ok := m.removedStatic(key); ok {
+		return m.removeStatic(ctx, key, node, old)
+	}
 	pod, err := m.pods.Pods(ns).Get(name)
 	if apierrors.IsNotFound(err) {
 		// Gone from the API: whatever still runs for it is an orphan.
@@ -225,10 +248,22 @@ func (m *Manager) sync(ctx context.Context, key string) error {
 	if !ok {
 		return nil
 	}
+	if isMirror(pod) {
+		// A mirror pod without its static pod (the file is gone, or another
+		// agent's): removed, as the kubelet removes orphaned mirror pods.
+		return m.deleteMirror(ctx, pod)
+	}
 	m.keys.Store(pod.UID, key)
 	if pod.DeletionTimestamp != nil {
 		return m.terminate(ctx, node, pod)
 	}
+	return m.syncPod(ctx, key, node, pod, pod)
+}
+
+// syncPod brings the containers of pod (what runs) in line with its spec
+// and writes the resulting status to apiPod (the API object showing it: the
+// pod itself, or a static pod's mirror).
+func (m *Manager) syncPod(ctx context.Context, key string, node Node, pod, apiPod *corev1.Pod) error {
 	if err := m.killUnhealthy(ctx, node, pod); err != nil {
 		return err
 	}
@@ -244,17 +279,17 @@ func (m *Manager) sync(ctx context.Context, key string) error {
 		if sandbox, err = sandboxOf(ctx, node.Runtime, pod); err != nil || sandbox == nil {
 			return err
 		}
-		return m.writeStatus(ctx, node, pod, sandbox)
+		return m.writeStatus(ctx, node, pod, sandbox, apiPod)
 	}
 	m.setWaitError(pod.UID, nil)
 	if errors.Is(err, errInitRunning) {
 		m.queue.AddAfter(key, time.Second)
-		return m.writeStatus(ctx, node, pod, sandbox)
+		return m.writeStatus(ctx, node, pod, sandbox, apiPod)
 	}
 	if err != nil {
 		return err
 	}
-	return m.writeStatus(ctx, node, pod, sandbox)
+	return m.writeStatus(ctx, node, pod, sandbox, apiPod)
 }
 
 // Labels the agent puts on sandboxes, as the kubelet does, to find a pod's
@@ -501,8 +536,12 @@ func removeSandboxes(ctx context.Context, rt internalapi.RuntimeService, labels 
 	return nil
 }
 
-// writeStatus computes the pod's status from the runtime and writes it when it differs.
-func (m *Manager) writeStatus(ctx context.Context, node Node, pod *corev1.Pod, sb *runtimeapi.PodSandbox) error {
+// writeStatus computes the pod's status from the runtime and writes it to
+// apiPod when it differs (nil: nowhere yet).
+func (m *Manager) writeStatus(ctx context.Context, node Node, pod *corev1.Pod, sb *runtimeapi.PodSandbox, apiPod *corev1.Pod) error {
+	if apiPod == nil {
+		return nil // a static pod whose mirror the informer does not have yet
+	}
 	sbStatus, err := node.Runtime.PodSandboxStatus(ctx, sb.Id, false)
 	if err != nil {
 		return err
@@ -513,14 +552,14 @@ func (m *Manager) writeStatus(ctx context.Context, node Node, pod *corev1.Pod, s
 	}
 	st := computeStatus(pod, node.HostIP, node.RuntimeName, sbStatus.GetStatus(), containers, m.waiting(pod.UID), m.messagesOf(node, pod, containers),
 		m.probeStates(node, pod, sbStatus.GetStatus().GetNetwork().GetIp(), containers), metav1.Now())
-	if apiequality.Semantic.DeepEqual(st, pod.Status) {
+	if apiequality.Semantic.DeepEqual(st, apiPod.Status) {
 		return nil
 	}
-	updated := pod.DeepCopy()
+	updated := apiPod.DeepCopy()
 	updated.Status = st
-	_, err = m.client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{})
+	_, err = m.client.CoreV1().Pods(apiPod.Namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{})
 	if apierrors.IsConflict(err) {
-		m.queue.AddAfter(pod.Namespace+"/"+pod.Name, 100*time.Millisecond)
+		m.queue.AddAfter(apiPod.Namespace+"/"+apiPod.Name, 100*time.Millisecond)
 		return nil
 	}
 	return err

@@ -146,6 +146,7 @@ func TestUpExperimentalNodeAgent(t *testing.T) {
 	})
 	testKubeletAPI(t, bin, kc)
 	testLifecycle(t, bin, kc)
+	testStaticPod(t, bin, kc, dataDir)
 	if out, err := kubectl(t, bin, kc, "delete", "pod", "on-agent", "crasher", "once", "shell", "probed", "message", "bad", "--timeout=60s"); err != nil {
 		t.Fatalf("delete: %v %s", err, out)
 	}
@@ -316,4 +317,50 @@ func testLifecycle(t *testing.T, bin, kc string) {
 	if took := time.Since(start); took < 3*time.Second || took > 30*time.Second {
 		t.Errorf("graceful deletion took %s, want about the 4 s grace period", took)
 	}
+}
+
+// testStaticPod: a manifest in the node's manifest directory runs with a
+// mirror pod (annotation, Node owner); deleting the mirror brings it back
+// without restarting the container; removing the file stops the pod.
+func testStaticPod(t *testing.T, bin, kc, dataDir string) {
+	l, _ := localcluster.LayoutFor(dataDir)
+	manifest := filepath.Join(l.Node, "manifests", "static-web.yaml")
+	if err := os.WriteFile(manifest, []byte("apiVersion: v1\nkind: Pod\nmetadata: {name: static-web, namespace: default}\nspec:\n  containers: [{name: c, image: busybox:1.35, imagePullPolicy: Never, command: [sleep, \"3600\"]}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	node, err := kubectl(t, bin, kc, "get", "nodes", "-o", "jsonpath={.items[0].metadata.name}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "static-web-" + node
+	var first string
+	eventually(t, 60*time.Second, "mirror pod Running", func() error {
+		out, _ := kubectl(t, bin, kc, "get", "pod", name, "-o", `jsonpath={.status.phase} {.metadata.ownerReferences[0].kind} {.metadata.annotations.kubernetes\.io/config\.mirror} {.status.containerStatuses[0].containerID}`)
+		f := strings.Fields(out)
+		if len(f) != 4 || f[0] != "Running" || f[1] != "Node" || f[2] == "" {
+			return &unexpected{out}
+		}
+		first = f[3]
+		return nil
+	})
+	if out, err := kubectl(t, bin, kc, "delete", "pod", name, "--wait=false"); err != nil {
+		t.Fatalf("delete mirror: %v %s", err, out)
+	}
+	eventually(t, 60*time.Second, "mirror pod back, same container", func() error {
+		out, _ := kubectl(t, bin, kc, "get", "pod", name, "-o", "jsonpath={.status.phase} {.status.containerStatuses[0].containerID} {.metadata.deletionTimestamp}")
+		if out != "Running "+first+" " {
+			return &unexpected{out + " (want container " + first + ")"}
+		}
+		return nil
+	})
+	if err := os.Remove(manifest); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "mirror pod gone with its manifest", func() error {
+		out, err := kubectl(t, bin, kc, "get", "pod", name, "--ignore-not-found", "-o", "name")
+		if err != nil || out != "" {
+			return &unexpected{out}
+		}
+		return nil
+	})
 }
