@@ -267,6 +267,25 @@ func (c *Cluster) run(name, bin string, args []string, stopTimeout time.Duration
 	return proc, nil
 }
 
+// Restart stops the named component and starts it again with the same
+// arguments, as a supervisor (systemd) restarting a node daemon would: for
+// tests of what survives a restart of the node agent or containerd.
+func (c *Cluster) Restart(name string) error {
+	for i, p := range c.procs {
+		if p.name != name {
+			continue
+		}
+		p.stop()
+		proc, err := start(c.plan.layout.Logs, p.name, p.bin, p.args, p.stopTimeout)
+		if err != nil {
+			return err
+		}
+		c.procs[i] = proc
+		return nil
+	}
+	return fmt.Errorf("no component %q", name)
+}
+
 // waitFor polls check until it passes, proc dies, ctx ends or timeout passes; it prints
 // the component's line when it passes and the last reason when it does not.
 func (c *Cluster) waitFor(ctx context.Context, proc *process, timeout time.Duration, check func(context.Context) (bool, string)) error {

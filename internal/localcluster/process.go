@@ -15,6 +15,8 @@ import (
 // process is one supervised child.
 type process struct {
 	name        string
+	bin         string
+	args        []string
 	cmd         *exec.Cmd
 	logPath     string
 	stopTimeout time.Duration
@@ -42,7 +44,7 @@ func start(logDir, name, bin string, args []string, stopTimeout time.Duration) (
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &process{name: name, cmd: cmd, logPath: logPath, stopTimeout: stopTimeout, done: make(chan struct{})}
+	p := &process{name: name, bin: bin, args: args, cmd: cmd, logPath: logPath, stopTimeout: stopTimeout, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)

@@ -1,0 +1,78 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubeparts/kubeparts/internal/localcluster"
+)
+
+// TestNodeAgentResync: restarting the node agent, containerd or
+// kube-apiserver under running pods restarts no container and loses no
+// status, and the node keeps running new pods afterwards (the kubelet's
+// resync contract).
+func TestNodeAgentResync(t *testing.T) {
+	needRoot(t)
+	bin := binDir(t)
+	dataDir := tempDataDir(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c, err := localcluster.Start(ctx, localcluster.Options{DataDir: dataDir, BinDir: bin, PortBase: 22443, ExperimentalNodeAgent: true, Out: testWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	kc := c.Kubeconfig()
+	run := func(name string) {
+		t.Helper()
+		manifest := filepath.Join(dataDir, name+".yaml")
+		pod := "apiVersion: v1\nkind: Pod\nmetadata: {name: " + name + ", namespace: default}\nspec:\n  terminationGracePeriodSeconds: 2\n  containers: [{name: c, image: busybox:1.35, imagePullPolicy: Never, command: [sleep, \"3600\"]}]\n"
+		if err := os.WriteFile(manifest, []byte(pod), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 60*time.Second, "create "+name, func() error { _, err := kubectl(t, bin, kc, "apply", "-f", manifest); return err })
+		eventually(t, 90*time.Second, name+" Running and Ready", func() error {
+			out, _ := kubectl(t, bin, kc, "get", "pod", name, "-o", `jsonpath={.status.phase} {.status.conditions[?(@.type=="Ready")].status}`)
+			if out != "Running True" {
+				return &unexpected{out}
+			}
+			return nil
+		})
+	}
+	// Everything of the status that a restart must not change.
+	state := func() string {
+		out, err := kubectl(t, bin, kc, "get", "pod", "steady", "-o", `jsonpath={.status.containerStatuses[0].containerID} {.status.containerStatuses[0].restartCount} {.status.podIP} {.status.startTime} {.status.conditions[?(@.type=="Ready")].lastTransitionTime} {.status.containerStatuses[0].state.running.startedAt}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	run("steady")
+	before := state()
+	for _, component := range []string{"kubeparts-nodeagent", "containerd", "kube-apiserver"} {
+		if err := c.Restart(component); err != nil {
+			t.Fatal(err)
+		}
+		// A new pod runs: the agent is working again after the restart.
+		fresh := "after-" + strings.TrimPrefix(component, "kube")
+		run(fresh)
+		if got := state(); got != before {
+			t.Errorf("after restarting %s the running pod changed:\n  before %s\n  after  %s", component, before, got)
+		}
+	}
+	if out, err := kubectl(t, bin, kc, "delete", "pod", "--all", "--timeout=60s"); err != nil {
+		t.Fatalf("delete: %v %s", err, out)
+	}
+}
+
+// testWriter sends the cluster's progress lines to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
