@@ -286,6 +286,16 @@ func (c *Cluster) Restart(name string) error {
 	return fmt.Errorf("no component %q", name)
 }
 
+// Pid is the process ID of the named component (0 if it does not run).
+func (c *Cluster) Pid(name string) int {
+	for _, p := range c.procs {
+		if p.name == name && !p.exited() {
+			return p.cmd.Process.Pid
+		}
+	}
+	return 0
+}
+
 // waitFor polls check until it passes, proc dies, ctx ends or timeout passes; it prints
 // the component's line when it passes and the last reason when it does not.
 func (c *Cluster) waitFor(ctx context.Context, proc *process, timeout time.Duration, check func(context.Context) (bool, string)) error {
