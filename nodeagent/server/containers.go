@@ -9,7 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	apiserverconfig "k8s.io/apiserver/pkg/apis/apiserver"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -18,10 +17,6 @@ const (
 	labelUID       = "io.kubernetes.pod.uid"
 	labelContainer = "io.kubernetes.container.name"
 )
-
-func anonymousEnabled() *apiserverconfig.AnonymousAuthConfig {
-	return &apiserverconfig.AnonymousAuthConfig{Enabled: true}
-}
 
 // httpError is an error with the status the client gets.
 type httpError struct {

@@ -20,13 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/apiserver/pkg/authentication/authenticator"
-	"k8s.io/apiserver/pkg/authentication/authenticatorfactory"
-	"k8s.io/apiserver/pkg/authentication/user"
-	"k8s.io/apiserver/pkg/authorization/authorizer"
-	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
-	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	certutil "k8s.io/client-go/util/cert"
@@ -65,43 +58,16 @@ type Config struct {
 // Server serves the kubelet API of one node.
 type Server struct {
 	cfg   Config
-	authn authenticator.Request
-	authz authorizer.Authorizer
+	auth  *auth
 	mux   *http.ServeMux
 	stats *statsProvider
 }
 
-// New builds the server; Run serves it.
+// New builds the server; Listen and Serve run it.
 func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), stats: newStatsProvider(cfg.NodeName, cfg.Runtime, cfg.Pods)}
-	backoff := &wait.Backoff{Duration: 500 * time.Millisecond, Factor: 1.5, Jitter: 0.2, Steps: 5}
-	authnCfg := authenticatorfactory.DelegatingAuthenticatorConfig{
-		TokenAccessReviewClient:  cfg.Client.AuthenticationV1(),
-		TokenAccessReviewTimeout: 10 * time.Second,
-		WebhookRetryBackoff:      backoff,
-		CacheTTL:                 2 * time.Minute, // the kubelet's webhook cache TTL
-	}
-	if cfg.Anonymous {
-		authnCfg.Anonymous = anonymousEnabled()
-	}
-	if cfg.ClientCAFile != "" {
-		ca, err := dynamiccertificates.NewDynamicCAContentFromFile("client-ca-bundle", cfg.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("--client-ca-file: %w", err)
-		}
-		authnCfg.ClientCertificateCAContentProvider = ca
-	}
 	var err error
-	if s.authn, _, err = authnCfg.New(); err != nil {
-		return nil, err
-	}
-	if cfg.AlwaysAllow {
-		s.authz = authorizerfactory.NewAlwaysAllowAuthorizer()
-	} else if s.authz, err = (authorizerfactory.DelegatingAuthorizerConfig{
-		SubjectAccessReviewClient: cfg.Client.AuthorizationV1(),
-		AllowCacheTTL:             5 * time.Minute, DenyCacheTTL: 30 * time.Second,
-		WebhookRetryBackoff: backoff,
-	}).New(); err != nil {
+	if s.auth, err = newAuth(cfg.Client, cfg.NodeName, cfg.ClientCAFile, cfg.Anonymous, cfg.AlwaysAllow); err != nil {
 		return nil, err
 	}
 	if cfg.Metrics == nil {
@@ -129,30 +95,31 @@ func New(cfg Config) (*Server, error) {
 // Handler is the server's handler with authentication and authorization in front.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		resp, ok, err := s.authn.AuthenticateRequest(r)
-		if err != nil || !ok {
-			if err != nil {
-				klog.FromContext(r.Context()).V(2).Info("Unable to authenticate the request", "err", err)
+		logger := klog.FromContext(r.Context())
+		u, err := s.auth.authenticate(r)
+		if err != nil {
+			if !errors.Is(err, errUnauthenticated) {
+				logger.Error(err, "Unable to authenticate the request")
 			}
 			http.Error(w, "Unauthorized", http.StatusUnauthorized)
 			return
 		}
-		for _, attrs := range authorizationAttributes(resp.User, r, s.cfg.NodeName) {
-			decision, reason, err := s.authz.Authorize(r.Context(), attrs)
-			if decision == authorizer.DecisionAllow {
+		checks := authorizationAttributes(r)
+		for _, attrs := range checks {
+			allowed, err := s.auth.authorize(r.Context(), u, attrs)
+			if err != nil {
+				logger.Error(err, "Authorization error", "user", u.name, "verb", attrs.verb, "subresource", attrs.subresource)
+				http.Error(w, fmt.Sprintf("Authorization error (user=%s, verb=%s, resource=nodes, subresource=%s)", u.name, attrs.verb, attrs.subresource), http.StatusInternalServerError)
+				return
+			}
+			if allowed {
 				s.mux.ServeHTTP(w, r)
 				return
 			}
-			if err != nil {
-				klog.FromContext(r.Context()).Error(err, "Authorization error", "user", attrs.GetUser().GetName(), "verb", attrs.GetVerb(), "subresource", attrs.GetSubresource())
-				http.Error(w, fmt.Sprintf("Authorization error (user=%s, verb=%s, resource=%s, subresource=%s)", attrs.GetUser().GetName(), attrs.GetVerb(), attrs.GetResource(), attrs.GetSubresource()), http.StatusInternalServerError)
-				return
-			}
-			klog.FromContext(r.Context()).V(2).Info("Forbidden", "user", attrs.GetUser().GetName(), "verb", attrs.GetVerb(), "subresource", attrs.GetSubresource(), "reason", reason)
 		}
-		attrs := authorizationAttributes(resp.User, r, s.cfg.NodeName)
-		last := attrs[len(attrs)-1]
-		http.Error(w, fmt.Sprintf("Forbidden (user=%s, verb=%s, resource=%s, subresource=%s)", last.GetUser().GetName(), last.GetVerb(), last.GetResource(), last.GetSubresource()), http.StatusForbidden)
+		last := checks[len(checks)-1]
+		logger.V(2).Info("Forbidden", "user", u.name, "verb", last.verb, "subresource", last.subresource)
+		http.Error(w, fmt.Sprintf("Forbidden (user=%s, verb=%s, resource=nodes, subresource=%s)", u.name, last.verb, last.subresource), http.StatusForbidden)
 	})
 }
 
@@ -161,29 +128,26 @@ func (s *Server) Handler() http.Handler {
 // of the node (stats, metrics, log; everything else is proxy), and with
 // fine-grained authorization also tries healthz/pods before falling back
 // to proxy, so narrow grants keep working.
-func authorizationAttributes(u user.Info, r *http.Request, nodeName string) []authorizer.AttributesRecord {
+func authorizationAttributes(r *http.Request) []attributes {
 	verb := map[string]string{http.MethodGet: "get", http.MethodHead: "get", http.MethodPost: "create", http.MethodPut: "update", http.MethodPatch: "patch", http.MethodDelete: "delete"}[r.Method]
 	if verb == "" {
 		verb = strings.ToLower(r.Method)
 	}
-	record := func(sub string) authorizer.AttributesRecord {
-		return authorizer.AttributesRecord{User: u, Verb: verb, Namespace: "", APIGroup: "", APIVersion: "v1",
-			Resource: "nodes", Subresource: sub, Name: nodeName, ResourceRequest: true, Path: r.URL.Path}
-	}
 	p := r.URL.Path
+	under := func(prefix string) bool { return p == prefix || strings.HasPrefix(p, prefix+"/") }
 	switch {
-	case p == "/stats" || strings.HasPrefix(p, "/stats/"):
-		return []authorizer.AttributesRecord{record("stats")}
-	case p == "/metrics" || strings.HasPrefix(p, "/metrics/"):
-		return []authorizer.AttributesRecord{record("metrics")}
-	case p == "/logs" || strings.HasPrefix(p, "/logs/"):
-		return []authorizer.AttributesRecord{record("log")}
-	case p == "/healthz" || strings.HasPrefix(p, "/healthz/"):
-		return []authorizer.AttributesRecord{record("healthz"), record("proxy")}
-	case p == "/pods" || strings.HasPrefix(p, "/pods/"):
-		return []authorizer.AttributesRecord{record("pods"), record("proxy")}
+	case under("/stats"):
+		return []attributes{{verb, "stats"}}
+	case under("/metrics"):
+		return []attributes{{verb, "metrics"}}
+	case under("/logs"):
+		return []attributes{{verb, "log"}}
+	case under("/healthz"):
+		return []attributes{{verb, "healthz"}, {verb, "proxy"}}
+	case under("/pods"):
+		return []attributes{{verb, "pods"}, {verb, "proxy"}}
 	}
-	return []authorizer.AttributesRecord{record("proxy")}
+	return []attributes{{verb, "proxy"}}
 }
 
 // Listen binds the port, so a port in use fails start-up as it does for the
