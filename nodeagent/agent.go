@@ -229,7 +229,7 @@ func (o *Options) Run(ctx context.Context) error {
 		ip := net.IPv4(base[0], base[1], base[2]+byte(i/250), base[3]+byte(i%250)).String()
 		prefix := fmt.Sprintf("10.%d.%d", 128+i/256, i%256)
 		var rt node.Runtime
-		pn := pods.Node{Name: name, HostIP: ip,
+		pn := pods.Node{Name: name, HostIP: ip, Allocatable: node.Allocatable(capacity, reserved),
 			Recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: name})}
 		if o.Runtime == "remote" {
 			rs, is, err := runtime.Remote(ctx, o.RuntimeEndpoint)

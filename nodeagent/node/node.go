@@ -88,8 +88,13 @@ func (k *Keeper) Run(ctx context.Context) {
 }
 
 func (k *Keeper) allocatable() corev1.ResourceList {
-	out := k.cfg.Capacity.DeepCopy()
-	for name, reserved := range k.cfg.SystemReserved {
+	return Allocatable(k.cfg.Capacity, k.cfg.SystemReserved)
+}
+
+// Allocatable is what pods may use: capacity minus what is reserved, never negative.
+func Allocatable(capacity, systemReserved corev1.ResourceList) corev1.ResourceList {
+	out := capacity.DeepCopy()
+	for name, reserved := range systemReserved {
 		if q, ok := out[name]; ok {
 			q.Sub(reserved)
 			if q.Sign() < 0 {

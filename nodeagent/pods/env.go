@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubeparts/kubeparts/nodeagent/fieldpath"
 )
 
 // waitError keeps a container waiting with a stock reason shown in its
@@ -29,7 +30,7 @@ func configError(container, msg string) *waitError {
 // (with its prefix), then env, later names overriding earlier ones; values
 // from ConfigMaps, Secrets and the pod's own fields. A missing source that is
 // not optional is a CreateContainerConfigError.
-func containerEnv(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, c corev1.Container) (map[string]string, error) {
+func containerEnv(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, c corev1.Container, allocatable corev1.ResourceList) (map[string]string, error) {
 	env := map[string]string{}
 	cms, secrets := map[string]*corev1.ConfigMap{}, map[string]*corev1.Secret{}
 	configMap := func(name string) (*corev1.ConfigMap, error) {
@@ -91,7 +92,7 @@ func containerEnv(ctx context.Context, client kubernetes.Interface, pod *corev1.
 		src := e.ValueFrom
 		switch {
 		case src == nil:
-			env[e.Name] = expand(e.Value, env)
+			env[e.Name] = fieldpath.Expand(e.Value, env)
 		case src.ConfigMapKeyRef != nil:
 			ref := src.ConfigMapKeyRef
 			cm, err := configMap(ref.Name)
@@ -130,79 +131,27 @@ func containerEnv(ctx context.Context, client kubernetes.Interface, pod *corev1.
 				return nil, configError(c.Name, fmt.Sprintf("couldn't find key %s in Secret %s/%s", ref.Key, pod.Namespace, ref.Name))
 			}
 		case src.FieldRef != nil:
-			v, err := fieldValue(pod, src.FieldRef.FieldPath)
+			v, err := fieldpath.Value(pod, src.FieldRef.FieldPath)
 			if err != nil {
 				return nil, configError(c.Name, err.Error())
 			}
 			env[e.Name] = v
-		default:
-			return nil, configError(c.Name, fmt.Sprintf("env %s: resourceFieldRef is not supported by kubeparts-nodeagent yet", e.Name))
+		case src.ResourceFieldRef != nil:
+			// Limits not set read as the node's allocatable, as with the kubelet.
+			name := src.ResourceFieldRef.ContainerName
+			if name == "" {
+				name = c.Name
+			}
+			v, err := fieldpath.ResourceValue(pod, name, src.ResourceFieldRef, allocatable)
+			if err != nil {
+				return nil, configError(c.Name, err.Error())
+			}
+			env[e.Name] = v
 		}
 	}
 	return env, nil
 }
 
-// fieldValue is the downward API for env: the pod fields the kubelet exposes.
-func fieldValue(pod *corev1.Pod, path string) (string, error) {
-	switch path {
-	case "metadata.name":
-		return pod.Name, nil
-	case "metadata.namespace":
-		return pod.Namespace, nil
-	case "metadata.uid":
-		return string(pod.UID), nil
-	case "spec.nodeName":
-		return pod.Spec.NodeName, nil
-	case "spec.serviceAccountName":
-		return pod.Spec.ServiceAccountName, nil
-	case "status.podIP":
-		return pod.Status.PodIP, nil
-	case "status.hostIP":
-		return pod.Status.HostIP, nil
-	}
-	for prefix, m := range map[string]map[string]string{"metadata.labels": pod.Labels, "metadata.annotations": pod.Annotations} {
-		if strings.HasPrefix(path, prefix+"['") && strings.HasSuffix(path, "']") {
-			return m[path[len(prefix)+2:len(path)-2]], nil
-		}
-	}
-	return "", fmt.Errorf("unsupported fieldPath %q", path)
-}
-
-// expand replaces $(VAR) references to earlier variables; $$ escapes, and an
-// unknown reference is left as written, as the kubelet does.
-func expand(s string, env map[string]string) string {
-	if !strings.Contains(s, "$") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '$' || i+1 >= len(s) {
-			b.WriteByte(s[i])
-			continue
-		}
-		switch s[i+1] {
-		case '$':
-			b.WriteByte('$')
-			i++
-		case '(':
-			end := strings.IndexByte(s[i:], ')')
-			if end < 0 {
-				b.WriteString(s[i:])
-				return b.String()
-			}
-			name := s[i+2 : i+end]
-			if v, ok := env[name]; ok {
-				b.WriteString(v)
-			} else {
-				b.WriteString(s[i : i+end+1])
-			}
-			i += end
-		default:
-			b.WriteByte('$')
-		}
-	}
-	return b.String()
-}
 
 // sortedEnv is env in a stable order for the CRI.
 func sortedEnv(env map[string]string) []string {

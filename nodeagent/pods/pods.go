@@ -36,6 +36,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kubeparts/kubeparts/nodeagent/probes"
+	"github.com/kubeparts/kubeparts/nodeagent/volumes"
 )
 
 // Node is one node the manager runs pods for.
@@ -55,6 +56,9 @@ type Node struct {
 	// CgroupParent holds the pods' cgroups (pod<uid> under it); LogDir their
 	// logs (<namespace>_<name>_<uid>/<container>/0.log). Empty: the runtime's defaults.
 	CgroupParent, LogDir string
+	// Allocatable is what pods may use of the node: the value of
+	// resourceFieldRef limits a container does not set.
+	Allocatable corev1.ResourceList
 	// ManifestDir holds static pod manifests (--pod-manifest-path); empty: none.
 	ManifestDir string
 	// PodDir holds per-pod files on the host (<uid>/volumes, termination
@@ -84,6 +88,8 @@ type Manager struct {
 	probes map[string]*probes.Manager
 	// keys maps pod UIDs to queue keys, for probe results to re-sync a pod.
 	keys sync.Map
+	// volumes materializes the pods' volumes of each real node.
+	volumes map[string]*volumes.Manager
 
 	mu         sync.Mutex
 	waitErrors map[types.UID]*waitError
@@ -93,6 +99,8 @@ type Manager struct {
 	staticRemoved     map[string]*corev1.Pod
 	// messages caches exited containers' termination messages by container ID.
 	messages map[types.UID]map[string]string
+	// podVolumes are the pods' volumes as last set up, and when.
+	podVolumes map[types.UID]volumeState
 }
 
 // setWaitError records (or with nil clears) why the pod's next container waits.
@@ -120,12 +128,15 @@ func (m *Manager) waiting(uid types.UID) map[string]corev1.ContainerStateWaiting
 // NewManager watches the pods bound to nodes.
 func NewManager(client kubernetes.Interface, nodes []Node) (*Manager, error) {
 	m := &Manager{client: client, nodes: map[string]Node{}, backoff: newBackoff(), pullBackoff: newBackoff(), now: time.Now,
-		waitErrors: map[types.UID]*waitError{}, messages: map[types.UID]map[string]string{},
+		waitErrors: map[types.UID]*waitError{}, messages: map[types.UID]map[string]string{}, podVolumes: map[types.UID]volumeState{},
 		manifests: map[string]map[string]*corev1.Pod{}, static: map[string]map[string]*corev1.Pod{}, staticRemoved: map[string]*corev1.Pod{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "pods"})}
-	m.probes = map[string]*probes.Manager{}
+	m.probes, m.volumes = map[string]*probes.Manager{}, map[string]*volumes.Manager{}
 	for _, n := range nodes {
 		m.nodes[n.Name] = n
+		if n.PodDir != "" {
+			m.volumes[n.Name] = volumes.NewManager(client, n.PodDir, n.Allocatable, nil)
+		}
 		if !n.Simulated {
 			m.probes[n.Name] = probes.NewManager(n.Runtime, n.Recorder, func(uid types.UID) {
 				if key, ok := m.keys.Load(uid); ok {
@@ -272,6 +283,12 @@ func (m *Manager) syncPod(ctx context.Context, key string, node Node, pod, apiPo
 	}
 	sandbox, err := m.ensureRunning(ctx, node, pod)
 	var we *waitError
+	var me *mountError
+	if errors.As(err, &me) {
+		// The containers wait (ContainerCreating) until the volumes work.
+		m.queue.AddAfter(key, 5*time.Second)
+		return m.writeStatus(ctx, node, pod, nil, apiPod)
+	}
 	if errors.As(err, &we) {
 		// Shown in the status; retried, since the missing object or image may appear.
 		m.setWaitError(pod.UID, we)
@@ -319,6 +336,12 @@ func sandboxOf(ctx context.Context, rt internalapi.RuntimeService, pod *corev1.P
 // running), then the app containers. Existing ones are adopted, so a restart
 // of the agent does not restart anything.
 func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod) (*runtimeapi.PodSandbox, error) {
+	// Volumes first: the kubelet creates no sandbox for a pod whose volumes
+	// cannot be set up.
+	vols, err := m.setupVolumes(ctx, node, pod)
+	if err != nil {
+		return nil, err
+	}
 	sb, err := sandboxOf(ctx, node.Runtime, pod)
 	if err != nil {
 		return nil, err
@@ -359,12 +382,20 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 		if err != nil {
 			return err
 		}
-		env, err := containerEnv(ctx, m.client, pod, c)
+		env, err := containerEnv(ctx, m.client, pod, c, node.Allocatable)
 		if err != nil {
 			node.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", errorText(err))
 			return err
 		}
 		cc := containerConfig(node, pod, c, image, config)
+		if vols != nil {
+			mounts, err := volumes.Mounts(pod, &c, vols, env)
+			if err != nil {
+				node.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
+				return configError(c.Name, err.Error())
+			}
+			cc.Mounts = append(cc.Mounts, mounts...)
+		}
 		for _, k := range sortedEnv(env) {
 			cc.Envs = append(cc.Envs, &runtimeapi.KeyValue{Key: k, Value: []byte(env[k])})
 		}
@@ -485,7 +516,7 @@ func (m *Manager) terminate(ctx context.Context, node Node, pod *corev1.Pod) err
 	if p := m.probes[node.Name]; p != nil {
 		p.RemovePod(pod.UID)
 	}
-	if err := removePodFiles(node, pod.UID); err != nil {
+	if err := m.removePodFiles(node, pod.UID); err != nil {
 		return err
 	}
 	err := m.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
@@ -506,6 +537,7 @@ func (m *Manager) forget(uid types.UID) {
 	defer m.mu.Unlock()
 	delete(m.waitErrors, uid)
 	delete(m.messages, uid)
+	delete(m.podVolumes, uid)
 }
 
 func removeSandboxes(ctx context.Context, rt internalapi.RuntimeService, labels map[string]string) error {
@@ -542,13 +574,16 @@ func (m *Manager) writeStatus(ctx context.Context, node Node, pod *corev1.Pod, s
 	if apiPod == nil {
 		return nil // a static pod whose mirror the informer does not have yet
 	}
-	sbStatus, err := node.Runtime.PodSandboxStatus(ctx, sb.Id, false)
-	if err != nil {
-		return err
-	}
-	containers, err := containersOf(ctx, node.Runtime, sb.Id)
-	if err != nil {
-		return err
+	var sbStatus *runtimeapi.PodSandboxStatusResponse
+	containers := map[string][]*runtimeapi.ContainerStatus{}
+	if sb != nil { // nil: no sandbox yet, all containers waiting
+		var err error
+		if sbStatus, err = node.Runtime.PodSandboxStatus(ctx, sb.Id, false); err != nil {
+			return err
+		}
+		if containers, err = containersOf(ctx, node.Runtime, sb.Id); err != nil {
+			return err
+		}
 	}
 	st := computeStatus(pod, node.HostIP, node.RuntimeName, sbStatus.GetStatus(), containers, m.waiting(pod.UID), m.messagesOf(node, pod, containers),
 		m.probeStates(node, pod, sbStatus.GetStatus().GetNetwork().GetIp(), containers), metav1.Now())
@@ -557,7 +592,7 @@ func (m *Manager) writeStatus(ctx context.Context, node Node, pod *corev1.Pod, s
 	}
 	updated := apiPod.DeepCopy()
 	updated.Status = st
-	_, err = m.client.CoreV1().Pods(apiPod.Namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{})
+	_, err := m.client.CoreV1().Pods(apiPod.Namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{})
 	if apierrors.IsConflict(err) {
 		m.queue.AddAfter(apiPod.Namespace+"/"+apiPod.Name, 100*time.Millisecond)
 		return nil

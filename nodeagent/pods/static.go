@@ -323,7 +323,7 @@ func (m *Manager) removeStatic(ctx context.Context, key string, node Node, old *
 	if p := m.probes[node.Name]; p != nil {
 		p.RemovePod(old.UID)
 	}
-	if err := removePodFiles(node, old.UID); err != nil {
+	if err := m.removePodFiles(node, old.UID); err != nil {
 		return err
 	}
 	if mirror, err := m.pods.Pods(old.Namespace).Get(old.Name); err == nil {

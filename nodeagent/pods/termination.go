@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -200,10 +199,10 @@ func runningContainers(ctx context.Context, node Node, pod *corev1.Pod) (map[str
 }
 
 // removePodFiles deletes what the node kept for the pod (volumes,
-// termination message files) once its containers are gone.
-func removePodFiles(node Node, uid types.UID) error {
-	if node.PodDir == "" || strings.ContainsAny(string(uid), "/.") || uid == "" {
-		return nil
+// unmounted first, and termination message files) once its containers are gone.
+func (m *Manager) removePodFiles(node Node, uid types.UID) error {
+	if v := m.volumes[node.Name]; v != nil {
+		return v.Cleanup(uid)
 	}
-	return os.RemoveAll(filepath.Join(node.PodDir, string(uid)))
+	return nil
 }

@@ -23,6 +23,8 @@ import (
 	"k8s.io/component-base/version"
 	remote "k8s.io/cri-client/pkg"
 	utilexec "k8s.io/utils/exec"
+
+	"github.com/kubeparts/kubeparts/nodeagent/fieldpath"
 )
 
 // outcome is what one probe attempt found.
@@ -127,46 +129,11 @@ func expandCommand(cmd []string, env []corev1.EnvVar) []string {
 	}
 	out := make([]string, len(cmd))
 	for i, arg := range cmd {
-		out[i] = expand(arg, vars)
+		out[i] = fieldpath.Expand(arg, vars)
 	}
 	return out
 }
 
-func expand(s string, vars map[string]string) string {
-	if !strings.Contains(s, "$") {
-		return s
-	}
-	var b strings.Builder
-	for len(s) > 0 {
-		i := strings.IndexByte(s, '$')
-		if i < 0 || i == len(s)-1 {
-			b.WriteString(s)
-			break
-		}
-		b.WriteString(s[:i])
-		switch s[i+1] {
-		case '$':
-			b.WriteByte('$')
-			s = s[i+2:]
-		case '(':
-			end := strings.IndexByte(s[i:], ')')
-			if end < 0 {
-				b.WriteString(s[i:])
-				return b.String()
-			}
-			if v, ok := vars[s[i+2:i+end]]; ok {
-				b.WriteString(v)
-			} else {
-				b.WriteString(s[i : i+end+1])
-			}
-			s = s[i+end+1:]
-		default:
-			b.WriteByte('$')
-			s = s[i+1:]
-		}
-	}
-	return b.String()
-}
 
 // resolvePort turns a probe's port into a number: a number, the name of one
 // of the container's ports, or a number written as a string.

@@ -118,25 +118,6 @@ func TestExecProbe(t *testing.T) {
 	}
 }
 
-func TestExpand(t *testing.T) {
-	vars := map[string]string{"A": "1", "B": "two"}
-	for in, want := range map[string]string{
-		"plain":         "plain",
-		"$(A)$(B)":      "1two",
-		"x$(A)y":        "x1y",
-		"$$(A)":         "$(A)",
-		"$(C)":          "$(C)",
-		"$(A":           "$(A",
-		"cost $5 $":     "cost $5 $",
-		"$$$(B)":        "$two",
-		"a $(A) $(B) z": "a 1 two z",
-	} {
-		if got := expand(in, vars); got != want {
-			t.Errorf("expand(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestHTTPProbe(t *testing.T) {
 	mux := http.NewServeMux()
 	var elsewhere string

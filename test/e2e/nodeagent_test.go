@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	osexec "os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -74,6 +75,40 @@ items:
     terminationGracePeriodSeconds: 4
     containers: [{name: c, image: busybox:1.35, imagePullPolicy: Never, command: ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"],
       lifecycle: {preStop: {exec: {command: ["sleep", "2"]}}}}]
+# Volumes: a ConfigMap (that exists only later), a Secret, the downward API,
+# an emptyDir shared with an init container, a hostPath a preStop hook writes
+# to, the projected service account token; a resourceFieldRef env.
+- apiVersion: v1
+  kind: Secret
+  metadata: {name: creds, namespace: default}
+  stringData: {password: s3cret}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: vols, namespace: default, labels: {tier: backend}}
+  spec:
+    terminationGracePeriodSeconds: 5
+    initContainers: [{name: init, image: busybox:1.35, imagePullPolicy: Never, command: ["sh", "-c", "echo from-init > /shared/note"],
+      volumeMounts: [{name: shared, mountPath: /shared}]}]
+    containers:
+    - name: c
+      image: busybox:1.35
+      imagePullPolicy: Never
+      command: ["sleep", "3600"]
+      env: [{name: MEM_LIMIT_MI, valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}}]
+      resources: {limits: {memory: 64Mi}}
+      lifecycle: {preStop: {exec: {command: ["sh", "-c", "echo stopped-gracefully > /host/prestop"]}}}
+      volumeMounts:
+      - {name: cfg, mountPath: /etc/cfg}
+      - {name: creds, mountPath: /etc/creds}
+      - {name: info, mountPath: /etc/info}
+      - {name: shared, mountPath: /shared}
+      - {name: host, mountPath: /host}
+    volumes:
+    - {name: cfg, configMap: {name: late-config}}
+    - {name: creds, secret: {secretName: creds}}
+    - {name: info, downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}}
+    - {name: shared, emptyDir: {}}
+    - {name: host, hostPath: {path: HOSTDIR, type: DirectoryOrCreate}}
 # Exits 0 under restartPolicy Never: the pod Succeeded.
 - apiVersion: v1
   kind: Pod
@@ -97,7 +132,8 @@ func TestUpExperimentalNodeAgent(t *testing.T) {
 		t.Fatalf("up did not start kubeparts-nodeagent:\n%s", up.output())
 	}
 	manifest := filepath.Join(dataDir, "agent-pod.yaml")
-	if err := os.WriteFile(manifest, []byte(agentPod), 0o644); err != nil {
+	hostDir := filepath.Join(dataDir, "hostpath")
+	if err := os.WriteFile(manifest, []byte(strings.ReplaceAll(agentPod, "HOSTDIR", hostDir)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 60*time.Second, "create pod", func() error {
@@ -147,6 +183,7 @@ func TestUpExperimentalNodeAgent(t *testing.T) {
 	testKubeletAPI(t, bin, kc)
 	testLifecycle(t, bin, kc)
 	testStaticPod(t, bin, kc, dataDir)
+	testVolumes(t, bin, kc, hostDir)
 	if out, err := kubectl(t, bin, kc, "delete", "pod", "on-agent", "crasher", "once", "shell", "probed", "message", "bad", "--timeout=60s"); err != nil {
 		t.Fatalf("delete: %v %s", err, out)
 	}
@@ -363,4 +400,83 @@ func testStaticPod(t *testing.T, bin, kc, dataDir string) {
 		}
 		return nil
 	})
+}
+
+// testVolumes: a missing ConfigMap holds the pod in ContainerCreating with
+// the stock FailedMount event until it exists; then every volume holds what
+// it should, a ConfigMap update reaches the running container, the
+// service account token authenticates as the pod's service account, and
+// the preStop hook writes through the hostPath on deletion.
+func testVolumes(t *testing.T, bin, kc, hostDir string) {
+	exec := func(args ...string) (string, error) {
+		return kubectl(t, bin, kc, append([]string{"exec", "vols", "-c", "c", "--"}, args...)...)
+	}
+	eventually(t, 60*time.Second, "FailedMount for the missing ConfigMap", func() error {
+		out, _ := kubectl(t, bin, kc, "get", "events", "--field-selector", "involvedObject.name=vols,reason=FailedMount", "-o", "jsonpath={.items[*].message}")
+		if !strings.Contains(out, `MountVolume.SetUp failed for volume "cfg" : configmap "late-config" not found`) {
+			return &unexpected{out}
+		}
+		return nil
+	})
+	if out, _ := kubectl(t, bin, kc, "get", "pod", "vols", "-o", "jsonpath={.status.phase} {.status.containerStatuses[0].state.waiting.reason}"); out != "Pending ContainerCreating" {
+		t.Errorf("pod with a missing ConfigMap volume: %q, want Pending ContainerCreating", out)
+	}
+	if out, err := kubectl(t, bin, kc, "create", "configmap", "late-config", "--from-literal=greeting=hello"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	eventually(t, 90*time.Second, "pod with volumes running", func() error {
+		if out, _ := kubectl(t, bin, kc, "get", "pod", "vols", "-o", "jsonpath={.status.phase}"); out != "Running" {
+			return &unexpected{out}
+		}
+		return nil
+	})
+	for _, tt := range []struct{ cmd, want string }{
+		{"cat /etc/cfg/greeting", "hello"},
+		{"cat /etc/creds/password", "s3cret"},
+		{"cat /etc/info/labels", `tier="backend"`},
+		{"cat /shared/note", "from-init\n"},
+		{"echo $MEM_LIMIT_MI", "64\n"},
+		{"ls /var/run/secrets/kubernetes.io/serviceaccount", "ca.crt\nnamespace\ntoken\n"},
+		{"cat /var/run/secrets/kubernetes.io/serviceaccount/namespace", "default"},
+		{"touch /etc/cfg/x 2>/dev/null || echo read-only", "read-only\n"},
+	} {
+		if out, err := exec("sh", "-c", tt.cmd); err != nil || !strings.HasSuffix(out, tt.want) {
+			t.Errorf("%s: %q %v, want %q", tt.cmd, out, err, tt.want)
+		}
+	}
+	token, err := exec("cat", "/var/run/secrets/kubernetes.io/serviceaccount/token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only the token: a kubeconfig with the admin's certificate would win over it.
+	server, err := kubectl(t, bin, kc, "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	whoami := osexec.Command(filepath.Join(bin, "kubectl"), "--kubeconfig", os.DevNull, "--server", server, "--insecure-skip-tls-verify", "--token", token,
+		"auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
+	if out, err := whoami.CombinedOutput(); err != nil || string(out) != "system:serviceaccount:default:default" {
+		t.Errorf("projected token: %q %v", out, err)
+	}
+	if out, err := kubectl(t, bin, kc, "create", "configmap", "late-config", "--from-literal=greeting=updated", "--dry-run=client", "-o", "yaml"); err == nil {
+		f := filepath.Join(filepath.Dir(hostDir), "late-config.yaml")
+		if err := os.WriteFile(f, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := kubectl(t, bin, kc, "apply", "-f", f); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+	}
+	eventually(t, 150*time.Second, "ConfigMap update reaches the running container", func() error {
+		if out, _ := exec("cat", "/etc/cfg/greeting"); out != "updated" {
+			return &unexpected{out}
+		}
+		return nil
+	})
+	if out, err := kubectl(t, bin, kc, "delete", "pod", "vols", "--timeout=60s"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	if data, err := os.ReadFile(filepath.Join(hostDir, "prestop")); err != nil || string(data) != "stopped-gracefully\n" {
+		t.Errorf("preStop through the hostPath: %q %v", data, err)
+	}
 }
