@@ -19,4 +19,3 @@ func TestExpand(t *testing.T) {
 		}
 	}
 }
-

@@ -152,7 +152,6 @@ func containerEnv(ctx context.Context, client kubernetes.Interface, pod *corev1.
 	return env, nil
 }
 
-
 // sortedEnv is env in a stable order for the CRI.
 func sortedEnv(env map[string]string) []string {
 	keys := make([]string, 0, len(env))

@@ -134,7 +134,6 @@ func expandCommand(cmd []string, env []corev1.EnvVar) []string {
 	return out
 }
 
-
 // resolvePort turns a probe's port into a number: a number, the name of one
 // of the container's ports, or a number written as a string.
 func resolvePort(p intstr.IntOrString, c *corev1.Container) (int, error) {
