@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	osexec "os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -408,7 +407,7 @@ func testStaticPod(t *testing.T, bin, kc, dataDir string) {
 // service account token authenticates as the pod's service account, and
 // the preStop hook writes through the hostPath on deletion.
 func testVolumes(t *testing.T, bin, kc, hostDir string) {
-	exec := func(args ...string) (string, error) {
+	inPod := func(args ...string) (string, error) {
 		return kubectl(t, bin, kc, append([]string{"exec", "vols", "-c", "c", "--"}, args...)...)
 	}
 	eventually(t, 60*time.Second, "FailedMount for the missing ConfigMap", func() error {
@@ -440,11 +439,11 @@ func testVolumes(t *testing.T, bin, kc, hostDir string) {
 		{"cat /var/run/secrets/kubernetes.io/serviceaccount/namespace", "default"},
 		{"touch /etc/cfg/x 2>/dev/null || echo read-only", "read-only\n"},
 	} {
-		if out, err := exec("sh", "-c", tt.cmd); err != nil || !strings.HasSuffix(out, tt.want) {
+		if out, err := inPod("sh", "-c", tt.cmd); err != nil || !strings.HasSuffix(out, tt.want) {
 			t.Errorf("%s: %q %v, want %q", tt.cmd, out, err, tt.want)
 		}
 	}
-	token, err := exec("cat", "/var/run/secrets/kubernetes.io/serviceaccount/token")
+	token, err := inPod("cat", "/var/run/secrets/kubernetes.io/serviceaccount/token")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,7 +452,7 @@ func testVolumes(t *testing.T, bin, kc, hostDir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	whoami := osexec.Command(filepath.Join(bin, "kubectl"), "--kubeconfig", os.DevNull, "--server", server, "--insecure-skip-tls-verify", "--token", token,
+	whoami := exec.Command(filepath.Join(bin, "kubectl"), "--kubeconfig", os.DevNull, "--server", server, "--insecure-skip-tls-verify", "--token", token,
 		"auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
 	if out, err := whoami.CombinedOutput(); err != nil || string(out) != "system:serviceaccount:default:default" {
 		t.Errorf("projected token: %q %v", out, err)
@@ -468,7 +467,7 @@ func testVolumes(t *testing.T, bin, kc, hostDir string) {
 		}
 	}
 	eventually(t, 150*time.Second, "ConfigMap update reaches the running container", func() error {
-		if out, _ := exec("cat", "/etc/cfg/greeting"); out != "updated" {
+		if out, _ := inPod("cat", "/etc/cfg/greeting"); out != "updated" {
 			return &unexpected{out}
 		}
 		return nil
