@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,12 +55,14 @@ type Options struct {
 	TLSCertFile, TLSKeyFile, ClientCAFile string
 	AnonymousAuth                         bool
 	AuthorizationMode                     string
+	HealthzBindAddress                    string
+	HealthzPort                           int
 }
 
 // NewOptions returns the defaults: a simulated node of 4 cpu, 32Gi, 110 pods.
 func NewOptions() *Options {
 	return &Options{Runtime: "simulated", SimulateNodes: 1, Capacity: "cpu=4,memory=32Gi,pods=110,ephemeral-storage=100Gi", Workers: 10, NodeIP: "10.0.0.1", RootDir: "/var/lib/kubeparts-nodeagent",
-		Address: "0.0.0.0", Port: 10250, AuthorizationMode: "Webhook"}
+		Address: "0.0.0.0", Port: 10250, AuthorizationMode: "Webhook", HealthzBindAddress: "127.0.0.1", HealthzPort: 10248}
 }
 
 // AddFlags registers the flags.
@@ -85,6 +88,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.TLSKeyFile, "tls-private-key-file", o.TLSKeyFile, "key of --tls-cert-file")
 	fs.StringVar(&o.ClientCAFile, "client-ca-file", o.ClientCAFile, "CA bundle verifying client certificates (kube-apiserver's kubelet client certificate)")
 	fs.BoolVar(&o.AnonymousAuth, "anonymous-auth", o.AnonymousAuth, "let unauthenticated requests through as system:anonymous (still authorized); off by default, as kubeadm configures the kubelet")
+	fs.StringVar(&o.HealthzBindAddress, "healthz-bind-address", o.HealthzBindAddress, "address of the unauthenticated /healthz endpoint")
+	fs.IntVar(&o.HealthzPort, "healthz-port", o.HealthzPort, "port of the unauthenticated /healthz endpoint (the kubelet's 10248; --runtime=remote); 0 disables it")
 	fs.StringVar(&o.AuthorizationMode, "authorization-mode", o.AuthorizationMode, "Webhook (SubjectAccessReview on nodes/<subresource>) or AlwaysAllow")
 }
 
@@ -164,6 +169,9 @@ func (o *Options) Validate() []error {
 	}
 	if o.Port < 0 || o.Port > 65535 {
 		errs = append(errs, fmt.Errorf("--port %d: must be in [0, 65535]", o.Port))
+	}
+	if o.HealthzPort < 0 || o.HealthzPort > 65535 {
+		errs = append(errs, fmt.Errorf("--healthz-port %d: must be in [0, 65535]", o.HealthzPort))
 	}
 	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
 		errs = append(errs, fmt.Errorf("--tls-cert-file and --tls-private-key-file go together"))
@@ -289,6 +297,19 @@ func (o *Options) Run(ctx context.Context) error {
 				klog.FromContext(ctx).Error(err, "Kubelet API server stopped")
 			}
 		}()
+	}
+	if o.Runtime == "remote" && o.HealthzPort > 0 {
+		// Like the kubelet's healthz port: plain HTTP on loopback, for
+		// supervisors and liveness checks that hold no credentials.
+		ln, err := net.Listen("tcp", net.JoinHostPort(o.HealthzBindAddress, fmt.Sprint(o.HealthzPort)))
+		if err != nil {
+			return fmt.Errorf("--healthz-port: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { <-ctx.Done(); _ = hs.Close() }()
+		go func() { _ = hs.Serve(ln) }()
 	}
 	for _, k := range keepers {
 		wg.Add(1)

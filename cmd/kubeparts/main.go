@@ -72,7 +72,9 @@ func up(args []string) error {
 	fs.IntVar(&o.PortBase, "port-base", localcluster.DefaultPortBase, fmt.Sprintf("first of %d consecutive ports the cluster listens on (kube-apiserver takes this one)", localcluster.PortCount))
 	fs.StringSliceVar(&o.Stock, "stock", nil, "roles to run with the stock binary: controller-manager, scheduler, apiserver, nodeagent")
 	fs.BoolVar(&o.Fresh, "fresh", false, "wipe the data dir first")
-	fs.BoolVar(&o.ExperimentalNodeAgent, "experimental-nodeagent", false, "run kubeparts-nodeagent on containerd instead of the stock kubelet (no logs, exec or metrics on the node yet)")
+	// kubeparts-nodeagent is the default now; the old opt-in is accepted so scripts keep working.
+	fs.Bool("experimental-nodeagent", false, "no effect: kubeparts-nodeagent runs the node by default (--stock=nodeagent runs the kubelet)")
+	_ = fs.MarkDeprecated("experimental-nodeagent", "kubeparts-nodeagent is the default; use --stock=nodeagent for the kubelet")
 	fs.StringVar(&o.NodeName, "node-name", "", "name of the node (default: the host name)")
 	fs.DurationVar(&o.ReadyTimeout, "ready-timeout", 3*time.Minute, "how long to wait for the node to become Ready")
 	if err := fs.Parse(args); err != nil {

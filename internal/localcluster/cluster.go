@@ -227,7 +227,7 @@ func (c *Cluster) startAll(ctx context.Context) error {
 	// counts. Heartbeats have second granularity.
 	kubeletStarted := time.Now().Truncate(time.Second)
 	switch {
-	case p.runsNode() && p.ExperimentalNodeAgent:
+	case p.runsNode() && p.runKubeparts[RoleNodeAgent]:
 		if kubelet, err = c.run("kubeparts-nodeagent", p.binaries["kubeparts-nodeagent"], p.nodeAgentArgs(certs), 30*time.Second); err != nil {
 			return err
 		}
@@ -305,8 +305,8 @@ func (c *Cluster) waitFor(ctx context.Context, proc *process, timeout time.Durat
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	what := proc.name
-	if proc.name == "kubelet" {
-		what = "node " + c.plan.NodeName
+	if proc.name == "kubelet" || proc.name == "kubeparts-nodeagent" {
+		what = fmt.Sprintf("node %s (%s)", c.plan.NodeName, proc.name)
 	}
 	last := ""
 	for {
@@ -418,6 +418,10 @@ func (c *Cluster) Stop() {
 	}
 	c.lock.release()
 	c.lock = nil
+	// Nothing of the cluster is left to adopt: a process embedding the
+	// cluster (a test) must not keep collecting orphans it never reaps.
+	reapAdopted(nil)
+	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 	if len(c.procs) > 0 {
 		c.say("stopped")
 	}

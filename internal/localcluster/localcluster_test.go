@@ -22,7 +22,7 @@ func fakeBinDir(t *testing.T, names ...string) string {
 	return dir
 }
 
-var allStock = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "pause", "kubeparts-controller-manager", "kubeparts-scheduler", "kubeparts-apiserver"}
+var allStock = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "pause", "kubeparts-controller-manager", "kubeparts-scheduler", "kubeparts-apiserver", "kubeparts-nodeagent"}
 
 func TestNewPlanRejectsBadInput(t *testing.T) {
 	bins := fakeBinDir(t, allStock...)
@@ -53,9 +53,9 @@ func TestMissingBinariesAreAllNamed(t *testing.T) {
 	o := Options{DataDir: t.TempDir(), BinDir: fakeBinDir(t, "etcd", "kube-apiserver"), PortBase: DefaultPortBase, NodeName: "n", Out: io.Discard}
 	_, err := newPlan(o)
 	if err == nil {
-		t.Fatal("plan accepted a bin dir without the controller manager, scheduler, kubelet and pause")
+		t.Fatal("plan accepted a bin dir without the controller manager, scheduler, node agent and pause")
 	}
-	for _, b := range []string{"kube-controller-manager", "kubeparts-scheduler", "kubelet", "pause"} {
+	for _, b := range []string{"kube-controller-manager", "kubeparts-scheduler", "kubeparts-nodeagent", "pause"} {
 		if !strings.Contains(err.Error(), b) {
 			t.Errorf("error %q does not name %s", err, b)
 		}

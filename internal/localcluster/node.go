@@ -195,6 +195,7 @@ func (p *plan) nodeAgentArgs(c *certs) []string {
 		// The kubelet API with the kubelet's certificate and client CA, so
 		// kube-apiserver reaches logs, exec and metrics as with the kubelet.
 		fmt.Sprintf("--port=%d", p.ports.Kubelet),
+		fmt.Sprintf("--healthz-port=%d", p.ports.KubeletHealthz),
 		"--tls-cert-file=" + c.kubeletServing.CertFile,
 		"--tls-private-key-file=" + c.kubeletServing.KeyFile,
 		"--client-ca-file=" + c.ca.CertFile,

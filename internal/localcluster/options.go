@@ -43,7 +43,7 @@ var pieces = map[string]piece{
 	// hack/upstream (its module pins other Kubernetes libraries): with --stock=apiserver
 	// metrics.k8s.io is simply not served.
 	RoleAPIServer: {binary: "kubeparts-apiserver", implemented: true},
-	RoleNodeAgent: {binary: "kubeparts-nodeagent", stock: "kubelet"},
+	RoleNodeAgent: {binary: "kubeparts-nodeagent", stock: "kubelet", implemented: true},
 }
 
 // Options configure a local cluster.
@@ -58,10 +58,6 @@ type Options struct {
 	Stock []string
 	// Fresh wipes the data dir before starting.
 	Fresh bool
-	// ExperimentalNodeAgent runs kubeparts-nodeagent (--runtime=remote on this
-	// containerd) instead of the stock kubelet. It has no kubelet server yet,
-	// so kubectl logs/exec and metrics do not work on its node.
-	ExperimentalNodeAgent bool
 	// NodeName names the node; the machine's host name when empty.
 	NodeName string
 	// ReadyTimeout bounds the wait for /readyz and Ready nodes.
@@ -216,10 +212,6 @@ func newPlan(o Options) (*plan, error) {
 	if p.runsNode() {
 		need = append(need, "pause")
 	}
-	if o.ExperimentalNodeAgent {
-		p.notes = append(p.notes, "nodeagent: experimental kubeparts-nodeagent on containerd instead of the kubelet (no logs, exec or metrics on the node)")
-		need = append(need, "kubeparts-nodeagent")
-	}
 	var missing []string
 	for _, name := range need {
 		path := filepath.Join(o.BinDir, name)
@@ -244,7 +236,7 @@ func newPlan(o Options) (*plan, error) {
 			return nil, fmt.Errorf("CNI plugins not found in %s (run `make deps` as root: containernetworking-plugins)", cniBinDir)
 		}
 		if os.Geteuid() != 0 {
-			return nil, fmt.Errorf("the node (containerd and kubelet) needs root")
+			return nil, fmt.Errorf("the node (containerd and its node agent) needs root")
 		}
 	}
 	return p, nil

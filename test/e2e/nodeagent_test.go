@@ -117,15 +117,15 @@ items:
     containers: [{name: c, image: registry.k8s.io/pause:3.10, imagePullPolicy: Never, command: ["/pause"], args: ["-v"]}]
 `
 
-// TestUpExperimentalNodeAgent: `kubeparts up --experimental-nodeagent` runs
-// kubeparts-nodeagent instead of the kubelet; the node registers Ready under
+// TestUpNodeAgent: `kubeparts up` runs kubeparts-nodeagent (the default)
+// instead of the kubelet; the node registers Ready under
 // NodeRestriction, a pod runs on containerd with a CNI address and the stock
 // status fields, deletion removes it, and Ctrl-C leaves nothing behind.
-func TestUpExperimentalNodeAgent(t *testing.T) {
+func TestUpNodeAgent(t *testing.T) {
 	needRoot(t)
 	bin := binDir(t)
 	dataDir := tempDataDir(t)
-	up := startUp(t, bin, "--data-dir", dataDir, "--port-base", "21443", "--experimental-nodeagent")
+	up := startUp(t, bin, "--data-dir", dataDir, "--port-base", "21443")
 	kc := up.waitReady(t, 4*time.Minute)
 	if !strings.Contains(up.output(), "kubeparts-nodeagent") {
 		t.Fatalf("up did not start kubeparts-nodeagent:\n%s", up.output())

@@ -21,7 +21,7 @@ func TestNodeAgentResync(t *testing.T) {
 	dataDir := tempDataDir(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	c, err := localcluster.Start(ctx, localcluster.Options{DataDir: dataDir, BinDir: bin, PortBase: 22443, ExperimentalNodeAgent: true, Out: testWriter{t}})
+	c, err := localcluster.Start(ctx, localcluster.Options{DataDir: dataDir, BinDir: bin, PortBase: 22443, Out: testWriter{t}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,9 +45,9 @@ func BenchmarkPodStartup(b *testing.B) {
 	sizes := []int{1, 10, 30}
 	type agent struct {
 		name, process string
-		nodeAgent     bool
+		stock         []string
 	}
-	agents := []agent{{"stock", "kubelet", false}, {"kubeparts", "kubeparts-nodeagent", true}}
+	agents := []agent{{"stock", "kubelet", []string{localcluster.RoleNodeAgent}}, {"kubeparts", "kubeparts-nodeagent", nil}}
 	lat := map[string]map[int][]time.Duration{}
 	rss := map[string]map[string][]float64{}
 	for r := range rounds {
@@ -60,7 +60,7 @@ func BenchmarkPodStartup(b *testing.B) {
 				lat[a.name], rss[a.name] = map[int][]time.Duration{}, map[string][]float64{}
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-			c, err := localcluster.Start(ctx, localcluster.Options{DataDir: b.TempDir(), BinDir: bin, PortBase: 23443, ExperimentalNodeAgent: a.nodeAgent, Out: discard{}})
+			c, err := localcluster.Start(ctx, localcluster.Options{DataDir: b.TempDir(), BinDir: bin, PortBase: 23443, Stock: a.stock, Out: discard{}})
 			if err != nil {
 				cancel()
 				b.Fatal(err)
