@@ -45,6 +45,8 @@ type Options struct {
 	Workers            int
 	// Remote runtime (containerd).
 	RuntimeEndpoint, CgroupParent, PodLogDir string
+	// EvictionHard are the thresholds of the pressure conditions.
+	EvictionHard string
 	// PodManifestPath holds static pod manifests.
 	PodManifestPath string
 	// RootDir keeps per-pod files (volumes, termination messages) under pods/.
@@ -61,7 +63,7 @@ type Options struct {
 
 // NewOptions returns the defaults: a simulated node of 4 cpu, 32Gi, 110 pods.
 func NewOptions() *Options {
-	return &Options{Runtime: "simulated", SimulateNodes: 1, Capacity: "cpu=4,memory=32Gi,pods=110,ephemeral-storage=100Gi", Workers: 10, NodeIP: "10.0.0.1", RootDir: "/var/lib/kubeparts-nodeagent",
+	return &Options{Runtime: "simulated", SimulateNodes: 1, Capacity: "cpu=4,memory=32Gi,pods=110,ephemeral-storage=100Gi", Workers: 10, NodeIP: "10.0.0.1", RootDir: "/var/lib/kubeparts-nodeagent", EvictionHard: node.DefaultEvictionHard,
 		Address: "0.0.0.0", Port: 10250, AuthorizationMode: "Webhook", HealthzBindAddress: "127.0.0.1", HealthzPort: 10248}
 }
 
@@ -73,6 +75,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.RuntimeEndpoint, "container-runtime-endpoint", o.RuntimeEndpoint, "CRI endpoint for --runtime=remote, e.g. unix:///run/containerd/containerd.sock")
 	fs.StringVar(&o.CgroupParent, "cgroup-parent", o.CgroupParent, "cgroup the pods' cgroups go under (--runtime=remote)")
 	fs.StringVar(&o.PodLogDir, "pod-log-dir", o.PodLogDir, "directory of the pods' container logs (--runtime=remote)")
+	fs.StringVar(&o.EvictionHard, "eviction-hard", o.EvictionHard, "thresholds under which the node reports MemoryPressure/DiskPressure (memory.available, nodefs.available; --runtime=remote); pods are not evicted yet")
 	fs.StringVar(&o.PodManifestPath, "pod-manifest-path", o.PodManifestPath, "directory of static pod manifests, run with a mirror pod each (--runtime=remote)")
 	fs.StringVar(&o.RootDir, "root-dir", o.RootDir, "directory of the agent's per-pod files (pods/<uid>/volumes, termination messages; --runtime=remote)")
 	fs.IntVar(&o.SimulateNodes, "simulate-nodes", o.SimulateNodes, "nodes this process hosts (simulated runtime only)")
@@ -176,14 +179,37 @@ func (o *Options) Validate() []error {
 	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
 		errs = append(errs, fmt.Errorf("--tls-cert-file and --tls-private-key-file go together"))
 	}
+	if _, err := node.ParseEvictionHard(o.EvictionHard); err != nil {
+		errs = append(errs, err)
+	}
 	if o.Workers < 1 {
 		errs = append(errs, fmt.Errorf("--pod-workers must be positive"))
 	}
 	return errs
 }
 
-// criReady reads a runtime's readiness through the CRI Status call.
-type criReady struct{ rt internalapi.RuntimeService }
+// criReady reads a runtime's readiness through the CRI Status call and its
+// images through ListImages.
+type criReady struct {
+	rt     internalapi.RuntimeService
+	images internalapi.ImageManagerService
+}
+
+func (r criReady) Images(ctx context.Context) ([]corev1.ContainerImage, error) {
+	list, err := r.images.ListImages(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]corev1.ContainerImage, 0, len(list))
+	for _, img := range list {
+		names := append(append([]string{}, img.RepoDigests...), img.RepoTags...)
+		if len(names) == 0 {
+			continue
+		}
+		out = append(out, corev1.ContainerImage{Names: names, SizeBytes: int64(img.GetSize())})
+	}
+	return out, nil
+}
 
 func (r criReady) Ready(ctx context.Context) (bool, bool, string) {
 	st, err := r.rt.Status(ctx, false)
@@ -237,6 +263,7 @@ func (o *Options) Run(ctx context.Context) error {
 		ip := net.IPv4(base[0], base[1], base[2]+byte(i/250), base[3]+byte(i%250)).String()
 		prefix := fmt.Sprintf("10.%d.%d", 128+i/256, i%256)
 		var rt node.Runtime
+		var pressure node.Pressure // simulated nodes have none
 		pn := pods.Node{Name: name, HostIP: ip, Allocatable: node.Allocatable(capacity, reserved),
 			Recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: name})}
 		if o.Runtime == "remote" {
@@ -246,10 +273,12 @@ func (o *Options) Run(ctx context.Context) error {
 			}
 			pn.Runtime, pn.Images, pn.CgroupParent, pn.LogDir = rs, is, o.CgroupParent, o.PodLogDir
 			pn.PodDir, pn.ManifestDir = filepath.Join(o.RootDir, "pods"), o.PodManifestPath
-			rt, prefix = criReady{rs}, ""
+			rt, prefix = criReady{rs, is}, ""
+			thresholds, _ := node.ParseEvictionHard(o.EvictionHard)
+			pressure = node.MachinePressure{Thresholds: thresholds, Dir: o.RootDir}
 		} else {
 			sim := runtime.NewSimulated(prefix)
-			pn.Runtime, pn.Images, pn.Simulated, rt = sim, sim.Images, true, criReady{sim}
+			pn.Runtime, pn.Images, pn.Simulated, rt = sim, sim.Images, true, criReady{sim, sim.Images}
 			prefix += ".0/24"
 		}
 		ver, err := pn.Runtime.Version(ctx, "v1")
@@ -262,7 +291,7 @@ func (o *Options) Run(ctx context.Context) error {
 			Addresses:    []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}, {Type: corev1.NodeHostName, Address: name}},
 			KubeletPort:  int32(o.Port),
 			AgentVersion: version.Get().GitVersion, RuntimeVersion: ver.GetRuntimeName() + "://" + ver.GetRuntimeVersion(),
-			PodCIDR: prefix,
+			PodCIDR: prefix, Pressure: pressure,
 		}, rt))
 		podNodes = append(podNodes, pn)
 	}

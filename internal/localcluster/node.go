@@ -192,6 +192,8 @@ func (p *plan) nodeAgentArgs(c *certs) []string {
 		"--pod-log-dir=" + filepath.Join(p.layout.Node, "pods"),
 		"--root-dir=" + filepath.Join(p.layout.Node, "nodeagent"),
 		"--pod-manifest-path=" + filepath.Join(p.layout.Node, "manifests"),
+		// As the kubelet's configuration here: a small development disk is no pressure.
+		"--eviction-hard=memory.available<100Mi,nodefs.available<1%",
 		// The kubelet API with the kubelet's certificate and client CA, so
 		// kube-apiserver reaches logs, exec and metrics as with the kubelet.
 		fmt.Sprintf("--port=%d", p.ports.Kubelet),

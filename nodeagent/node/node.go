@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"sort"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -43,13 +44,26 @@ type Config struct {
 	// AgentVersion goes to nodeInfo.kubeletVersion; RuntimeVersion is the CRI runtime's "name://version".
 	AgentVersion, RuntimeVersion string
 	PodCIDR                      string
+	// Pressure says when the node is short of memory, disk or PIDs.
+	Pressure Pressure
 }
 
 // Runtime is what the node needs to know of its container runtime.
 type Runtime interface {
 	// Ready reports whether the runtime and its network are ready, with a reason when not.
 	Ready(ctx context.Context) (runtimeReady, networkReady bool, msg string)
+	// Images lists the images the runtime holds, for status.images.
+	Images(ctx context.Context) ([]corev1.ContainerImage, error)
 }
+
+// Pressure reports the node's resource pressure (the eviction signals);
+// nil reports none, as for simulated nodes.
+type Pressure interface {
+	Pressure() (memory, disk, pid bool)
+}
+
+// maxImages is how many images status.images lists, the largest first (the kubelet's limit).
+const maxImages = 50
 
 // Keeper registers and heartbeats one node.
 type Keeper struct {
@@ -58,15 +72,21 @@ type Keeper struct {
 	runtime Runtime
 	now     func() time.Time
 
-	lastPosted   time.Time
-	lastStatus   corev1.NodeStatus
-	readySince   metav1.Time
-	currentReady corev1.ConditionStatus
+	lastPosted time.Time
+	lastStatus corev1.NodeStatus
+	// conditions remembers each condition's status and since when, for
+	// lastTransitionTime.
+	conditions map[corev1.NodeConditionType]conditionState
+}
+
+type conditionState struct {
+	status corev1.ConditionStatus
+	since  metav1.Time
 }
 
 // NewKeeper returns a keeper for cfg.
 func NewKeeper(client kubernetes.Interface, cfg Config, rt Runtime) *Keeper {
-	return &Keeper{client: client, cfg: cfg, runtime: rt, now: time.Now}
+	return &Keeper{client: client, cfg: cfg, runtime: rt, now: time.Now, conditions: map[corev1.NodeConditionType]conditionState{}}
 }
 
 // Run registers the node, then renews the Lease and syncs the status until
@@ -129,31 +149,44 @@ func (k *Keeper) register(ctx context.Context) error {
 	return err
 }
 
-// status computes the node's status now.
+// status computes the node's status now, with the kubelet's condition
+// reasons and messages.
 func (k *Keeper) status(ctx context.Context) corev1.NodeStatus {
 	runtimeReady, networkReady, msg := k.runtime.Ready(ctx)
 	now := metav1.NewTime(k.now())
-	ready := corev1.ConditionTrue
-	reason, message := "KubeletReady", "kubeparts-nodeagent is posting ready status"
+	cond := func(t corev1.NodeConditionType, status corev1.ConditionStatus, reason, msg string) corev1.NodeCondition {
+		c := corev1.NodeCondition{Type: t, Status: status, Reason: reason, Message: msg, LastHeartbeatTime: now, LastTransitionTime: now}
+		if prev, seen := k.conditions[t]; seen && prev.status == status {
+			c.LastTransitionTime = prev.since
+		} else {
+			k.conditions[t] = conditionState{status, now}
+		}
+		return c
+	}
+	// pressure is a pressure condition: True (with the bad reason) under pressure.
+	pressure := func(t corev1.NodeConditionType, under bool, okReason, okMsg, badReason, badMsg string) corev1.NodeCondition {
+		if under {
+			return cond(t, corev1.ConditionTrue, badReason, badMsg)
+		}
+		return cond(t, corev1.ConditionFalse, okReason, okMsg)
+	}
+	ready := cond(corev1.NodeReady, corev1.ConditionTrue, "KubeletReady", "kubeparts-nodeagent is posting ready status")
 	if !runtimeReady || !networkReady {
-		ready, reason, message = corev1.ConditionFalse, "KubeletNotReady", "container runtime not ready: "+msg
+		ready = cond(corev1.NodeReady, corev1.ConditionFalse, "KubeletNotReady", "container runtime not ready: "+msg)
 	}
-	if ready != k.currentReady {
-		k.currentReady, k.readySince = ready, now
+	var memory, disk, pid bool
+	if k.cfg.Pressure != nil {
+		memory, disk, pid = k.cfg.Pressure.Pressure()
 	}
-	cond := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason, msg string, since metav1.Time) corev1.NodeCondition {
-		return corev1.NodeCondition{Type: t, Status: s, Reason: reason, Message: msg, LastHeartbeatTime: now, LastTransitionTime: since}
-	}
-	started := k.readySince
-	return corev1.NodeStatus{
+	st := corev1.NodeStatus{
 		Capacity:    k.cfg.Capacity,
 		Allocatable: k.allocatable(),
 		Addresses:   k.cfg.Addresses,
 		Conditions: []corev1.NodeCondition{
-			cond(corev1.NodeMemoryPressure, corev1.ConditionFalse, "KubeletHasSufficientMemory", "kubelet has sufficient memory available", started),
-			cond(corev1.NodeDiskPressure, corev1.ConditionFalse, "KubeletHasNoDiskPressure", "kubelet has no disk pressure", started),
-			cond(corev1.NodePIDPressure, corev1.ConditionFalse, "KubeletHasSufficientPID", "kubelet has sufficient PID available", started),
-			cond(corev1.NodeReady, ready, reason, message, k.readySince),
+			pressure(corev1.NodeMemoryPressure, memory, "KubeletHasSufficientMemory", "kubelet has sufficient memory available", "KubeletHasInsufficientMemory", "kubelet has insufficient memory available"),
+			pressure(corev1.NodeDiskPressure, disk, "KubeletHasNoDiskPressure", "kubelet has no disk pressure", "KubeletHasDiskPressure", "kubelet has disk pressure"),
+			pressure(corev1.NodePIDPressure, pid, "KubeletHasSufficientPID", "kubelet has sufficient PID available", "KubeletHasInsufficientPID", "kubelet has insufficient PID available"),
+			ready,
 		},
 		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: k.cfg.KubeletPort}},
 		NodeInfo: corev1.NodeSystemInfo{
@@ -161,6 +194,13 @@ func (k *Keeper) status(ctx context.Context) corev1.NodeStatus {
 			KubeletVersion: k.cfg.AgentVersion, ContainerRuntimeVersion: k.cfg.RuntimeVersion,
 		},
 	}
+	if images, err := k.runtime.Images(ctx); err == nil {
+		sort.SliceStable(images, func(i, j int) bool { return images[i].SizeBytes > images[j].SizeBytes })
+		st.Images = images[:min(len(images), maxImages)]
+	} else {
+		st.Images = k.lastStatus.Images
+	}
+	return st
 }
 
 // syncStatus posts the status when anything but heartbeat times changed, or
@@ -174,7 +214,6 @@ func (k *Keeper) syncStatus(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st.Images = n.Status.Images
 	n.Status = st
 	if _, err := k.client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
 		return err

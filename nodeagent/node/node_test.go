@@ -1,0 +1,91 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+type fakeRuntime struct {
+	ready  bool
+	images []corev1.ContainerImage
+}
+
+func (f *fakeRuntime) Ready(context.Context) (bool, bool, string) { return f.ready, true, "down" }
+func (f *fakeRuntime) Images(context.Context) ([]corev1.ContainerImage, error) {
+	return append([]corev1.ContainerImage(nil), f.images...), nil
+}
+
+type fakePressure struct{ memory, disk bool }
+
+func (f *fakePressure) Pressure() (bool, bool, bool) { return f.memory, f.disk, false }
+
+// The conditions carry the kubelet's reasons, a pressure condition is True
+// under pressure, and a transition time moves only when its status does.
+func TestStatusConditions(t *testing.T) {
+	rt, pr := &fakeRuntime{ready: true}, &fakePressure{}
+	clock := time.Unix(1000, 0)
+	k := NewKeeper(nil, Config{Name: "n", Pressure: pr}, rt)
+	k.now = func() time.Time { return clock }
+	get := func(st corev1.NodeStatus, typ corev1.NodeConditionType) corev1.NodeCondition {
+		for _, c := range st.Conditions {
+			if c.Type == typ {
+				return c
+			}
+		}
+		t.Fatalf("no %s condition", typ)
+		return corev1.NodeCondition{}
+	}
+	st := k.status(context.Background())
+	if c := get(st, corev1.NodeMemoryPressure); c.Status != corev1.ConditionFalse || c.Reason != "KubeletHasSufficientMemory" {
+		t.Errorf("memory: %+v", c)
+	}
+	if c := get(st, corev1.NodeReady); c.Status != corev1.ConditionTrue || c.Reason != "KubeletReady" {
+		t.Errorf("ready: %+v", c)
+	}
+	clock = clock.Add(time.Minute)
+	pr.memory, pr.disk, rt.ready = true, true, false
+	st = k.status(context.Background())
+	for typ, reason := range map[corev1.NodeConditionType]string{corev1.NodeMemoryPressure: "KubeletHasInsufficientMemory", corev1.NodeDiskPressure: "KubeletHasDiskPressure"} {
+		if c := get(st, typ); c.Status != corev1.ConditionTrue || c.Reason != reason || !c.LastTransitionTime.Time.Equal(clock) {
+			t.Errorf("%s under pressure: %+v", typ, c)
+		}
+	}
+	if c := get(st, corev1.NodeReady); c.Status != corev1.ConditionFalse || c.Reason != "KubeletNotReady" || c.Message != "container runtime not ready: down" {
+		t.Errorf("not ready: %+v", c)
+	}
+	if c := get(st, corev1.NodePIDPressure); !c.LastTransitionTime.Time.Equal(time.Unix(1000, 0)) {
+		t.Errorf("PIDPressure did not change but its transition time moved: %+v", c)
+	}
+}
+
+// status.images lists the largest images first, at most 50, as the kubelet.
+func TestStatusImages(t *testing.T) {
+	rt := &fakeRuntime{ready: true}
+	for i := range 60 {
+		rt.images = append(rt.images, corev1.ContainerImage{Names: []string{fmt.Sprintf("img-%d", i)}, SizeBytes: int64(i)})
+	}
+	st := NewKeeper(nil, Config{Name: "n"}, rt).status(context.Background())
+	if len(st.Images) != maxImages || st.Images[0].Names[0] != "img-59" || st.Images[49].Names[0] != "img-10" {
+		t.Errorf("images: %d, first %v, last %v", len(st.Images), st.Images[0].Names, st.Images[len(st.Images)-1].Names)
+	}
+}
+
+func TestParseEvictionHard(t *testing.T) {
+	got, err := ParseEvictionHard(DefaultEvictionHard)
+	if err != nil || got.MemoryAvailable != 100<<20 || got.NodefsAvailable != 0.1 {
+		t.Errorf("defaults: %+v %v", got, err)
+	}
+	got, err = ParseEvictionHard("nodefs.available<2Gi,imagefs.available<15%")
+	if err != nil || got.NodefsAvailableBytes != 2<<30 {
+		t.Errorf("quantity: %+v %v", got, err)
+	}
+	for _, bad := range []string{"memory.available<10%", "nodefs.available<150%", "memory.available=1Gi", "cpu.available<1", "memory.available<lots"} {
+		if _, err := ParseEvictionHard(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
