@@ -52,28 +52,30 @@ func Value(pod *corev1.Pod, fieldPath string) (string, error) {
 	case "status.hostIP":
 		return pod.Status.HostIP, nil
 	case "status.hostIPs":
-		ips := make([]string, 0, len(pod.Status.HostIPs))
+		ips := make([]corev1.PodIP, 0, len(pod.Status.HostIPs))
 		for _, ip := range pod.Status.HostIPs {
-			ips = append(ips, ip.IP)
+			ips = append(ips, corev1.PodIP(ip))
 		}
 		return joinIPs(ips, pod.Status.HostIP), nil
 	case "status.podIP":
 		return pod.Status.PodIP, nil
 	case "status.podIPs":
-		ips := make([]string, 0, len(pod.Status.PodIPs))
-		for _, ip := range pod.Status.PodIPs {
-			ips = append(ips, ip.IP)
-		}
-		return joinIPs(ips, pod.Status.PodIP), nil
+		return joinIPs(pod.Status.PodIPs, pod.Status.PodIP), nil
 	}
 	return "", fmt.Errorf("unsupported fieldPath: %s", fieldPath)
 }
 
 // joinIPs is the comma-separated list, or the single IP when the status only
 // has the singular field filled (older writers set just that one).
-func joinIPs(ips []string, single string) string {
-	if len(ips) == 0 {
+// joinIPs is a list of IPs (PodIP or HostIP) comma-separated, or the single
+// IP when the list is empty.
+func joinIPs(list []corev1.PodIP, single string) string {
+	if len(list) == 0 {
 		return single
+	}
+	ips := make([]string, 0, len(list))
+	for _, ip := range list {
+		ips = append(ips, ip.IP)
 	}
 	return strings.Join(ips, ",")
 }

@@ -262,7 +262,7 @@ func (m *Manager) sync(ctx context.Context, key string) error {
 	if isMirror(pod) {
 		// A mirror pod without its static pod (the file is gone, or another
 		// agent's): removed, as the kubelet removes orphaned mirror pods.
-		return m.deleteMirror(ctx, pod)
+		return m.deletePodNow(ctx, pod)
 	}
 	m.keys.Store(pod.UID, key)
 	if pod.DeletionTimestamp != nil {
@@ -506,7 +506,16 @@ func containersOf(ctx context.Context, rt internalapi.RuntimeService, sandboxID 
 // them, the sandbox and the pod's files, then deletes the pod object
 // (grace period 0, UID precondition: never someone else's pod of the same name).
 func (m *Manager) terminate(ctx context.Context, node Node, pod *corev1.Pod) error {
-	if err := m.stopContainers(ctx, node, pod, pod.Status.PodIP); err != nil {
+	if err := m.killPod(ctx, node, pod, pod.Status.PodIP); err != nil {
+		return err
+	}
+	return m.deletePodNow(ctx, pod)
+}
+
+// killPod stops the pod's containers gracefully, removes them and the
+// sandbox, forgets the pod and removes its files (volumes unmounted first).
+func (m *Manager) killPod(ctx context.Context, node Node, pod *corev1.Pod, podIP string) error {
+	if err := m.stopContainers(ctx, node, pod, podIP); err != nil {
 		return err
 	}
 	if err := removeSandboxes(ctx, node.Runtime, map[string]string{labelUID: string(pod.UID)}); err != nil {
@@ -516,9 +525,13 @@ func (m *Manager) terminate(ctx context.Context, node Node, pod *corev1.Pod) err
 	if p := m.probes[node.Name]; p != nil {
 		p.RemovePod(pod.UID)
 	}
-	if err := m.removePodFiles(node, pod.UID); err != nil {
-		return err
-	}
+	return m.removePodFiles(node, pod.UID)
+}
+
+// deletePodNow deletes the pod object with grace period 0 (nothing runs
+// for it any more) and its UID as precondition, never someone else's pod of
+// the same name; gone or replaced already is fine.
+func (m *Manager) deletePodNow(ctx context.Context, pod *corev1.Pod) error {
 	err := m.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
 		GracePeriodSeconds: new(int64), Preconditions: metav1.NewUIDPreconditions(string(pod.UID)),
 	})

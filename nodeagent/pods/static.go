@@ -258,7 +258,7 @@ func (m *Manager) syncStatic(ctx context.Context, key string, node Node, static 
 	case mirror.Annotations[annotationMirror] != static.Annotations[annotationHash] || mirror.DeletionTimestamp != nil:
 		// Stale or being deleted: finish it; the informer's delete event
 		// brings the pod back here to create the new one.
-		return m.deleteMirror(ctx, mirror)
+		return m.deletePodNow(ctx, mirror)
 	}
 	if mirror == nil {
 		if err := m.createMirror(ctx, node, static); err != nil {
@@ -300,34 +300,14 @@ func (m *Manager) createMirror(ctx context.Context, node Node, static *corev1.Po
 	return err
 }
 
-// deleteMirror deletes a mirror pod at once (nothing runs for it).
-func (m *Manager) deleteMirror(ctx context.Context, mirror *corev1.Pod) error {
-	err := m.client.CoreV1().Pods(mirror.Namespace).Delete(ctx, mirror.Name, metav1.DeleteOptions{
-		GracePeriodSeconds: new(int64), Preconditions: metav1.NewUIDPreconditions(string(mirror.UID))})
-	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-		return nil
-	}
-	return err
-}
-
 // removeStatic stops a static pod whose manifest went away or changed and
 // deletes its mirror; a changed manifest's new pod is then started.
 func (m *Manager) removeStatic(ctx context.Context, key string, node Node, old *corev1.Pod) error {
-	if err := m.stopContainers(ctx, node, old, ""); err != nil {
-		return err
-	}
-	if err := removeSandboxes(ctx, node.Runtime, map[string]string{labelUID: string(old.UID)}); err != nil {
-		return err
-	}
-	m.forget(old.UID)
-	if p := m.probes[node.Name]; p != nil {
-		p.RemovePod(old.UID)
-	}
-	if err := m.removePodFiles(node, old.UID); err != nil {
+	if err := m.killPod(ctx, node, old, ""); err != nil {
 		return err
 	}
 	if mirror, err := m.pods.Pods(old.Namespace).Get(old.Name); err == nil {
-		if err := m.deleteMirror(ctx, mirror); err != nil {
+		if err := m.deletePodNow(ctx, mirror); err != nil {
 			return err
 		}
 	}

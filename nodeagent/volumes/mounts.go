@@ -4,11 +4,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/kubeparts/kubeparts/nodeagent/fieldpath"
 )
 
 // Mounts is the CRI mounts of container c's volumeMounts, over the volumes
@@ -30,7 +31,7 @@ func Mounts(pod *corev1.Pod, c *corev1.Container, vols map[string]Volume, env ma
 		subPath := vm.SubPath
 		if vm.SubPathExpr != "" {
 			var missing []string
-			subPath, missing = expandSubPath(vm.SubPathExpr, env)
+			subPath, missing = fieldpath.ExpandStrict(vm.SubPathExpr, env)
 			if len(missing) > 0 {
 				return fail("subPathExpr %q: missing value for %s", vm.SubPathExpr, strings.Join(missing, ", "))
 			}
@@ -115,47 +116,6 @@ func subPathDir(volPath, subPath string) (string, error) {
 
 func within(base, p string) bool {
 	return p == base || strings.HasPrefix(p, strings.TrimSuffix(base, "/")+"/")
-}
-
-// expandSubPath replaces $(VAR) with the container's env var VAR and $$
-// with $, listing variables that are unset or empty: the kubelet refuses a
-// subPathExpr that expands with a hole in it.
-func expandSubPath(s string, env map[string]string) (string, []string) {
-	var b strings.Builder
-	missing := map[string]bool{}
-	for i := 0; i < len(s); i++ {
-		if s[i] != '$' || i+1 >= len(s) {
-			b.WriteByte(s[i])
-			continue
-		}
-		switch s[i+1] {
-		case '$':
-			b.WriteByte('$')
-			i++
-		case '(':
-			end := strings.IndexByte(s[i:], ')')
-			if end < 0 {
-				b.WriteString(s[i:])
-				i = len(s)
-				continue
-			}
-			name := s[i+2 : i+end]
-			if v := env[name]; v != "" {
-				b.WriteString(v)
-			} else {
-				missing[name] = true
-			}
-			i += end
-		default:
-			b.WriteByte('$')
-		}
-	}
-	names := make([]string, 0, len(missing))
-	for n := range missing {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return b.String(), names
 }
 
 func propagation(mode *corev1.MountPropagationMode) (runtimeapi.MountPropagation, error) {

@@ -185,24 +185,3 @@ func TestHostPath(t *testing.T) {
 		})
 	}
 }
-
-func TestExpandSubPath(t *testing.T) {
-	env := map[string]string{"A": "x", "B": "y", "E": ""}
-	for in, want := range map[string]struct {
-		out     string
-		missing string
-	}{
-		"plain":       {"plain", ""},
-		"$(A)/$(B)":   {"x/y", ""},
-		"$$(A)":       {"$(A)", ""},
-		"$(A)$$$(B)":  {"x$y", ""},
-		"open $(A":    {"open $(A", ""},
-		"cost $5":     {"cost $5", ""},
-		"$(E)/$(Z)/a": {"//a", "E,Z"},
-	} {
-		out, missing := expandSubPath(in, env)
-		if out != want.out || strings.Join(missing, ",") != want.missing {
-			t.Errorf("expandSubPath(%q) = %q, %v; want %q, %s", in, out, missing, want.out, want.missing)
-		}
-	}
-}
