@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -194,6 +193,13 @@ func (m *Manager) Run(ctx context.Context, workers int) {
 			for m.processNext(ctx) {
 			}
 		}()
+	}
+	if len(m.volumes) > 0 { // real nodes
+		go wait.UntilWithContext(ctx, func(ctx context.Context) {
+			if err := m.updateQoSCgroups(); err != nil {
+				klog.FromContext(ctx).Error(err, "Updating QoS cgroups")
+			}
+		}, 10*time.Second)
 	}
 	if m.Resync > 0 {
 		go wait.UntilWithContext(ctx, func(context.Context) {
@@ -627,7 +633,7 @@ func sandboxConfig(node Node, pod *corev1.Pod) *runtimeapi.PodSandboxConfig {
 		config.Hostname = ""
 	}
 	if node.CgroupParent != "" {
-		config.Linux.CgroupParent = path.Join(node.CgroupParent, "pod"+string(pod.UID))
+		config.Linux.CgroupParent = podCgroupParent(node.CgroupParent, pod)
 	}
 	if node.LogDir != "" {
 		config.LogDirectory = filepath.Join(node.LogDir, fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID))
@@ -652,6 +658,8 @@ func containerConfig(node Node, pod *corev1.Pod, c corev1.Container, image strin
 	cc := &runtimeapi.ContainerConfig{
 		Metadata: &runtimeapi.ContainerMetadata{Name: c.Name}, Image: &runtimeapi.ImageSpec{Image: image},
 		Command: c.Command, Args: c.Args, WorkingDir: c.WorkingDir,
+		// An open stdin (and a TTY) for kubectl attach, as the spec asks.
+		Stdin: c.Stdin, StdinOnce: c.StdinOnce, Tty: c.TTY,
 		Labels: map[string]string{labelContainer: c.Name, labelUID: string(pod.UID), labelNamespace: pod.Namespace, labelName: pod.Name},
 		Linux: &runtimeapi.LinuxContainerConfig{Resources: linuxResources(c),
 			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions()}},

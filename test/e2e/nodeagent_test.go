@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -11,6 +13,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/remotecommand"
 
 	"github.com/kubeparts/kubeparts/internal/localcluster"
 )
@@ -108,6 +116,13 @@ items:
     - {name: info, downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}}
     - {name: shared, emptyDir: {}}
     - {name: host, hostPath: {path: HOSTDIR, type: DirectoryOrCreate}}
+# Attach: a process reading its stdin.
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: attachable, namespace: default}
+  spec:
+    containers: [{name: c, image: busybox:1.35, imagePullPolicy: Never, stdin: true,
+      command: ["sh", "-c", "while read l; do echo got:$l; done"]}]
 # Exits 0 under restartPolicy Never: the pod Succeeded.
 - apiVersion: v1
   kind: Pod
@@ -159,11 +174,26 @@ func TestUpNodeAgent(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ctr containers info: %v %s", err, info)
 	}
-	for _, want := range []string{`"POD_NAME=on-agent"`, `"quota": 20000`, `"limit": 67108864`, `"shares": 102`} {
+	for _, want := range []string{`"POD_NAME=on-agent"`, `"quota": 20000`, `"limit": 67108864`, `"shares": 102`, "/kubepods/burstable/pod"} {
 		if !strings.Contains(string(info), want) {
 			t.Errorf("container spec lacks %s", want)
 		}
 	}
+	// The QoS classes' cgroups rank BestEffort lowest, as the kubelet's QoS manager does.
+	eventually(t, 30*time.Second, "besteffort cpu.shares 2", func() error {
+		for _, root := range []string{"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"} {
+			if data, err := os.ReadFile(filepath.Join(root, l.CgroupRoot, "kubepods", "besteffort", "cpu.shares")); err == nil {
+				if strings.TrimSpace(string(data)) != "2" {
+					return &unexpected{string(data)}
+				}
+				return nil
+			}
+		}
+		if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+			return nil // cgroup v2: cpu.weight, not checked here
+		}
+		return &unexpected{"no besteffort cgroup"}
+	})
 	eventually(t, 90*time.Second, "restartPolicy Never pod Succeeded", func() error {
 		out, err := kubectl(t, bin, kc, "get", "pod", "once", "-o", "jsonpath={.status.phase} {.status.containerStatuses[0].state.terminated.reason}")
 		if err != nil || out != "Succeeded Completed" {
@@ -183,7 +213,7 @@ func TestUpNodeAgent(t *testing.T) {
 	testLifecycle(t, bin, kc)
 	testStaticPod(t, bin, kc, dataDir)
 	testVolumes(t, bin, kc, hostDir)
-	if out, err := kubectl(t, bin, kc, "delete", "pod", "on-agent", "crasher", "once", "shell", "probed", "message", "bad", "--timeout=60s"); err != nil {
+	if out, err := kubectl(t, bin, kc, "delete", "pod", "on-agent", "crasher", "once", "shell", "attachable", "probed", "message", "bad", "--timeout=60s"); err != nil {
 		t.Fatalf("delete: %v %s", err, out)
 	}
 	if code := up.stop(t, syscall.SIGINT, 90*time.Second); code != 0 {
@@ -221,6 +251,20 @@ func testKubeletAPI(t *testing.T, bin, kc string) {
 	if out, err := kubectl(t, bin, kc, "exec", "shell", "--", "sh", "-c", "exit 3"); err == nil || !strings.Contains(out, "exit code 3") {
 		t.Errorf("exec exit status: %q %v", out, err)
 	}
+	// A TTY: the container's process sees a terminal.
+	if out, err := execTTY(kc, "default", "shell", "sh", []string{"tty"}); err != nil || !strings.HasPrefix(out, "/dev/pts/") {
+		t.Errorf("exec with a TTY: %q %v", out, err)
+	}
+	// attach to a running process's stdin and stdout.
+	eventually(t, 60*time.Second, "kubectl attach", func() error {
+		cmd := exec.Command(filepath.Join(bin, "kubectl"), "--kubeconfig", kc, "attach", "-i", "attachable")
+		cmd.Stdin = strings.NewReader("hello attach\n")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "got:hello attach") {
+			return &unexpected{fmt.Sprintf("%s %v", out, err)}
+		}
+		return nil
+	})
 	// port-forward: a local port to the pod's 8080, over the API server.
 	pf := exec.Command(filepath.Join(bin, "kubectl"), "--kubeconfig", kc, "port-forward", "pod/shell", "21580:8080")
 	var pfOut strings.Builder
@@ -478,4 +522,28 @@ func testVolumes(t *testing.T, bin, kc, hostDir string) {
 	if data, err := os.ReadFile(filepath.Join(hostDir, "prestop")); err != nil || string(data) != "stopped-gracefully\n" {
 		t.Errorf("preStop through the hostPath: %q %v", data, err)
 	}
+}
+
+// execTTY runs command in a container with a TTY through kube-apiserver, as
+// `kubectl exec -t` does from a terminal (which a test does not have).
+func execTTY(kubeconfig, namespace, pod, container string, command []string) (string, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return "", err
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return "", err
+	}
+	req := client.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{Container: container, Command: command, Stdout: true, TTY: true}, scheme.ParameterCodec)
+	ex, err := remotecommand.NewSPDYExecutor(cfg, "POST", req.URL())
+	if err != nil {
+		return "", err
+	}
+	var out strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &out, Tty: true})
+	return out.String(), err
 }

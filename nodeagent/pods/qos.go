@@ -1,0 +1,149 @@
+package pods
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// The kubelet's cgroup layout per QoS class, under the node's pods cgroup:
+// Guaranteed pods directly, Burstable and BestEffort pods in a cgroup of
+// their class, whose CPU weight ranks the classes under contention
+// (BestEffort the least possible, Burstable the sum of its pods' requests).
+
+// qosClass is the pod's QoS class: the one the API server recorded, else
+// computed with the API's rules (CPU and memory of every container; all
+// limits equal to requests: Guaranteed; none at all: BestEffort).
+func qosClass(pod *corev1.Pod) corev1.PodQOSClass {
+	if pod.Status.QOSClass != "" {
+		return pod.Status.QOSClass
+	}
+	any, guaranteed := false, true
+	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range list {
+			for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+				req, hasReq := c.Resources.Requests[r]
+				lim, hasLim := c.Resources.Limits[r]
+				if (hasReq && !req.IsZero()) || (hasLim && !lim.IsZero()) {
+					any = true
+				}
+				if !hasLim || (hasReq && req.Cmp(lim) != 0) {
+					guaranteed = false
+				}
+			}
+		}
+	}
+	switch {
+	case !any:
+		return corev1.PodQOSBestEffort
+	case guaranteed:
+		return corev1.PodQOSGuaranteed
+	}
+	return corev1.PodQOSBurstable
+}
+
+// podCgroupParent is the cgroup of the pod under the node's pods cgroup.
+func podCgroupParent(parent string, pod *corev1.Pod) string {
+	switch qosClass(pod) {
+	case corev1.PodQOSBurstable:
+		return path.Join(parent, "burstable", "pod"+string(pod.UID))
+	case corev1.PodQOSBestEffort:
+		return path.Join(parent, "besteffort", "pod"+string(pod.UID))
+	}
+	return path.Join(parent, "pod"+string(pod.UID))
+}
+
+// updateQoSCgroups sets the CPU weight of the BestEffort and Burstable
+// cgroups of each real node from its running pods, as the kubelet's QoS
+// manager does periodically.
+func (m *Manager) updateQoSCgroups() error {
+	pods, err := m.pods.List(labels.Everything())
+	if err != nil {
+		return err
+	}
+	burstable := map[string]int64{}
+	for _, p := range pods {
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed || qosClass(p) != corev1.PodQOSBurstable {
+			continue
+		}
+		for _, c := range p.Spec.Containers {
+			burstable[p.Spec.NodeName] += linuxResources(c).CpuShares
+		}
+	}
+	var errs []string
+	for name, n := range m.nodes {
+		if n.CgroupParent == "" || n.Simulated {
+			continue
+		}
+		for class, shares := range map[string]int64{"besteffort": minShares, "burstable": max(burstable[name], minShares)} {
+			if err := setCPUShares(path.Join(n.CgroupParent, class), shares); err != nil {
+				errs = append(errs, err.Error())
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("QoS cgroups: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// setCPUShares creates cgroup (a path in the cgroupfs hierarchy) in the
+// cpu controller and sets its weight: cpu.shares on cgroup v1, the
+// equivalent cpu.weight on v2.
+func setCPUShares(cgroup string, shares int64) error {
+	root, v2, err := cpuControllerRoot()
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(root, cgroup)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if v2 {
+		weight := 1 + ((shares-2)*9999)/262142
+		return os.WriteFile(filepath.Join(dir, "cpu.weight"), []byte(fmt.Sprint(weight)), 0o644)
+	}
+	return os.WriteFile(filepath.Join(dir, "cpu.shares"), []byte(fmt.Sprint(shares)), 0o644)
+}
+
+// cpuControllerRoot is where the cpu controller is mounted: the cgroup v1
+// hierarchy that has it, else the unified (v2) one.
+func cpuControllerRoot() (string, bool, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", false, err
+	}
+	defer f.Close()
+	unified := ""
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		// "... mountpoint ... - fstype source superoptions"
+		fields := strings.Fields(s.Text())
+		i := slices.Index(fields, "-")
+		if i < 5 || i+3 >= len(fields) {
+			continue
+		}
+		fstype, opts := fields[i+1], fields[i+3]
+		switch fstype {
+		case "cgroup":
+			for _, o := range strings.Split(opts, ",") {
+				if o == "cpu" {
+					return fields[4], false, nil
+				}
+			}
+		case "cgroup2":
+			unified = fields[4]
+		}
+	}
+	if unified != "" {
+		return unified, true, nil
+	}
+	return "", false, fmt.Errorf("no cgroup hierarchy with the cpu controller")
+}
