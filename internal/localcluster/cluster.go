@@ -271,11 +271,22 @@ func (c *Cluster) run(name, bin string, args []string, stopTimeout time.Duration
 // arguments, as a supervisor (systemd) restarting a node daemon would: for
 // tests of what survives a restart of the node agent or containerd.
 func (c *Cluster) Restart(name string) error {
+	return c.RestartAfter(name, nil)
+}
+
+// RestartAfter is Restart with whileStopped run between the stop and the
+// start (a change the component must notice when it is back).
+func (c *Cluster) RestartAfter(name string, whileStopped func() error) error {
 	for i, p := range c.procs {
 		if p.name != name {
 			continue
 		}
 		p.stop()
+		if whileStopped != nil {
+			if err := whileStopped(); err != nil {
+				return err
+			}
+		}
 		proc, err := start(c.plan.layout.Logs, p.name, p.bin, p.args, p.stopTimeout)
 		if err != nil {
 			return err

@@ -194,6 +194,7 @@ func (m *Manager) Run(ctx context.Context, workers int) {
 			}
 		}()
 	}
+	go wait.UntilWithContext(ctx, m.housekeeping, housekeepingInterval)
 	if len(m.volumes) > 0 { // real nodes
 		go wait.UntilWithContext(ctx, func(ctx context.Context) {
 			if err := m.updateQoSCgroups(); err != nil {

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -63,6 +65,39 @@ func TestNodeAgentResync(t *testing.T) {
 		if got := state(); got != before {
 			t.Errorf("after restarting %s the running pod changed:\n  before %s\n  after  %s", component, before, got)
 		}
+	}
+	// A pod force-deleted while the agent is down leaves an orphan: its
+	// containers and its directory (with a tmpfs for its token) go when the
+	// agent is back.
+	run("orphan")
+	uid, err := kubectl(t, bin, kc, "get", "pod", "orphan", "-o", "jsonpath={.metadata.uid}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := localcluster.LayoutFor(dataDir)
+	podDir := filepath.Join(l.Node, "nodeagent", "pods", uid)
+	if _, err := os.Stat(podDir); err != nil {
+		t.Fatalf("pod directory of a running pod: %v", err)
+	}
+	if err := c.RestartAfter("kubeparts-nodeagent", func() error {
+		_, err := kubectl(t, bin, kc, "delete", "pod", "orphan", "--grace-period=0", "--force")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 90*time.Second, "orphaned containers and pod directory removed", func() error {
+		out, err := exec.Command("ctr", "--address", filepath.Join(l.RunDir, "containerd.sock"), "--namespace", "k8s.io", "containers", "list", "-q",
+			"labels.\"io.kubernetes.pod.uid\"=="+uid).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "" {
+			return &unexpected{fmt.Sprintf("containers %q %v", out, err)}
+		}
+		if _, err := os.Stat(podDir); !os.IsNotExist(err) {
+			return &unexpected{fmt.Sprintf("pod directory: %v", err)}
+		}
+		return nil
+	})
+	if got := state(); got != before {
+		t.Errorf("housekeeping changed the running pod:\n  before %s\n  after  %s", before, got)
 	}
 	if out, err := kubectl(t, bin, kc, "delete", "pod", "--all", "--timeout=60s"); err != nil {
 		t.Fatalf("delete: %v %s", err, out)
