@@ -65,6 +65,7 @@ func BenchmarkPodStartup(b *testing.B) {
 				cancel()
 				b.Fatal(err)
 			}
+			b.Cleanup(c.Stop) // also after a failure: no process or mount left behind
 			cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig())
 			if err != nil {
 				b.Fatal(err)
@@ -124,7 +125,7 @@ func startPods(ctx context.Context, b *testing.B, client kubernetes.Interface, n
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer w.Stop()
+	defer func() { w.Stop() }()
 	created := make([]time.Time, n)
 	var wg sync.WaitGroup
 	for i := range n {
@@ -142,24 +143,36 @@ func startPods(ctx context.Context, b *testing.B, client kubernetes.Interface, n
 	}
 	wg.Wait()
 	ready := map[string]time.Time{}
+	observe := func(pod *corev1.Pod) {
+		for _, c := range pod.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				if _, seen := ready[pod.Name]; !seen {
+					ready[pod.Name] = time.Now()
+				}
+			}
+		}
+	}
 	for len(ready) < n {
 		select {
 		case <-ctx.Done():
 			b.Fatalf("%d of %d pods Ready", len(ready), n)
 		case ev, ok := <-w.ResultChan():
 			if !ok {
-				b.Fatal("watch closed")
-			}
-			pod, isPod := ev.Object.(*corev1.Pod)
-			if !isPod || ev.Type == watch.Deleted {
+				// The server ended the watch: list what is Ready now and watch again.
+				list, err := client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for i := range list.Items {
+					observe(&list.Items[i])
+				}
+				if w, err = client.CoreV1().Pods("default").Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion}); err != nil {
+					b.Fatal(err)
+				}
 				continue
 			}
-			for _, c := range pod.Status.Conditions {
-				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-					if _, seen := ready[pod.Name]; !seen {
-						ready[pod.Name] = time.Now()
-					}
-				}
+			if pod, isPod := ev.Object.(*corev1.Pod); isPod && ev.Type != watch.Deleted {
+				observe(pod)
 			}
 		}
 	}
