@@ -116,6 +116,17 @@ items:
     - {name: info, downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}}
     - {name: shared, emptyDir: {}}
     - {name: host, hostPath: {path: HOSTDIR, type: DirectoryOrCreate}}
+# A sidecar (restartable init container) keeps running while the next init
+# container and the app container start.
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: sidecar, namespace: default}
+  spec:
+    terminationGracePeriodSeconds: 2
+    initContainers:
+    - {name: side, image: busybox:1.35, imagePullPolicy: Never, restartPolicy: Always, command: ["sleep", "3600"]}
+    - {name: setup, image: busybox:1.35, imagePullPolicy: Never, command: ["true"]}
+    containers: [{name: app, image: busybox:1.35, imagePullPolicy: Never, command: ["sleep", "3600"]}]
 # Attach: a process reading its stdin.
 - apiVersion: v1
   kind: Pod
@@ -179,6 +190,14 @@ func TestUpNodeAgent(t *testing.T) {
 			t.Errorf("container spec lacks %s", want)
 		}
 	}
+	eventually(t, 90*time.Second, "sidecar running beside the app, init container completed", func() error {
+		out, _ := kubectl(t, bin, kc, "get", "pod", "sidecar", "-o", `jsonpath={.status.initContainerStatuses[0].started} {.status.initContainerStatuses[0].state.running.startedAt} {.status.initContainerStatuses[1].state.terminated.reason} {.status.containerStatuses[0].ready} {.status.conditions[?(@.type=="Initialized")].status}`)
+		f := strings.Fields(out)
+		if len(f) != 5 || f[0] != "true" || f[2] != "Completed" || f[3] != "true" || f[4] != "True" {
+			return &unexpected{out}
+		}
+		return nil
+	})
 	// The QoS classes' cgroups rank BestEffort lowest, as the kubelet's QoS manager does.
 	eventually(t, 30*time.Second, "besteffort cpu.shares 2", func() error {
 		for _, root := range []string{"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"} {
@@ -213,7 +232,7 @@ func TestUpNodeAgent(t *testing.T) {
 	testLifecycle(t, bin, kc)
 	testStaticPod(t, bin, kc, dataDir)
 	testVolumes(t, bin, kc, hostDir)
-	if out, err := kubectl(t, bin, kc, "delete", "pod", "on-agent", "crasher", "once", "shell", "attachable", "probed", "message", "bad", "--timeout=60s"); err != nil {
+	if out, err := kubectl(t, bin, kc, "delete", "pod", "on-agent", "crasher", "once", "shell", "attachable", "sidecar", "probed", "message", "bad", "--timeout=60s"); err != nil {
 		t.Fatalf("delete: %v %s", err, out)
 	}
 	if code := up.stop(t, syscall.SIGINT, 90*time.Second); code != 0 {
