@@ -395,6 +395,7 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 			return err
 		}
 		cc := containerConfig(node, pod, c, image, config)
+		targetNamespace(pod, c.Name, cc, existing)
 		if vols != nil {
 			mounts, err := volumes.Mounts(pod, &c, vols, env)
 			if err != nil {
@@ -460,7 +461,29 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 			return nil, err
 		}
 	}
+	// Ephemeral containers (kubectl debug) run once, never restarted, in
+	// the target container's process namespace when one is named.
+	for _, ec := range pod.Spec.EphemeralContainers {
+		if err := start(corev1.Container(ec.EphemeralContainerCommon), true); err != nil {
+			return nil, err
+		}
+	}
 	return sb, nil
+}
+
+// targetNamespace makes an ephemeral container share the process namespace
+// of its target container (kubectl debug --target).
+func targetNamespace(pod *corev1.Pod, name string, cc *runtimeapi.ContainerConfig, existing map[string][]*runtimeapi.ContainerStatus) {
+	for _, ec := range pod.Spec.EphemeralContainers {
+		if ec.Name != name || ec.TargetContainerName == "" {
+			continue
+		}
+		if target := existing[ec.TargetContainerName]; len(target) > 0 && target[0].State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+			old := cc.Linux.SecurityContext.NamespaceOptions
+			cc.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{Network: old.GetNetwork(), Ipc: old.GetIpc(),
+				Pid: runtimeapi.NamespaceMode_TARGET, TargetId: target[0].Id, UsernsOptions: old.GetUsernsOptions()}
+		}
+	}
 }
 
 // errInitRunning says the pod waits for an init container; the status is

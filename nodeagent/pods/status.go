@@ -56,6 +56,11 @@ func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.P
 		}
 		st.ContainerStatuses = append(st.ContainerStatuses, cs)
 	}
+	for _, ec := range pod.Spec.EphemeralContainers {
+		cs := containerStatus(corev1.Container(ec.EphemeralContainerCommon), runtimeName, containers[ec.Name], waiting[ec.Name], messages, probed)
+		cs.Ready = false // ephemeral containers take no part in readiness
+		st.EphemeralContainerStatuses = append(st.EphemeralContainerStatuses, cs)
+	}
 	n := len(pod.Spec.Containers)
 	switch {
 	case running > 0 || (succeeded+failed == n && pod.Spec.RestartPolicy == corev1.RestartPolicyAlways):

@@ -209,3 +209,21 @@ func TestProbedStatus(t *testing.T) {
 		}
 	}
 }
+
+// Ephemeral containers get their own statuses and never count for readiness.
+func TestEphemeralStatus(t *testing.T) {
+	pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}},
+		EphemeralContainers: []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "dbg"}}}}}
+	sb := &runtimeapi.PodSandboxStatus{State: runtimeapi.PodSandboxState_SANDBOX_READY}
+	cs := map[string][]*runtimeapi.ContainerStatus{
+		"app": {{Id: "a", Metadata: &runtimeapi.ContainerMetadata{Name: "app"}, State: runtimeapi.ContainerState_CONTAINER_RUNNING}},
+		"dbg": {{Id: "d", Metadata: &runtimeapi.ContainerMetadata{Name: "dbg"}, State: runtimeapi.ContainerState_CONTAINER_RUNNING}},
+	}
+	st := computeStatus(pod, "", "containerd", sb, cs, nil, nil, nil, metav1.NewTime(time.Unix(1000, 0)))
+	if len(st.EphemeralContainerStatuses) != 1 || st.EphemeralContainerStatuses[0].State.Running == nil || st.EphemeralContainerStatuses[0].Ready {
+		t.Errorf("ephemeral statuses %+v", st.EphemeralContainerStatuses)
+	}
+	if len(st.ContainerStatuses) != 1 || !st.ContainerStatuses[0].Ready || st.Phase != corev1.PodRunning {
+		t.Errorf("app status %+v phase %s", st.ContainerStatuses, st.Phase)
+	}
+}

@@ -270,6 +270,21 @@ func testKubeletAPI(t *testing.T, bin, kc string) {
 	if out, err := kubectl(t, bin, kc, "exec", "shell", "--", "sh", "-c", "exit 3"); err == nil || !strings.Contains(out, "exit code 3") {
 		t.Errorf("exec exit status: %q %v", out, err)
 	}
+	// kubectl debug: an ephemeral container in the target container's process namespace.
+	if out, err := kubectl(t, bin, kc, "debug", "shell", "--image=busybox:1.35", "--image-pull-policy=Never", "-c", "dbg", "--target=sh", "--",
+		"sh", "-c", "pidof httpd >/dev/null && echo sees-target; echo debugging"); err != nil {
+		t.Errorf("kubectl debug: %v %s", err, out)
+	}
+	eventually(t, 60*time.Second, "ephemeral container ran", func() error {
+		out, err := kubectl(t, bin, kc, "logs", "shell", "-c", "dbg")
+		if err != nil || out != "sees-target\ndebugging\n" {
+			return &unexpected{out}
+		}
+		if st, _ := kubectl(t, bin, kc, "get", "pod", "shell", "-o", "jsonpath={.status.ephemeralContainerStatuses[0].state.terminated.reason}"); st != "Completed" {
+			return &unexpected{"ephemeral container state " + st}
+		}
+		return nil
+	})
 	// A TTY: the container's process sees a terminal.
 	if out, err := execTTY(kc, "default", "shell", "sh", []string{"tty"}); err != nil || !strings.HasPrefix(out, "/dev/pts/") {
 		t.Errorf("exec with a TTY: %q %v", out, err)
@@ -398,7 +413,7 @@ func testLifecycle(t *testing.T, bin, kc string) {
 		return nil
 	})
 	// The agent keeps serving everything else: the shell pod still answers.
-	if out, err := kubectl(t, bin, kc, "exec", "shell", "--", "echo", "alive"); err != nil || out != "alive\n" {
+	if out, err := kubectl(t, bin, kc, "exec", "shell", "-c", "sh", "--", "echo", "alive"); err != nil || out != "alive\n" {
 		t.Errorf("exec after bad pods: %q %v", out, err)
 	}
 	eventually(t, 60*time.Second, "graceful pod running", func() error {
