@@ -628,8 +628,12 @@ func (m *Manager) writeStatus(ctx context.Context, node Node, pod *corev1.Pod, s
 			return err
 		}
 	}
+	podIP := sbStatus.GetStatus().GetNetwork().GetIp()
+	if pod.Spec.HostNetwork {
+		podIP = node.HostIP // probes of a host-network pod go to the node's address
+	}
 	st := computeStatus(pod, node.HostIP, node.RuntimeName, sbStatus.GetStatus(), containers, m.waiting(pod.UID), m.messagesOf(node, pod, containers),
-		m.probeStates(node, pod, sbStatus.GetStatus().GetNetwork().GetIp(), containers), metav1.Now())
+		m.probeStates(node, pod, podIP, containers), metav1.Now())
 	if apiequality.Semantic.DeepEqual(st, apiPod.Status) {
 		return nil
 	}

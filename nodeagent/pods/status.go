@@ -21,7 +21,11 @@ func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.P
 		st.StartTime = &now
 	}
 	sandboxReady := sb != nil && sb.State == runtimeapi.PodSandboxState_SANDBOX_READY
-	if sandboxReady && sb.GetNetwork().GetIp() != "" {
+	switch {
+	case sandboxReady && pod.Spec.HostNetwork && hostIP != "":
+		// A host-network pod has the node's address, as the kubelet reports it.
+		st.PodIP, st.PodIPs = hostIP, []corev1.PodIP{{IP: hostIP}}
+	case sandboxReady && sb.GetNetwork().GetIp() != "":
 		st.PodIP = sb.GetNetwork().GetIp()
 		st.PodIPs = []corev1.PodIP{{IP: st.PodIP}}
 		for _, ip := range sb.GetNetwork().GetAdditionalIps() {

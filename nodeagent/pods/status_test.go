@@ -227,3 +227,17 @@ func TestEphemeralStatus(t *testing.T) {
 		t.Errorf("app status %+v phase %s", st.ContainerStatuses, st.Phase)
 	}
 }
+
+// A host-network pod reports the node's IP as its own.
+func TestHostNetworkPodIP(t *testing.T) {
+	pod := &corev1.Pod{Spec: corev1.PodSpec{HostNetwork: true, Containers: []corev1.Container{{Name: "app"}}}}
+	sb := &runtimeapi.PodSandboxStatus{State: runtimeapi.PodSandboxState_SANDBOX_READY}
+	st := computeStatus(pod, "192.0.2.10", "containerd", sb, nil, nil, nil, nil, metav1.NewTime(time.Unix(1000, 0)))
+	if st.PodIP != "192.0.2.10" || len(st.PodIPs) != 1 || st.PodIPs[0].IP != "192.0.2.10" {
+		t.Errorf("podIP %q podIPs %v", st.PodIP, st.PodIPs)
+	}
+	pod.Spec.HostNetwork = false
+	if st := computeStatus(pod, "192.0.2.10", "containerd", sb, nil, nil, nil, nil, metav1.NewTime(time.Unix(1000, 0))); st.PodIP != "" {
+		t.Errorf("pod network without an address got %q", st.PodIP)
+	}
+}
