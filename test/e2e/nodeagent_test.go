@@ -127,6 +127,16 @@ items:
     - {name: side, image: busybox:1.35, imagePullPolicy: Never, restartPolicy: Always, command: ["sleep", "3600"]}
     - {name: setup, image: busybox:1.35, imagePullPolicy: Never, command: ["true"]}
     containers: [{name: app, image: busybox:1.35, imagePullPolicy: Never, command: ["sleep", "3600"]}]
+# Host network: the node's IP, probed there.
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: hostnet, namespace: default}
+  spec:
+    hostNetwork: true
+    terminationGracePeriodSeconds: 2
+    containers: [{name: c, image: busybox:1.35, imagePullPolicy: Never,
+      command: ["sh", "-c", "mkdir -p /www; echo ok > /www/index.html; exec httpd -f -p 21460 -h /www"],
+      readinessProbe: {httpGet: {port: 21460}, periodSeconds: 1}}]
 # Attach: a process reading its stdin.
 - apiVersion: v1
   kind: Pod
@@ -198,6 +208,13 @@ func TestUpNodeAgent(t *testing.T) {
 		}
 		return nil
 	})
+	eventually(t, 60*time.Second, "host-network pod Ready at the node's IP", func() error {
+		out, _ := kubectl(t, bin, kc, "get", "pod", "hostnet", "-o", `jsonpath={.status.podIP} {.status.hostIP} {.status.conditions[?(@.type=="Ready")].status}`)
+		if f := strings.Fields(out); len(f) != 3 || f[0] != f[1] || f[2] != "True" {
+			return &unexpected{out}
+		}
+		return nil
+	})
 	// The QoS classes' cgroups rank BestEffort lowest, as the kubelet's QoS manager does.
 	eventually(t, 30*time.Second, "besteffort cpu.shares 2", func() error {
 		for _, root := range []string{"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"} {
@@ -232,7 +249,7 @@ func TestUpNodeAgent(t *testing.T) {
 	testLifecycle(t, bin, kc)
 	testStaticPod(t, bin, kc, dataDir)
 	testVolumes(t, bin, kc, hostDir)
-	if out, err := kubectl(t, bin, kc, "delete", "pod", "on-agent", "crasher", "once", "shell", "attachable", "sidecar", "probed", "message", "bad", "--timeout=60s"); err != nil {
+	if out, err := kubectl(t, bin, kc, "delete", "pod", "on-agent", "crasher", "once", "shell", "attachable", "sidecar", "hostnet", "probed", "message", "bad", "--timeout=60s"); err != nil {
 		t.Fatalf("delete: %v %s", err, out)
 	}
 	if code := up.stop(t, syscall.SIGINT, 90*time.Second); code != 0 {
