@@ -358,6 +358,13 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 		if _, err := node.Runtime.RunPodSandbox(ctx, config, ""); err != nil {
 			return nil, fmt.Errorf("RunPodSandbox: %w", err)
 		}
+		if !node.Simulated && config.GetLinux().GetCgroupParent() != "" {
+			// The pod's own cgroup (runc created it for the sandbox) gets the
+			// pod-level limits; a failure is logged, the pod still runs.
+			if err := setPodCgroup(config.Linux.CgroupParent, pod); err != nil {
+				klog.FromContext(ctx).Error(err, "Setting the pod cgroup's limits", "pod", klog.KObj(pod))
+			}
+		}
 		if sb, err = sandboxOf(ctx, node.Runtime, pod); err != nil || sb == nil {
 			return nil, fmt.Errorf("sandbox of %s/%s not found after RunPodSandbox: %v", pod.Namespace, pod.Name, err)
 		}

@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	resourcehelper "k8s.io/component-helpers/resource"
 )
 
 // The kubelet's cgroup layout per QoS class, under the node's pods cgroup:
@@ -98,7 +99,7 @@ func (m *Manager) updateQoSCgroups() error {
 // cpu controller and sets its weight: cpu.shares on cgroup v1, the
 // equivalent cpu.weight on v2.
 func setCPUShares(cgroup string, shares int64) error {
-	root, v2, err := cpuControllerRoot()
+	root, v2, err := controllerRoot("cpu")
 	if err != nil {
 		return err
 	}
@@ -113,9 +114,9 @@ func setCPUShares(cgroup string, shares int64) error {
 	return os.WriteFile(filepath.Join(dir, "cpu.shares"), []byte(fmt.Sprint(shares)), 0o644)
 }
 
-// cpuControllerRoot is where the cpu controller is mounted: the cgroup v1
+// controllerRoot is where a cgroup controller is mounted: the cgroup v1
 // hierarchy that has it, else the unified (v2) one.
-func cpuControllerRoot() (string, bool, error) {
+func controllerRoot(controller string) (string, bool, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return "", false, err
@@ -134,7 +135,7 @@ func cpuControllerRoot() (string, bool, error) {
 		switch fstype {
 		case "cgroup":
 			for _, o := range strings.Split(opts, ",") {
-				if o == "cpu" {
+				if o == controller {
 					return fields[4], false, nil
 				}
 			}
@@ -145,5 +146,81 @@ func cpuControllerRoot() (string, bool, error) {
 	if unified != "" {
 		return unified, true, nil
 	}
-	return "", false, fmt.Errorf("no cgroup hierarchy with the cpu controller")
+	return "", false, fmt.Errorf("no cgroup hierarchy with the %s controller", controller)
+}
+
+// setPodCgroup limits the pod's cgroup as the kubelet's pod container
+// manager does: CPU weight from the pod's requests, a CFS quota and a memory
+// limit from its limits when every container sets them (init containers,
+// sidecars and overhead counted as the API's resource helpers count them).
+func setPodCgroup(cgroup string, pod *corev1.Pod) error {
+	requests := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
+	limits := resourcehelper.PodLimits(pod, resourcehelper.PodResourcesOptions{})
+	cpuReq := requests[corev1.ResourceCPU]
+	shares := max(cpuReq.MilliValue()*sharesPerCPU/1000, minShares)
+	cpuLim, hasCPULimit := limits[corev1.ResourceCPU]
+	memLim, hasMemLimit := limits[corev1.ResourceMemory]
+	everyContainer := func(r corev1.ResourceName) bool {
+		for _, c := range pod.Spec.Containers {
+			if _, ok := c.Resources.Limits[r]; !ok {
+				return false
+			}
+		}
+		return true
+	}
+	cpuRoot, v2, err := controllerRoot("cpu")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(cpuRoot, cgroup)
+	files := map[string]string{}
+	quota := int64(-1)
+	if hasCPULimit && everyContainer(corev1.ResourceCPU) {
+		quota = max(cpuLim.MilliValue()*quotaPeriodUs/1000, minQuotaUs)
+	}
+	if v2 {
+		files["cpu.weight"] = fmt.Sprint(1 + ((shares-2)*9999)/262142)
+		if quota > 0 {
+			files["cpu.max"] = fmt.Sprintf("%d %d", quota, quotaPeriodUs)
+		}
+		if hasMemLimit && everyContainer(corev1.ResourceMemory) {
+			files["memory.max"] = fmt.Sprint(memLim.Value())
+		}
+		return writeCgroupFiles(dir, files)
+	}
+	files["cpu.shares"] = fmt.Sprint(shares)
+	if quota > 0 {
+		files["cpu.cfs_period_us"] = fmt.Sprint(quotaPeriodUs)
+		files["cpu.cfs_quota_us"] = fmt.Sprint(quota)
+	}
+	if err := writeCgroupFiles(dir, files); err != nil {
+		return err
+	}
+	if hasMemLimit && everyContainer(corev1.ResourceMemory) {
+		memRoot, _, err := controllerRoot("memory")
+		if err != nil {
+			return err
+		}
+		return writeCgroupFiles(filepath.Join(memRoot, cgroup), map[string]string{"memory.limit_in_bytes": fmt.Sprint(memLim.Value())})
+	}
+	return nil
+}
+
+// writeCgroupFiles creates the cgroup directory if needed and writes the
+// files (the period before the quota: a map has no order, so in name order).
+func writeCgroupFiles(dir string, files map[string]string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(files[n]), 0o644); err != nil {
+			return fmt.Errorf("%s: %w", filepath.Join(dir, n), err)
+		}
+	}
+	return nil
 }

@@ -215,6 +215,24 @@ func TestUpNodeAgent(t *testing.T) {
 		}
 		return nil
 	})
+	// The pod's own cgroup carries the pod-level limits (one container: its own).
+	uid, _ := kubectl(t, bin, kc, "get", "pod", "on-agent", "-o", "jsonpath={.metadata.uid}")
+	podCgroup := filepath.Join(l.CgroupRoot, "kubepods", "burstable", "pod"+uid)
+	for file, want := range map[string]string{"cpu/cpu.cfs_quota_us": "20000", "cpu/cpu.shares": "102", "memory/memory.limit_in_bytes": "67108864"} {
+		controller, name, _ := strings.Cut(file, "/")
+		var got []byte
+		for _, root := range []string{"/sys/fs/cgroup/" + controller, "/sys/fs/cgroup/cpu,cpuacct"} {
+			if got, err = os.ReadFile(filepath.Join(root, podCgroup, name)); err == nil {
+				break
+			}
+		}
+		if _, v2 := os.Stat("/sys/fs/cgroup/cgroup.controllers"); v2 == nil {
+			break // cgroup v2 has other files; not checked here
+		}
+		if strings.TrimSpace(string(got)) != want {
+			t.Errorf("pod cgroup %s = %q (%v), want %s", name, got, err, want)
+		}
+	}
 	// The QoS classes' cgroups rank BestEffort lowest, as the kubelet's QoS manager does.
 	eventually(t, 30*time.Second, "besteffort cpu.shares 2", func() error {
 		for _, root := range []string{"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"} {
