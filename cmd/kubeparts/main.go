@@ -76,6 +76,7 @@ func up(args []string) error {
 	fs.Bool("experimental-nodeagent", false, "no effect: kubeparts-nodeagent runs the node by default (--stock=nodeagent runs the kubelet)")
 	_ = fs.MarkDeprecated("experimental-nodeagent", "kubeparts-nodeagent is the default; use --stock=nodeagent for the kubelet")
 	fs.StringVar(&o.NodeName, "node-name", "", "name of the node (default: the host name)")
+	fs.IntVar(&o.Nodes, "nodes", 1, fmt.Sprintf("number of nodes (1..%d): the host's node and NODE-NAME-worker1.. each in a network namespace of its own, with its own containerd, agent and pod CIDR", localcluster.MaxNodes))
 	fs.DurationVar(&o.ReadyTimeout, "ready-timeout", 3*time.Minute, "how long to wait for the node to become Ready")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -22,15 +22,22 @@ const (
 
 // certs are the files the components are started with.
 type certs struct {
-	ca, frontProxyCA, etcdCA                *pki.CA
-	apiserver, apiserverKubeletClient       pki.Pair
-	apiserverEtcdClient, frontProxy         pki.Pair
-	etcdServer                              pki.Pair
-	kubeletServing                          pki.Pair
-	kubepartsAPIServerServing               pki.Pair
-	saKey, saPub                            string
-	admin, controllerManager, scheduler, kl string // kubeconfig paths
-	kubepartsCM, kubepartsAPIServer         string
+	ca, frontProxyCA, etcdCA            *pki.CA
+	apiserver, apiserverKubeletClient   pki.Pair
+	apiserverEtcdClient, frontProxy     pki.Pair
+	etcdServer                          pki.Pair
+	kubepartsAPIServerServing           pki.Pair
+	saKey, saPub                        string
+	admin, controllerManager, scheduler string // kubeconfig paths
+	kubepartsCM, kubepartsAPIServer     string
+	nodes                               []nodeCerts // by node index
+}
+
+// nodeCerts are one node's: its agent's identity towards kube-apiserver and the serving
+// certificate of its kubelet API.
+type nodeCerts struct {
+	kubeconfig string
+	serving    pki.Pair
 }
 
 // client identities, as kubeadm names them, so RBAC's bootstrap roles apply unchanged.
@@ -65,12 +72,6 @@ func (p *plan) ensureCerts() (*certs, error) {
 		{c.etcdCA, "apiserver-etcd-client", &c.apiserverEtcdClient, pki.Spec{CommonName: "kube-apiserver-etcd-client", Client: true}},
 		{c.etcdCA, "etcd-server", &c.etcdServer, pki.Spec{CommonName: "etcd", Server: true, Client: true, DNSNames: []string{"localhost"}, IPs: []net.IP{loopback}}},
 		{c.frontProxyCA, frontProxyClient, &c.frontProxy, pki.Spec{CommonName: frontProxyClient, Client: true}},
-		// The kubelet's serving certificate carries the node's IP: kube-apiserver verifies
-		// it when proxying logs and exec.
-		{c.ca, "kubelet-serving-" + p.NodeName, &c.kubeletServing, pki.Spec{
-			CommonName: "system:node:" + p.NodeName, Organization: []string{"system:nodes"}, Server: true,
-			DNSNames: []string{p.NodeName, "localhost"}, IPs: []net.IP{p.hostIP, loopback},
-		}},
 		// kubeparts-apiserver's serving certificate, signed by the cluster CA which its
 		// APIServices carry as caBundle: kube-apiserver reaches it at the node's IP.
 		{c.ca, "kubeparts-apiserver-serving", &c.kubepartsAPIServerServing, pki.Spec{
@@ -97,7 +98,6 @@ func (p *plan) ensureCerts() (*certs, error) {
 		{&c.admin, p.layout.AdminKubeconfig, "kubernetes-admin", []string{"system:masters"}},
 		{&c.controllerManager, filepath.Join(p.layout.Kubeconfigs, "controller-manager.kubeconfig"), "system:kube-controller-manager", nil},
 		{&c.scheduler, filepath.Join(p.layout.Kubeconfigs, "scheduler.kubeconfig"), "system:kube-scheduler", nil},
-		{&c.kl, filepath.Join(p.layout.Kubeconfigs, "kubelet-"+p.NodeName+".kubeconfig"), "system:node:" + p.NodeName, []string{"system:nodes"}},
 		// Bound to config/rbac/controller-manager.yaml's ClusterRole.
 		{&c.kubepartsCM, filepath.Join(p.layout.Kubeconfigs, "kubeparts-controller-manager.kubeconfig"), "kubeparts-controller-manager", nil},
 		// Bound to config/rbac/apiserver.yaml; also its identity towards the kubelets.
@@ -113,7 +113,43 @@ func (p *plan) ensureCerts() (*certs, error) {
 		}
 		*k.path = k.file
 	}
+	for _, n := range p.nodes {
+		nc, err := p.ensureNodeCerts(&c, n)
+		if err != nil {
+			return nil, err
+		}
+		c.nodes = append(c.nodes, nc)
+	}
 	return &c, nil
+}
+
+// ensureNodeCerts issues the node's client certificate (system:node:<name> in
+// system:nodes, so the Node authorizer and NodeRestriction apply) and the serving
+// certificate of its kubelet API, which carries the node's IP: kube-apiserver verifies
+// it when proxying logs and exec. Workers reach kube-apiserver at the host's address;
+// their loopback is their own.
+func (p *plan) ensureNodeCerts(c *certs, n nodeSpec) (nodeCerts, error) {
+	user := "system:node:" + n.name
+	client, err := c.ca.LoadOrIssue(p.layout.PKI, "client-"+sanitize(user), pki.Spec{CommonName: user, Organization: []string{"system:nodes"}, Client: true})
+	if err != nil {
+		return nodeCerts{}, fmt.Errorf("client certificate %s: %w", user, err)
+	}
+	server := fmt.Sprintf("https://127.0.0.1:%d", p.ports.APIServer)
+	if n.netns != "" {
+		server = fmt.Sprintf("https://%s:%d", p.hostIP, p.ports.APIServer)
+	}
+	out := nodeCerts{kubeconfig: filepath.Join(p.layout.Kubeconfigs, "kubelet-"+n.name+".kubeconfig")}
+	if err := writeKubeconfig(out.kubeconfig, server, c.ca.CertPEM, client); err != nil {
+		return nodeCerts{}, err
+	}
+	out.serving, err = c.ca.LoadOrIssue(p.layout.PKI, "kubelet-serving-"+n.name, pki.Spec{
+		CommonName: user, Organization: []string{"system:nodes"}, Server: true,
+		DNSNames: []string{n.name, "localhost"}, IPs: []net.IP{n.ip, net.IPv4(127, 0, 0, 1)},
+	})
+	if err != nil {
+		return nodeCerts{}, fmt.Errorf("certificate kubelet-serving-%s: %w", n.name, err)
+	}
+	return out, nil
 }
 
 func sanitize(user string) string {

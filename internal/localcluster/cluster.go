@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -76,8 +77,9 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		}
 	}
 	if len(left) > 0 || c.lock.uncleanPID != 0 {
-		p.removeBridge() // veths of pods whose sandboxes were never torn down
+		p.nodes[0].removeBridge() // veths of pods whose sandboxes were never torn down
 	}
+	removeWorkerNetworks(p.layout)
 	if err := unmountUnder(p.DataDir, p.layout.RunDir); err != nil {
 		return nil, err
 	}
@@ -95,7 +97,11 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if err := checkPorts(p.ports, portWait); err != nil {
 		return nil, err
 	}
-	c.say("data dir %s, ports %d-%d, node %s (%s)", p.DataDir, p.PortBase, p.PortBase+PortCount-1, p.NodeName, p.hostIP)
+	var nodes []string
+	for _, n := range p.nodes {
+		nodes = append(nodes, fmt.Sprintf("%s (%s, pods %s)", n.name, n.ip, n.podCIDR))
+	}
+	c.say("data dir %s, ports %d-%d, nodes %s", p.DataDir, p.PortBase, p.PortBase+PortCount-1, strings.Join(nodes, ", "))
 	for _, n := range p.notes {
 		c.say("%s", n)
 	}
@@ -116,19 +122,15 @@ func (c *Cluster) startAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var containerdProc *process
+	var runtimes []*process // by node
 	if p.runsNode() {
-		if err := p.ensureCgroupRoot(); err != nil {
-			return err
+		for _, n := range p.nodes {
+			proc, err := c.startRuntime(n)
+			if err != nil {
+				return err
+			}
+			runtimes = append(runtimes, proc)
 		}
-		config, err := p.writeContainerdConfig()
-		if err != nil {
-			return err
-		}
-		if containerdProc, err = c.run("containerd", p.binaries["containerd"], []string{"--config", config}, 10*time.Second); err != nil {
-			return err
-		}
-		c.beforeStop["containerd"] = p.removePods
 	}
 	if err := c.waitFor(ctx, etcd, 30*time.Second, func(ctx context.Context) (bool, string) {
 		return httpOK(ctx, fmt.Sprintf("http://127.0.0.1:%d/health", p.ports.EtcdMetrics))
@@ -139,21 +141,30 @@ func (c *Cluster) startAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if containerdProc != nil {
-		if err := c.waitFor(ctx, containerdProc, 30*time.Second, func(ctx context.Context) (bool, string) {
-			ok, err := p.runtimeReady(ctx)
-			if err != nil {
-				return false, err.Error()
-			}
-			return ok, "runtime or pod network not ready"
-		}); err != nil {
-			return err
-		}
-		imported, err := p.importSandboxImage(ctx)
+	if len(runtimes) > 0 {
+		images, err := p.localImages(ctx)
 		if err != nil {
 			return err
 		}
-		c.say("%-28s %s imported", "images", strings.Join(imported, ", "))
+		var names []string
+		for _, img := range images {
+			names = append(names, img.name)
+		}
+		for i, n := range p.nodes {
+			if err := c.waitFor(ctx, runtimes[i], 30*time.Second, func(ctx context.Context) (bool, string) {
+				ok, err := n.runtimeReady(ctx)
+				if err != nil {
+					return false, err.Error()
+				}
+				return ok, "runtime or pod network not ready"
+			}); err != nil {
+				return err
+			}
+			if err := p.importImages(ctx, n, images); err != nil {
+				return err
+			}
+		}
+		c.say("%-28s %s imported", "images", strings.Join(names, ", "))
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", certs.admin)
 	if err != nil {
@@ -222,23 +233,35 @@ func (c *Cluster) startAll(ctx context.Context) error {
 			return fmt.Errorf("APIServices of kubeparts-apiserver: %w", err)
 		}
 	}
-	var kubelet *process
+	if err := c.deleteRemovedWorkers(ctx); err != nil {
+		return err
+	}
+	var kubelets []*process // by node
 	// A Node kept from the last run still says Ready: only a heartbeat from this kubelet
 	// counts. Heartbeats have second granularity.
 	kubeletStarted := time.Now().Truncate(time.Second)
 	switch {
 	case p.runsNode() && p.runKubeparts[RoleNodeAgent]:
-		if kubelet, err = c.run("kubeparts-nodeagent", p.binaries["kubeparts-nodeagent"], p.nodeAgentArgs(certs), 30*time.Second); err != nil {
-			return err
+		for _, n := range p.nodes {
+			bin, args := n.command(p.binaries["nsenter"], p.binaries["kubeparts-nodeagent"], p.nodeAgentArgs(certs, n))
+			proc, err := c.run(n.procName("kubeparts-nodeagent"), bin, args, 30*time.Second)
+			if err != nil {
+				return err
+			}
+			proc.node = n.name
+			kubelets = append(kubelets, proc)
 		}
 	case p.runsNode():
 		config, err := p.writeKubeletConfig(certs)
 		if err != nil {
 			return err
 		}
-		if kubelet, err = c.run("kubelet", p.binaries["kubelet"], p.kubeletArgs(certs, config), 30*time.Second); err != nil {
+		proc, err := c.run("kubelet", p.binaries["kubelet"], p.kubeletArgs(certs, config), 30*time.Second)
+		if err != nil {
 			return err
 		}
+		proc.node = p.nodes[0].name
+		kubelets = append(kubelets, proc)
 	}
 	urls := p.healthURLs()
 	for _, proc := range started {
@@ -247,12 +270,59 @@ func (c *Cluster) startAll(ctx context.Context) error {
 			return err
 		}
 	}
-	if kubelet != nil {
+	for _, kubelet := range kubelets {
 		if err := c.waitFor(ctx, kubelet, p.ReadyTimeout, func(ctx context.Context) (bool, string) {
-			return c.nodeReady(ctx, kubeletStarted)
+			return c.nodeReady(ctx, kubelet.node, kubeletStarted)
 		}); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// startRuntime starts the node's containerd, in the node's network namespace (made
+// here for a worker) and cgroup root, and removes its pods before it stops.
+func (c *Cluster) startRuntime(n nodeSpec) (*process, error) {
+	p := c.plan
+	if n.netns != "" {
+		if err := n.setupNetwork(p.binaries["ip"], p.binaries["nsenter"]); err != nil {
+			return nil, err
+		}
+	}
+	if err := ensureCgroupRoot(n); err != nil {
+		return nil, err
+	}
+	config, err := p.writeContainerdConfig(n)
+	if err != nil {
+		return nil, err
+	}
+	bin, args := n.command(p.binaries["nsenter"], p.binaries["containerd"], []string{"--config", config})
+	proc, err := c.run(n.procName("containerd"), bin, args, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	c.beforeStop[proc.name] = n.removePods
+	return proc, nil
+}
+
+// deleteRemovedWorkers deletes the Nodes of workers an earlier run had and this one has
+// not (it was started with more --nodes), as an operator would after removing a machine;
+// their pods are then recreated elsewhere by their controllers.
+func (c *Cluster) deleteRemovedWorkers(ctx context.Context) error {
+	list, err := c.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	prefix := c.plan.NodeName + "-worker"
+	for _, node := range list.Items {
+		i, err := strconv.Atoi(strings.TrimPrefix(node.Name, prefix))
+		if !strings.HasPrefix(node.Name, prefix) || err != nil || i < c.plan.Nodes {
+			continue
+		}
+		if err := c.client.CoreV1().Nodes().Delete(ctx, node.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete node %s of an earlier run: %w", node.Name, err)
+		}
+		c.say("deleted node %s: this run has %d nodes", node.Name, c.plan.Nodes)
 	}
 	return nil
 }
@@ -291,6 +361,7 @@ func (c *Cluster) RestartAfter(name string, whileStopped func() error) error {
 		if err != nil {
 			return err
 		}
+		proc.node = p.node
 		c.procs[i] = proc
 		return nil
 	}
@@ -316,8 +387,8 @@ func (c *Cluster) waitFor(ctx context.Context, proc *process, timeout time.Durat
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	what := proc.name
-	if proc.name == "kubelet" || proc.name == "kubeparts-nodeagent" {
-		what = fmt.Sprintf("node %s (%s)", c.plan.NodeName, proc.name)
+	if proc.node != "" {
+		what = fmt.Sprintf("node %s (%s)", proc.node, strings.TrimSuffix(proc.name, "-"+proc.node))
 	}
 	last := ""
 	for {
@@ -351,8 +422,8 @@ func (c *Cluster) anyExited() *process {
 	return nil
 }
 
-func (c *Cluster) nodeReady(ctx context.Context, since time.Time) (bool, string) {
-	node, err := c.client.CoreV1().Nodes().Get(ctx, c.plan.NodeName, metav1.GetOptions{})
+func (c *Cluster) nodeReady(ctx context.Context, name string, since time.Time) (bool, string) {
+	node, err := c.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return false, "node not registered yet"
 	}
@@ -422,7 +493,8 @@ func (c *Cluster) Stop() {
 		c.say("warning: %v", err)
 	}
 	c.plan.removeCgroupRoot()
-	c.plan.removeBridge()
+	c.plan.nodes[0].removeBridge()
+	removeWorkerNetworks(c.plan.layout)
 	// The run dir holds only runtime state (sockets, containerd state, IPAM leases).
 	if err := os.RemoveAll(c.plan.layout.RunDir); err != nil {
 		c.say("warning: %v", err)

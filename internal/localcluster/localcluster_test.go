@@ -1,7 +1,9 @@
 package localcluster
 
 import (
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,6 +39,11 @@ func TestNewPlanRejectsBadInput(t *testing.T) {
 		{"node name with capitals", func(o *Options) { o.NodeName = "Node_1" }, `node name "Node_1" is not valid`},
 		{"empty data dir", func(o *Options) { o.DataDir = "" }, "--data-dir is empty"},
 		{"missing binaries", func(o *Options) { o.BinDir = fakeBinDir(t, "etcd") }, "missing binaries in"},
+		{"negative nodes", func(o *Options) { o.Nodes = -1 }, "--nodes -1 out of range"},
+		{"too many nodes", func(o *Options) { o.Nodes = MaxNodes + 1 }, "out of range"},
+		{"workers with the stock kubelet", func(o *Options) { o.Nodes, o.Stock = 2, []string{"nodeagent"} }, "needs kubeparts-nodeagent"},
+		// A valid 250-character node name leaves no room for "-worker1".
+		{"worker names too long", func(o *Options) { o.Nodes, o.NodeName = 2, strings.Repeat(strings.Repeat("n", 61)+".", 4)+"nnnnn" }, `worker name "nnn`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := Options{DataDir: t.TempDir(), BinDir: bins, PortBase: DefaultPortBase, NodeName: "node-1", Out: io.Discard}
@@ -163,5 +170,72 @@ func TestUnescapeMount(t *testing.T) {
 		if got := unescapeMount(in); got != want {
 			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// Workers must not collide with each other, with node 0 or with another cluster's
+// nodes, and their names must fit the kernel's limits.
+func TestNodeSpecs(t *testing.T) {
+	host := net.IPv4(192, 0, 2, 10).To4()
+	a := nodeSpecs(layoutFor("/data/a"), Options{NodeName: "n", Nodes: 4}, host)
+	b := nodeSpecs(layoutFor("/data/b"), Options{NodeName: "n", Nodes: 4}, host)
+	if len(a) != 4 {
+		t.Fatalf("%d nodes, want 4", len(a))
+	}
+	if !a[0].ip.Equal(host) || a[0].netns != "" || !strings.HasPrefix(a[0].dir, "/data/a/") {
+		t.Errorf("node 0 = %+v, want the host's node", a[0])
+	}
+	if lone := nodeSpecs(layoutFor("/data/a"), Options{NodeName: "n", Nodes: 1}, host); !lone[0].masquerade || a[0].masquerade {
+		t.Errorf("masquerade: lone node %v, node 0 of 4 %v; want only a lone node to NAT", lone[0].masquerade, a[0].masquerade)
+	}
+	seen := map[string]string{}
+	unique := func(kind, v, who string) {
+		if prev, ok := seen[kind+v]; ok {
+			t.Errorf("%s %s of %s is also %s's", kind, v, who, prev)
+		}
+		seen[kind+v] = who
+	}
+	for _, nodes := range [][]nodeSpec{a, b} {
+		for _, n := range nodes {
+			who := n.dir
+			unique("pod CIDR", n.podCIDR, who)
+			unique("dir", n.dir, who)
+			unique("run dir", n.runDir, who)
+			unique("cgroup root", n.cgroupRoot, who)
+			if n.index == 0 {
+				continue
+			}
+			unique("IP", n.ip.String(), who)
+			unique("netns", n.netns, who)
+			unique("veth", n.veth, who)
+			if want := fmt.Sprintf("n-worker%d", n.index); n.name != want {
+				t.Errorf("worker %d is named %q, want %q", n.index, n.name, want)
+			}
+			if len(n.veth) > 15 {
+				t.Errorf("veth %q is longer than IFNAMSIZ-1", n.veth)
+			}
+			// The gateway and the node share a /30 inside 100.64.0.0/10.
+			_, shared, _ := net.ParseCIDR("100.64.0.0/10")
+			link := &net.IPNet{IP: n.gateway.Mask(net.CIDRMask(30, 32)), Mask: net.CIDRMask(30, 32)}
+			if !shared.Contains(n.ip) || !link.Contains(n.ip) || n.ip.Equal(n.gateway) || n.gateway.Equal(link.IP) {
+				t.Errorf("worker %d: ip %s gateway %s do not share a /30 in 100.64.0.0/10 as host addresses", n.index, n.ip, n.gateway)
+			}
+			if !strings.HasPrefix(n.netns, netnsPrefix(layoutFor("/data/a"))) && !strings.HasPrefix(n.netns, netnsPrefix(layoutFor("/data/b"))) {
+				t.Errorf("netns %q lacks its cluster's prefix: removeWorkerNetworks would miss it", n.netns)
+			}
+			if !strings.HasPrefix(n.cgroupRoot, nodes[0].cgroupRoot+"/") {
+				t.Errorf("cgroup root %s is not under node 0's %s: the leftover sweep would miss its pods", n.cgroupRoot, nodes[0].cgroupRoot)
+			}
+			if got := n.procName("containerd"); got != "containerd-"+n.name {
+				t.Errorf("procName = %q", got)
+			}
+			bin, args := n.command("/usr/bin/nsenter", "/usr/bin/containerd", []string{"--config", "c"})
+			if bin != "/usr/bin/nsenter" || strings.Join(args, " ") != "--net=/run/netns/"+n.netns+" -- /usr/bin/containerd --config c" {
+				t.Errorf("command = %s %v", bin, args)
+			}
+		}
+	}
+	if bin, args := a[0].command("/usr/bin/nsenter", "/bin/x", []string{"y"}); bin != "/bin/x" || len(args) != 1 {
+		t.Errorf("node 0 command = %s %v, want it run as is", bin, args)
 	}
 }

@@ -35,15 +35,15 @@ const (
 
 func lookPath(name string) (string, error) { return exec.LookPath(name) }
 
-func (p *plan) containerdSocket() string { return filepath.Join(p.layout.RunDir, "containerd.sock") }
+func (n nodeSpec) containerdSocket() string { return filepath.Join(n.runDir, "containerd.sock") }
 
 // writeContainerdConfig writes a config that keeps this containerd apart from any other
 // on the machine (own root, state, socket, stream port, CNI dirs) and fits this VM:
 // cgroupfs (no systemd), overlayfs, and no oom_score_adj below our own (no CAP_SYS_RESOURCE).
-func (p *plan) writeContainerdConfig() (string, error) {
-	dir := filepath.Join(p.layout.Node, "containerd")
-	netd := filepath.Join(p.layout.Node, "cni", "net.d")
-	for _, d := range []string{dir, netd, p.layout.RunDir} {
+func (p *plan) writeContainerdConfig(n nodeSpec) (string, error) {
+	dir := filepath.Join(n.dir, "containerd")
+	netd := filepath.Join(n.dir, "cni", "net.d")
+	for _, d := range []string{dir, netd, n.runDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return "", err
 		}
@@ -81,8 +81,8 @@ oom_score = 0
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = %q
     conf_dir = %q
-`, filepath.Join(dir, "root"), filepath.Join(p.layout.RunDir, "containerd"), p.containerdSocket(),
-		filepath.Join(p.layout.RunDir, "containerd-ttrpc.sock"), filepath.Join(dir, "opt"),
+`, filepath.Join(dir, "root"), filepath.Join(n.runDir, "containerd"), n.containerdSocket(),
+		filepath.Join(n.runDir, "containerd-ttrpc.sock"), filepath.Join(dir, "opt"),
 		p.ports.Stream, SandboxImage, cniBinDir, netd)
 	path := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
@@ -98,7 +98,7 @@ oom_score = 0
       "type": "bridge",
       "bridge": %q,
       "isGateway": true,
-      "ipMasq": true,
+      "ipMasq": %t,
       "hairpinMode": true,
       "ipam": {
         "type": "host-local",
@@ -110,7 +110,7 @@ oom_score = 0
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
-`, p.bridge, p.podCIDR, filepath.Join(p.layout.RunDir, "cni-ipam"))
+`, n.bridge, n.masquerade, n.podCIDR, filepath.Join(n.runDir, "cni-ipam"))
 	if err := os.WriteFile(filepath.Join(netd, "10-kubeparts.conflist"), []byte(conflist), 0o644); err != nil {
 		return "", err
 	}
@@ -118,9 +118,11 @@ oom_score = 0
 }
 
 // writeKubeletConfig writes the KubeletConfiguration DESIGN.md §5 found to work here.
+// The stock kubelet runs only as node 0 (newPlan refuses workers with it).
 func (p *plan) writeKubeletConfig(c *certs) (string, error) {
-	dir := filepath.Join(p.layout.Node, "kubelet")
-	manifests := filepath.Join(p.layout.Node, "manifests")
+	n := p.nodes[0]
+	dir := filepath.Join(n.dir, "kubelet")
+	manifests := filepath.Join(n.dir, "manifests")
 	for _, d := range []string{dir, manifests} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return "", err
@@ -163,43 +165,44 @@ evictionHard:
   memory.available: "100Mi"
   nodefs.available: "1%%"
   imagefs.available: "1%%"
-`, p.ports.Kubelet, p.ports.KubeletHealthz, c.kubeletServing.CertFile, c.kubeletServing.KeyFile, c.ca.CertFile,
-		"unix://"+p.containerdSocket(), p.layout.CgroupRoot, clusterDomain, manifests, p.podCIDR)
+`, p.ports.Kubelet, p.ports.KubeletHealthz, c.nodes[0].serving.CertFile, c.nodes[0].serving.KeyFile, c.ca.CertFile,
+		"unix://"+n.containerdSocket(), n.cgroupRoot, clusterDomain, manifests, n.podCIDR)
 	path := filepath.Join(dir, "config.yaml")
 	return path, os.WriteFile(path, []byte(config), 0o644)
 }
 
 func (p *plan) kubeletArgs(c *certs, config string) []string {
+	n := p.nodes[0]
 	return []string{
 		"--config=" + config,
-		"--kubeconfig=" + c.kl,
-		"--root-dir=" + filepath.Join(p.layout.Node, "kubelet", "root"),
-		"--hostname-override=" + p.NodeName,
-		"--node-ip=" + p.hostIP.String(),
+		"--kubeconfig=" + c.nodes[0].kubeconfig,
+		"--root-dir=" + filepath.Join(n.dir, "kubelet", "root"),
+		"--hostname-override=" + n.name,
+		"--node-ip=" + n.ip.String(),
 	}
 }
 
 // nodeAgentArgs runs kubeparts-nodeagent as this node on this containerd,
 // with the kubelet's identity and the machine's capacity.
-func (p *plan) nodeAgentArgs(c *certs) []string {
+func (p *plan) nodeAgentArgs(c *certs, n nodeSpec) []string {
 	return []string{
-		"--kubeconfig=" + c.kl,
-		"--hostname-override=" + p.NodeName,
-		"--node-ip=" + p.hostIP.String(),
+		"--kubeconfig=" + c.nodes[n.index].kubeconfig,
+		"--hostname-override=" + n.name,
+		"--node-ip=" + n.ip.String(),
 		"--runtime=remote",
-		"--container-runtime-endpoint=unix://" + p.containerdSocket(),
-		"--cgroup-parent=" + path.Join(p.layout.CgroupRoot, "kubepods"),
-		"--pod-log-dir=" + filepath.Join(p.layout.Node, "pods"),
-		"--root-dir=" + filepath.Join(p.layout.Node, "nodeagent"),
-		"--pod-manifest-path=" + filepath.Join(p.layout.Node, "manifests"),
+		"--container-runtime-endpoint=unix://" + n.containerdSocket(),
+		"--cgroup-parent=" + path.Join(n.cgroupRoot, "kubepods"),
+		"--pod-log-dir=" + filepath.Join(n.dir, "pods"),
+		"--root-dir=" + filepath.Join(n.dir, "nodeagent"),
+		"--pod-manifest-path=" + filepath.Join(n.dir, "manifests"),
 		// As the kubelet's configuration here: a small development disk is no pressure.
 		"--eviction-hard=memory.available<100Mi,nodefs.available<1%",
 		// The kubelet API with the kubelet's certificate and client CA, so
 		// kube-apiserver reaches logs, exec and metrics as with the kubelet.
 		fmt.Sprintf("--port=%d", p.ports.Kubelet),
 		fmt.Sprintf("--healthz-port=%d", p.ports.KubeletHealthz),
-		"--tls-cert-file=" + c.kubeletServing.CertFile,
-		"--tls-private-key-file=" + c.kubeletServing.KeyFile,
+		"--tls-cert-file=" + c.nodes[n.index].serving.CertFile,
+		"--tls-private-key-file=" + c.nodes[n.index].serving.KeyFile,
 		"--client-ca-file=" + c.ca.CertFile,
 		fmt.Sprintf("--capacity=cpu=%d,memory=%d,pods=110", goruntime.NumCPU(), machineMemory()),
 	}
@@ -244,25 +247,31 @@ func cgroupMounts() ([]string, error) {
 
 // ensureCgroupRoot creates the node's cgroupRoot in every hierarchy; the kubelet expects
 // it to exist everywhere. A new cpuset cgroup starts with no CPUs or memory nodes, so it
-// inherits its parent's.
-func (p *plan) ensureCgroupRoot() error {
+// inherits the root's. Workers' roots nest under node 0's, so one sweep finds them all.
+func ensureCgroupRoot(n nodeSpec) error {
 	mounts, err := cgroupMounts()
 	if err != nil {
 		return err
 	}
 	for _, m := range mounts {
-		dir := filepath.Join(m, p.layout.CgroupRoot)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("cgroup %s: %w", dir, err)
+		if err := os.MkdirAll(filepath.Join(m, n.cgroupRoot), 0o755); err != nil {
+			return fmt.Errorf("cgroup %s: %w", filepath.Join(m, n.cgroupRoot), err)
 		}
-		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-			parent, err := os.ReadFile(filepath.Join(m, f))
-			if err != nil {
-				continue // not the cpuset hierarchy
-			}
-			if cur, _ := os.ReadFile(filepath.Join(dir, f)); len(bytes.TrimSpace(cur)) == 0 {
-				if err := os.WriteFile(filepath.Join(dir, f), parent, 0o644); err != nil {
-					return fmt.Errorf("cgroup %s/%s: %w", dir, f, err)
+		// Each level down to the root, parents first: a cpuset cgroup accepts CPUs only
+		// when its parent has them.
+		rel := ""
+		for _, part := range strings.Split(strings.Trim(n.cgroupRoot, "/"), "/") {
+			rel = path.Join(rel, part)
+			dir := filepath.Join(m, rel)
+			for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+				parent, err := os.ReadFile(filepath.Join(m, f))
+				if err != nil {
+					continue // not the cpuset hierarchy
+				}
+				if cur, _ := os.ReadFile(filepath.Join(dir, f)); len(bytes.TrimSpace(cur)) == 0 {
+					if err := os.WriteFile(filepath.Join(dir, f), parent, 0o644); err != nil {
+						return fmt.Errorf("cgroup %s/%s: %w", dir, f, err)
+					}
 				}
 			}
 		}
@@ -288,9 +297,15 @@ func (p *plan) removeCgroupRoot() {
 	}
 }
 
-// importSandboxImage builds the pause image from bin/pause and loads it into
-// containerd, and the busybox image when the machine has busybox-static.
-func (p *plan) importSandboxImage(ctx context.Context) (imported []string, err error) {
+// imageArchive is an image written as an OCI archive, ready for `ctr images import`.
+type imageArchive struct {
+	name string
+	data []byte
+}
+
+// localImages builds the pause image from bin/pause and the busybox image when the
+// machine has busybox-static.
+func (p *plan) localImages(ctx context.Context) ([]imageArchive, error) {
 	bin, err := os.ReadFile(p.binaries["pause"])
 	if err != nil {
 		return nil, err
@@ -303,19 +318,27 @@ func (p *plan) importSandboxImage(ctx context.Context) (imported []string, err e
 	if bb, err := busyboxImage(ctx); err == nil {
 		images = append(images, bb)
 	}
+	var out []imageArchive
 	for _, img := range images {
 		var buf bytes.Buffer
 		if err := ociimage.Write(&buf, img); err != nil {
-			return imported, err
+			return nil, err
 		}
-		cmd := exec.CommandContext(ctx, p.binaries["ctr"], "--address", p.containerdSocket(), "--namespace", "k8s.io", "images", "import", "-")
-		cmd.Stdin = &buf
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return imported, fmt.Errorf("ctr images import %s: %v: %s", img.Name, err, strings.TrimSpace(string(out)))
-		}
-		imported = append(imported, img.Name)
+		out = append(out, imageArchive{name: img.Name, data: buf.Bytes()})
 	}
-	return imported, nil
+	return out, nil
+}
+
+// importImages loads the archives into the node's containerd.
+func (p *plan) importImages(ctx context.Context, n nodeSpec, images []imageArchive) error {
+	for _, img := range images {
+		cmd := exec.CommandContext(ctx, p.binaries["ctr"], "--address", n.containerdSocket(), "--namespace", "k8s.io", "images", "import", "-")
+		cmd.Stdin = bytes.NewReader(img.data)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("node %s: ctr images import %s: %v: %s", n.name, img.name, err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
 }
 
 // busyboxImage is /bin/busybox with a symbolic link per applet, as the
@@ -341,8 +364,8 @@ func busyboxImage(ctx context.Context) (ociimage.Image, error) {
 }
 
 // criClient connects to the node's containerd over CRI.
-func (p *plan) criClient() (runtimeapi.RuntimeServiceClient, func(), error) {
-	conn, err := grpc.NewClient("unix://"+p.containerdSocket(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+func (n nodeSpec) criClient() (runtimeapi.RuntimeServiceClient, func(), error) {
+	conn, err := grpc.NewClient("unix://"+n.containerdSocket(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -350,11 +373,11 @@ func (p *plan) criClient() (runtimeapi.RuntimeServiceClient, func(), error) {
 }
 
 // runtimeReady asks containerd over CRI whether it and its pod network are ready.
-func (p *plan) runtimeReady(ctx context.Context) (bool, error) {
-	if _, err := os.Stat(p.containerdSocket()); err != nil {
+func (n nodeSpec) runtimeReady(ctx context.Context) (bool, error) {
+	if _, err := os.Stat(n.containerdSocket()); err != nil {
 		return false, nil
 	}
-	rt, closeFn, err := p.criClient()
+	rt, closeFn, err := n.criClient()
 	if err != nil {
 		return false, err
 	}
@@ -375,8 +398,8 @@ func (p *plan) runtimeReady(ctx context.Context) (bool, error) {
 
 // removePods stops and removes every pod sandbox (and with it its containers) so that no
 // container outlives the cluster; the kubelet recreates them on the next start.
-func (p *plan) removePods(ctx context.Context) error {
-	rt, closeFn, err := p.criClient()
+func (n nodeSpec) removePods(ctx context.Context) error {
+	rt, closeFn, err := n.criClient()
 	if err != nil {
 		return err
 	}
@@ -405,13 +428,14 @@ func (p *plan) removePods(ctx context.Context) error {
 
 // removeBridge deletes the pod network's bridge and the host ends of any veth still
 // enslaved to it (pods whose sandbox was never torn down, after a killed `up`); the CNI
-// plugin creates the bridge again on the next start. Absent is fine.
-func (p *plan) removeBridge() {
+// plugin creates the bridge again on the next start. Absent is fine. Only node 0's
+// bridge is on the host; the workers' go with their network namespaces.
+func (n nodeSpec) removeBridge() {
 	ip, err := exec.LookPath("ip")
 	if err != nil {
 		return
 	}
-	out, _ := exec.Command(ip, "-o", "link", "show", "master", p.bridge).Output()
+	out, _ := exec.Command(ip, "-o", "link", "show", "master", n.bridge).Output()
 	for _, line := range strings.Split(string(out), "\n") {
 		// "29: veth16fb2803@if2: <...> ..."
 		f := strings.Fields(line)
@@ -421,5 +445,5 @@ func (p *plan) removeBridge() {
 		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
 		_ = exec.Command(ip, "link", "delete", name).Run()
 	}
-	_ = exec.Command(ip, "link", "delete", p.bridge).Run()
+	_ = exec.Command(ip, "link", "delete", n.bridge).Run()
 }

@@ -60,6 +60,9 @@ type Options struct {
 	Fresh bool
 	// NodeName names the node; the machine's host name when empty.
 	NodeName string
+	// Nodes is how many nodes run (1 when 0): the first on the host as NodeName, each
+	// other one as NodeName-workerN in a network namespace of its own.
+	Nodes int
 	// ReadyTimeout bounds the wait for /readyz and Ready nodes.
 	ReadyTimeout time.Duration
 	// Out receives the progress lines; os.Stdout when nil.
@@ -129,11 +132,11 @@ func LayoutFor(dataDir string) (Layout, error) {
 // plan is the validated form of Options.
 type plan struct {
 	Options
-	layout   Layout
-	ports    Ports
-	hostIP   net.IP
-	podCIDR  string
-	bridge   string
+	layout Layout
+	ports  Ports
+	hostIP net.IP
+	// nodes[0] is the host's node; the others are the workers of --nodes.
+	nodes    []nodeSpec
 	binaries map[string]string // name -> path
 	// runKubeparts says per role whether the kubeparts piece runs; stockRuns whether the
 	// stock piece runs (both may, for the controller manager).
@@ -182,10 +185,25 @@ func newPlan(o Options) (*plan, error) {
 	}
 	p := &plan{Options: o, layout: layoutFor(abs), ports: portsFrom(o.PortBase), binaries: map[string]string{}, runKubeparts: map[string]bool{}}
 	p.hostIP = hostIP()
-	sum := sha256.Sum256([]byte(abs))
-	// Distinct pod subnets and bridges per data dir keep two clusters on one machine apart.
-	p.podCIDR = fmt.Sprintf("10.%d.%d.0/24", 200+int(sum[4])%50, sum[5])
-	p.bridge = "kp" + hex.EncodeToString(sum[:4])
+	if p.Nodes == 0 {
+		p.Nodes = 1
+	}
+	o = p.Options
+	if o.Nodes < 1 || o.Nodes > MaxNodes {
+		return nil, fmt.Errorf("--nodes %d out of range: 1..%d (for more nodes use kubeparts-nodeagent --runtime=simulated --simulate-nodes=N)", o.Nodes, MaxNodes)
+	}
+	if o.Nodes > 1 && slices.Contains(o.Stock, RoleNodeAgent) {
+		return nil, fmt.Errorf("--nodes %d needs kubeparts-nodeagent: the stock kubelet runs only as the host's single node here (drop --stock=nodeagent)", o.Nodes)
+	}
+	if o.Nodes > 1 && p.hostIP.IsLoopback() {
+		return nil, fmt.Errorf("--nodes %d: the machine has no non-loopback IPv4 address for the workers to reach kube-apiserver at", o.Nodes)
+	}
+	p.nodes = nodeSpecs(p.layout, p.Options, p.hostIP)
+	for _, n := range p.nodes[1:] {
+		if errs := validation.IsDNS1123Subdomain(n.name); len(errs) > 0 {
+			return nil, fmt.Errorf("worker name %q is not valid: %s (set a shorter --node-name)", n.name, strings.Join(errs, "; "))
+		}
+	}
 
 	need := []string{"etcd", "kube-apiserver"}
 	for _, role := range Roles {
@@ -225,10 +243,14 @@ func newPlan(o Options) (*plan, error) {
 		return nil, fmt.Errorf("missing binaries in %s: %s (run `make build upstream`)", o.BinDir, strings.Join(missing, ", "))
 	}
 	if p.runsNode() {
-		for _, tool := range []string{"containerd", "ctr", "runc"} {
+		tools := []string{"containerd", "ctr", "runc"}
+		if len(p.nodes) > 1 {
+			tools = append(tools, "ip", "nsenter")
+		}
+		for _, tool := range tools {
 			path, err := lookPath(tool)
 			if err != nil {
-				return nil, fmt.Errorf("%s not found: the node needs Debian's containerd, runc and containernetworking-plugins (run `make deps` as root)", tool)
+				return nil, fmt.Errorf("%s not found: the node needs Debian's containerd, runc, containernetworking-plugins and iproute2 (run `make deps` as root)", tool)
 			}
 			p.binaries[tool] = path
 		}

@@ -20,6 +20,7 @@ type process struct {
 	cmd         *exec.Cmd
 	logPath     string
 	stopTimeout time.Duration
+	node        string        // the node a kubelet or agent runs as
 	done        chan struct{} // closed when the child exited
 	err         error         // its exit status, valid after done
 }

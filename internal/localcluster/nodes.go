@@ -1,0 +1,173 @@
+package localcluster
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// MaxNodes bounds --nodes. Every node runs its own containerd and agent on this one
+// machine, so a handful is what two cores carry; scale tests of the control plane
+// want kubeparts-nodeagent's simulated nodes instead. The transit addresses below have
+// room for 63 workers.
+const MaxNodes = 16
+
+// nodeSpec is one node of the local cluster: where its runtime keeps its state, which
+// pod CIDR its bridge hands out and how it is reached.
+//
+// Node 0 lives in the host's network namespace (as a kubeadm control-plane node does)
+// and is the only node of a default `up`. Every worker gets a network namespace of its
+// own, joined to the host by a veth pair carrying a /30 from the shared address space
+// 100.64.0.0/10; its default route points at the host and the host routes the worker's
+// pod CIDR to it. Pods on different nodes therefore reach each other by plain routing
+// through the host, without encapsulation or NAT, as the Kubernetes network model
+// asks. Containerd and the agent enter only the network namespace (nsenter --net), so
+// volumes the agent mounts stay visible to the runtime.
+type nodeSpec struct {
+	index      int
+	name       string
+	dir        string // containerd root, CNI config, agent root, pod logs, static pods
+	runDir     string // sockets, containerd state, IPAM leases
+	cgroupRoot string
+	podCIDR    string
+	bridge     string
+	ip         net.IP // InternalIP; kube-apiserver reaches the agent here
+	// masquerade: the bridge NATs pods' traffic leaving the pod CIDR. Only a lone node
+	// does: with workers the host routes every pod CIDR and NAT would hide pod IPs.
+	masquerade bool
+	// The worker's network: namespace, host end of the veth pair and its address (the
+	// worker's default gateway). Empty for node 0.
+	netns   string
+	veth    string
+	gateway net.IP
+}
+
+// nodeSpecs lays out o.Nodes nodes. Everything derives from the data dir, so two
+// clusters on one machine stay apart and a restarted cluster finds its state again.
+func nodeSpecs(l Layout, o Options, host net.IP) []nodeSpec {
+	sum := sha256.Sum256([]byte(l.DataDir))
+	id := hex.EncodeToString(sum[:4])
+	octet2, octet3 := 200+int(sum[4])%50, int(sum[5])
+	podCIDR := func(i int) string { return fmt.Sprintf("10.%d.%d.0/24", octet2, (octet3+i)%256) }
+	transit := func(i, host int) net.IP {
+		return net.IPv4(100, byte(64+int(sum[6])%64), sum[7], byte(4*i+host)).To4()
+	}
+	nodes := []nodeSpec{{
+		name: o.NodeName, dir: l.Node, runDir: l.RunDir, cgroupRoot: l.CgroupRoot,
+		podCIDR: podCIDR(0), bridge: "kp" + id, ip: host, masquerade: o.Nodes <= 1,
+	}}
+	for i := 1; i < o.Nodes; i++ {
+		w := "worker" + strconv.Itoa(i)
+		nodes = append(nodes, nodeSpec{
+			index:      i,
+			name:       o.NodeName + "-" + w,
+			dir:        l.Node + "-" + w,
+			runDir:     filepath.Join(l.RunDir, w),
+			cgroupRoot: l.CgroupRoot + "/" + w,
+			podCIDR:    podCIDR(i),
+			bridge:     "kp" + id,
+			ip:         transit(i, 2),
+			netns:      netnsPrefix(l) + w,
+			veth:       "kp" + id + "w" + strconv.Itoa(i),
+			gateway:    transit(i, 1),
+		})
+	}
+	return nodes
+}
+
+// netnsPrefix starts the name of every worker network namespace of the cluster in l.
+func netnsPrefix(l Layout) string {
+	sum := sha256.Sum256([]byte(l.DataDir))
+	return "kp" + hex.EncodeToString(sum[:4]) + "-"
+}
+
+// procName names a component of this node: plain on node 0, suffixed with the node's
+// name on the workers (logs/containerd-<node>.log).
+func (n nodeSpec) procName(component string) string {
+	if n.netns == "" {
+		return component
+	}
+	return component + "-" + n.name
+}
+
+// command runs bin inside the node's network namespace (nothing else of it changes).
+func (n nodeSpec) command(nsenter, bin string, args []string) (string, []string) {
+	if n.netns == "" {
+		return bin, args
+	}
+	return nsenter, append([]string{"--net=" + filepath.Join("/run/netns", n.netns), "--", bin}, args...)
+}
+
+// setupNetwork creates the worker's namespace and its link to the host, and routes its
+// pod CIDR through it. What an earlier run left of it is removed first.
+func (n nodeSpec) setupNetwork(ip, nsenter string) error {
+	n.teardownNetwork(ip)
+	gw, self := n.gateway.String(), n.ip.String()
+	for _, args := range [][]string{
+		{"netns", "add", n.netns},
+		{"link", "add", n.veth, "type", "veth", "peer", "name", "eth0", "netns", n.netns},
+		{"addr", "add", gw + "/30", "dev", n.veth},
+		{"link", "set", n.veth, "up"},
+		{"-n", n.netns, "link", "set", "lo", "up"},
+		{"-n", n.netns, "addr", "add", self + "/30", "dev", "eth0"},
+		{"-n", n.netns, "link", "set", "eth0", "up"},
+		{"-n", n.netns, "route", "add", "default", "via", gw},
+		{"route", "replace", n.podCIDR, "via", self, "dev", n.veth},
+	} {
+		if out, err := exec.Command(ip, args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("node %s network: ip %s: %v: %s", n.name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		}
+	}
+	// The worker forwards between its pods and the host, the host between nodes.
+	bin, args := n.command(nsenter, "sh", []string{"-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"})
+	if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("node %s: enable forwarding: %v: %s", n.name, err, strings.TrimSpace(string(out)))
+	}
+	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
+		return fmt.Errorf("enable IPv4 forwarding on the host: %w", err)
+	}
+	return nil
+}
+
+// teardownNetwork removes the worker's namespace; its veth pair and the route through
+// it go with it. Absent is fine.
+func (n nodeSpec) teardownNetwork(ip string) {
+	_ = exec.Command(ip, "netns", "delete", n.netns).Run()
+	_ = exec.Command(ip, "link", "delete", n.veth).Run()
+}
+
+// removeWorkerNetworks deletes every worker namespace of the cluster in l, also those of
+// an earlier run with more nodes, and the host ends of their links: the kernel destroys
+// a namespace's devices asynchronously, so the links would linger for a moment and a
+// quick restart could not create them again.
+func removeWorkerNetworks(l Layout) {
+	ip, err := exec.LookPath("ip")
+	if err != nil {
+		return
+	}
+	id := strings.TrimSuffix(netnsPrefix(l), "-")
+	links, _ := exec.Command(ip, "-o", "link", "show").Output()
+	for _, line := range strings.Split(string(links), "\n") {
+		// "7: kp1234abcdw1@if2: <...> ..."
+		if f := strings.Fields(line); len(f) > 1 {
+			name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+			if strings.HasPrefix(name, id+"w") {
+				_ = exec.Command(ip, "link", "delete", name).Run()
+			}
+		}
+	}
+	out, _ := exec.Command(ip, "netns", "list").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		// "kp1234abcd-worker1 (id: 3)"
+		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if strings.HasPrefix(name, id+"-") {
+			_ = exec.Command(ip, "netns", "delete", name).Run()
+		}
+	}
+}
