@@ -15,16 +15,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/component-base/version"
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/kubeparts/kubeparts/nodeagent/events"
+	"github.com/kubeparts/kubeparts/nodeagent/kubeclient"
 	"github.com/kubeparts/kubeparts/nodeagent/node"
 	"github.com/kubeparts/kubeparts/nodeagent/pods"
 	"github.com/kubeparts/kubeparts/nodeagent/runtime"
@@ -236,7 +234,7 @@ func (o *Options) Run(ctx context.Context) error {
 	}
 	cfg.ContentType, cfg.UserAgent = "application/vnd.kubernetes.protobuf", "kubeparts-nodeagent"
 	cfg.QPS, cfg.Burst = float32(20*o.SimulateNodes), 40*o.SimulateNodes
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := kubeclient.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
@@ -247,11 +245,9 @@ func (o *Options) Run(ctx context.Context) error {
 		taint, _ := parseTaint(t)
 		taints = append(taints, taint)
 	}
-	// Events go out through client-go's broadcaster, whose correlator
-	// aggregates repeats like the kubelet's.
-	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	defer broadcaster.Shutdown()
+	// Events aggregate repeats like the kubelet's (package events).
+	broadcaster := events.NewBroadcaster(client.CoreV1())
+	go broadcaster.Run(ctx)
 	base := net.ParseIP(o.NodeIP).To4()
 	var podNodes []pods.Node
 	var keepers []*node.Keeper
@@ -265,7 +261,7 @@ func (o *Options) Run(ctx context.Context) error {
 		var rt node.Runtime
 		var pressure node.Pressure // simulated nodes have none
 		pn := pods.Node{Name: name, HostIP: ip, Allocatable: node.Allocatable(capacity, reserved),
-			Recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: name})}
+			Recorder: broadcaster.NewRecorder(corev1.EventSource{Component: "kubelet", Host: name})}
 		if o.Runtime == "remote" {
 			rs, is, err := runtime.Remote(ctx, o.RuntimeEndpoint)
 			if err != nil {

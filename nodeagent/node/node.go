@@ -18,9 +18,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
+
+	"github.com/kubeparts/kubeparts/nodeagent/kubeclient"
 )
 
 // Stock cadence: the Lease is renewed every 10s and lasts 40s; the status is
@@ -67,7 +68,7 @@ const maxImages = 50
 
 // Keeper registers and heartbeats one node.
 type Keeper struct {
-	client  kubernetes.Interface
+	client  kubeclient.Interface
 	cfg     Config
 	runtime Runtime
 	now     func() time.Time
@@ -85,7 +86,7 @@ type conditionState struct {
 }
 
 // NewKeeper returns a keeper for cfg.
-func NewKeeper(client kubernetes.Interface, cfg Config, rt Runtime) *Keeper {
+func NewKeeper(client kubeclient.Interface, cfg Config, rt Runtime) *Keeper {
 	return &Keeper{client: client, cfg: cfg, runtime: rt, now: time.Now, conditions: map[corev1.NodeConditionType]conditionState{}}
 }
 

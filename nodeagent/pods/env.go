@@ -8,9 +8,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubeparts/kubeparts/nodeagent/fieldpath"
+	"github.com/kubeparts/kubeparts/nodeagent/kubeclient"
 )
 
 // waitError keeps a container waiting with a stock reason shown in its
@@ -30,7 +30,7 @@ func configError(container, msg string) *waitError {
 // (with its prefix), then env, later names overriding earlier ones; values
 // from ConfigMaps, Secrets and the pod's own fields. A missing source that is
 // not optional is a CreateContainerConfigError.
-func containerEnv(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, c corev1.Container, allocatable corev1.ResourceList) (map[string]string, error) {
+func containerEnv(ctx context.Context, client kubeclient.Interface, pod *corev1.Pod, c corev1.Container, allocatable corev1.ResourceList) (map[string]string, error) {
 	env := map[string]string{}
 	cms, secrets := map[string]*corev1.ConfigMap{}, map[string]*corev1.Secret{}
 	configMap := func(name string) (*corev1.ConfigMap, error) {

@@ -11,6 +11,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/record"
 	critest "k8s.io/cri-api/pkg/apis/testing"
+
+	"github.com/kubeparts/kubeparts/nodeagent/kubeclient/kubeclienttest"
 )
 
 // Image pulls as the kubelet does them: the pull policy, the stock waiting
@@ -20,7 +22,7 @@ func TestEnsureImage(t *testing.T) {
 	images.SetFakeImages([]string{"present:1"})
 	recorder := record.NewFakeRecorder(100)
 	clock := time.Unix(1000, 0)
-	m := &Manager{client: fake.NewClientset(), pullBackoff: newBackoff(), now: func() time.Time { return clock }}
+	m := &Manager{client: kubeclienttest.FromClientset(fake.NewClientset()), pullBackoff: newBackoff(), now: func() time.Time { return clock }}
 	node := Node{Images: images, Recorder: recorder}
 	pod := &corev1.Pod{}
 	pod.UID = "u"

@@ -22,18 +22,19 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/watch"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/kubeparts/kubeparts/nodeagent/events"
+	"github.com/kubeparts/kubeparts/nodeagent/kubeclient"
 	"github.com/kubeparts/kubeparts/nodeagent/probes"
 	"github.com/kubeparts/kubeparts/nodeagent/volumes"
 )
@@ -51,7 +52,7 @@ type Node struct {
 	Simulated bool
 	// Recorder emits the node's events about pods (source "kubelet", as stock,
 	// so tools filtering on it keep working); nil emits none.
-	Recorder record.EventRecorder
+	Recorder events.Recorder
 	// CgroupParent holds the pods' cgroups (pod<uid> under it); LogDir their
 	// logs (<namespace>_<name>_<uid>/<container>/0.log). Empty: the runtime's defaults.
 	CgroupParent, LogDir string
@@ -67,12 +68,12 @@ type Node struct {
 
 // Manager syncs the pods of its nodes.
 type Manager struct {
-	client  kubernetes.Interface
+	client  kubeclient.Interface
 	nodes   map[string]Node
 	pods    corelisters.PodLister
 	synced  cache.InformerSynced
 	queue   workqueue.TypedRateLimitingInterface[string]
-	inf     informers.SharedInformerFactory
+	inf     cache.SharedIndexInformer
 	backoff *backoff
 	now     func() time.Time
 	// Resync re-examines every pod this often, to notice containers that
@@ -125,7 +126,7 @@ func (m *Manager) waiting(uid types.UID) map[string]corev1.ContainerStateWaiting
 }
 
 // NewManager watches the pods bound to nodes.
-func NewManager(client kubernetes.Interface, nodes []Node) (*Manager, error) {
+func NewManager(client kubeclient.Interface, nodes []Node) (*Manager, error) {
 	m := &Manager{client: client, nodes: map[string]Node{}, backoff: newBackoff(), pullBackoff: newBackoff(), now: time.Now,
 		waitErrors: map[types.UID]*waitError{}, messages: map[types.UID]map[string]string{}, podVolumes: map[types.UID]volumeState{},
 		manifests: map[string]map[string]*corev1.Pod{}, static: map[string]map[string]*corev1.Pod{}, staticRemoved: map[string]*corev1.Pod{},
@@ -149,9 +150,19 @@ func NewManager(client kubernetes.Interface, nodes []Node) (*Manager, error) {
 	if len(nodes) == 1 {
 		selector = fields.OneTermEqualSelector("spec.nodeName", nodes[0].Name).String()
 	}
-	m.inf = informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = selector }))
-	podInf := m.inf.Core().V1().Pods()
-	m.pods, m.synced = podInf.Lister(), podInf.Informer().HasSynced
+	// An informer of our own (not client-go's factory, which links every API
+	// group): list and watch the node's pods, indexed by namespace for the lister.
+	m.inf = cache.NewSharedIndexInformer(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = selector
+			return client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = selector
+			return client.CoreV1().Pods(metav1.NamespaceAll).Watch(ctx, o)
+		},
+	}, &corev1.Pod{}, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	m.pods, m.synced = corelisters.NewPodLister(m.inf.GetIndexer()), m.inf.HasSynced
 	enqueue := func(obj any) {
 		if p, ok := obj.(*corev1.Pod); ok {
 			if _, mine := m.nodes[p.Spec.NodeName]; !mine {
@@ -162,7 +173,7 @@ func NewManager(client kubernetes.Interface, nodes []Node) (*Manager, error) {
 			m.queue.Add(key)
 		}
 	}
-	if _, err := podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	if _, err := m.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: enqueue, UpdateFunc: func(_, n any) { enqueue(n) }, DeleteFunc: enqueue,
 	}); err != nil {
 		return nil, err
@@ -176,7 +187,7 @@ func (m *Manager) Pods() corelisters.PodLister { return m.pods }
 // Run syncs pods with workers goroutines until ctx ends.
 func (m *Manager) Run(ctx context.Context, workers int) {
 	defer m.queue.ShutDown()
-	m.inf.Start(ctx.Done())
+	go m.inf.RunWithContext(ctx)
 	if !cache.WaitForCacheSync(ctx.Done(), m.synced) {
 		return
 	}

@@ -15,9 +15,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
+
+	"github.com/kubeparts/kubeparts/nodeagent/kubeclient"
 )
 
 // Static pods: pods a node runs from manifest files (the kubelet's
@@ -139,7 +140,7 @@ func (m *Manager) reconcileStatic(nodeName string) []string {
 // a restart of the agent finds its containers again), the config
 // annotations, and tolerating NoExecute taints (a static pod is never evicted).
 func staticPodFromManifest(data []byte, nodeName string) (*corev1.Pod, error) {
-	obj, gvk, err := scheme.Codecs.UniversalDeserializer().Decode(data, nil, nil)
+	obj, gvk, err := kubeclient.Codecs.UniversalDeserializer().Decode(data, nil, nil)
 	if err != nil {
 		return nil, err
 	}

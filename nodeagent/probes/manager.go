@@ -16,9 +16,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+
+	"github.com/kubeparts/kubeparts/nodeagent/events"
 )
 
 // Execer runs a command in a container and waits for it. The CRI
@@ -37,7 +38,7 @@ type Container struct {
 // Manager runs the probes of the containers it is given by Sync.
 type Manager struct {
 	exec     Execer
-	recorder record.EventRecorder
+	recorder events.Recorder
 	onChange func(types.UID)
 	clock    clock.WithTicker
 	http     *httpProber
@@ -80,11 +81,11 @@ type containerState struct {
 // (nil: none) receives the Unhealthy and ProbeWarning events; onChange (may
 // be nil) is called with the pod's UID, from a probe goroutine, when a
 // container becomes started, ready or unready, or must be restarted.
-func NewManager(exec Execer, recorder record.EventRecorder, onChange func(types.UID)) *Manager {
+func NewManager(exec Execer, recorder events.Recorder, onChange func(types.UID)) *Manager {
 	return newManager(exec, recorder, onChange, clock.RealClock{})
 }
 
-func newManager(exec Execer, recorder record.EventRecorder, onChange func(types.UID), clk clock.WithTicker) *Manager {
+func newManager(exec Execer, recorder events.Recorder, onChange func(types.UID), clk clock.WithTicker) *Manager {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{
 		exec: exec, recorder: recorder, onChange: onChange, clock: clk,

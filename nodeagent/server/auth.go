@@ -17,7 +17,8 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubeparts/kubeparts/nodeagent/kubeclient"
 )
 
 // Authentication and authorization as the kubelet configures them through
@@ -55,7 +56,7 @@ const (
 var errUnauthenticated = errors.New("unauthenticated")
 
 type auth struct {
-	client      kubernetes.Interface
+	client      kubeclient.Interface
 	nodeName    string
 	anonymous   bool
 	alwaysAllow bool
@@ -70,7 +71,7 @@ type auth struct {
 	decisions ttlCache[bool]
 }
 
-func newAuth(client kubernetes.Interface, nodeName, caFile string, anonymous, alwaysAllow bool) (*auth, error) {
+func newAuth(client kubeclient.Interface, nodeName, caFile string, anonymous, alwaysAllow bool) (*auth, error) {
 	a := &auth{client: client, nodeName: nodeName, caFile: caFile, anonymous: anonymous, alwaysAllow: alwaysAllow}
 	if caFile != "" {
 		if _, err := a.clientCAs(); err != nil {

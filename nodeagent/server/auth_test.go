@@ -21,6 +21,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/kubeparts/kubeparts/nodeagent/kubeclient/kubeclienttest"
 )
 
 // Who a request is, as the kubelet's authenticators decide: a client
@@ -47,7 +49,7 @@ func TestAuthenticate(t *testing.T) {
 		}
 		return true, tr, nil
 	})
-	a, err := newAuth(client, "n1", caFile, false, false)
+	a, err := newAuth(kubeclienttest.FromClientset(client), "n1", caFile, false, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +106,7 @@ func TestAuthorize(t *testing.T) {
 		sar.Status.Allowed = sar.Spec.User == "admin" || sar.Spec.ResourceAttributes.Subresource == "metrics"
 		return true, sar, nil
 	})
-	a, _ := newAuth(client, "n1", "", false, false)
+	a, _ := newAuth(kubeclienttest.FromClientset(client), "n1", "", false, false)
 	ctx := context.Background()
 	check := func(user, sub string, want bool) {
 		t.Helper()

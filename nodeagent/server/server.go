@@ -20,11 +20,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	certutil "k8s.io/client-go/util/cert"
 	internalapi "k8s.io/cri-api/pkg/apis"
 	"k8s.io/klog/v2"
+
+	"github.com/kubeparts/kubeparts/nodeagent/kubeclient"
 )
 
 // Config is what the server needs to know about its node.
@@ -48,7 +49,7 @@ type Config struct {
 	// --authorization-mode=AlwaysAllow); for tests and trusted networks only.
 	AlwaysAllow bool
 
-	Client  kubernetes.Interface
+	Client  kubeclient.Interface
 	Runtime internalapi.RuntimeService
 	Pods    corelisters.PodLister
 	// Metrics is the registry /metrics serves (the agent's own metrics).

@@ -8,16 +8,16 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubeparts/kubeparts/nodeagent/fieldpath"
+	"github.com/kubeparts/kubeparts/nodeagent/kubeclient"
 )
 
 // sources reads the ConfigMaps and Secrets of one Setup, each once however
 // many volumes use it (kube-root-ca.crt is in every kube-api-access volume).
 type sources struct {
 	ctx        context.Context
-	client     kubernetes.Interface
+	client     kubeclient.Interface
 	namespace  string
 	configMaps map[string]*corev1.ConfigMap // nil value: not found
 	secrets    map[string]*corev1.Secret

@@ -25,7 +25,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubeparts/kubeparts/nodeagent/kubeclient"
 )
 
 // Plugin directory names, as the kubelet escapes its plugin names.
@@ -66,7 +67,7 @@ type mounter interface {
 
 // Manager materializes the volumes of the pods of one node.
 type Manager struct {
-	client kubernetes.Interface
+	client kubeclient.Interface
 	root   string
 	alloc  corev1.ResourceList
 	now    func() time.Time
@@ -83,7 +84,7 @@ type Manager struct {
 // through client. nodeAllocatable stands in for container limits that are
 // unset (resourceFieldRef) and bounds memory-backed volumes; now is the
 // clock (time.Now if nil).
-func NewManager(client kubernetes.Interface, root string, nodeAllocatable corev1.ResourceList, now func() time.Time) *Manager {
+func NewManager(client kubeclient.Interface, root string, nodeAllocatable corev1.ResourceList, now func() time.Time) *Manager {
 	if now == nil {
 		now = time.Now
 	}

@@ -17,6 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/kubeparts/kubeparts/nodeagent/kubeclient/kubeclienttest"
 )
 
 // fakeMounter records tmpfs mounts instead of making them.
@@ -68,7 +70,7 @@ func newEnv(t *testing.T, objs ...runtime.Object) *env {
 	t.Helper()
 	e := &env{client: fake.NewClientset(objs...), mnt: &fakeMounter{mounted: map[string]int64{}},
 		root: t.TempDir(), now: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
-	e.m = NewManager(e.client, e.root, alloc, func() time.Time { return e.now })
+	e.m = NewManager(kubeclienttest.FromClientset(e.client), e.root, alloc, func() time.Time { return e.now })
 	e.m.mount = e.mnt
 	// The fake tracker knows no subresources: answer TokenRequests here,
 	// valid for the lifetime asked for from the current fake time.
