@@ -87,8 +87,10 @@ func New(cfg Config) (*Server, error) {
 		s.mux.HandleFunc(verb+" /attach/{namespace}/{pod}/{container}", s.serveAttach)
 		s.mux.HandleFunc(verb+" /portForward/{namespace}/{pod}", s.servePortForward)
 	}
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Metrics, promhttp.HandlerOpts{}))
-	s.mux.Handle("GET /metrics/resource", promhttp.HandlerFor(resource, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	// Uncompressed: the pages are a few kilobytes, and a gzip writer per
+	// scrape costs a megabyte of heap.
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Metrics, promhttp.HandlerOpts{DisableCompression: true}))
+	s.mux.Handle("GET /metrics/resource", promhttp.HandlerFor(resource, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, DisableCompression: true}))
 	s.mux.HandleFunc("GET /stats/summary", s.serveSummary)
 	return s, nil
 }

@@ -4,11 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/proxy"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 )
@@ -18,6 +19,11 @@ import (
 // URL and proxies the upgraded connection to it, as the kubelet does since
 // it stopped redirecting clients. The SPDY or WebSocket protocol the client
 // negotiated passes through untouched.
+//
+// The proxy is the standard library's, which relays a 101 Switching
+// Protocols as the kubelet's (apimachinery's UpgradeAwareHandler) does;
+// that one also rewrites HTML for other uses and so links an HTML parser
+// whose tables alone take half a megabyte of every agent's heap.
 
 func (s *Server) serveExec(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -128,16 +134,38 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request, raw string) {
 		writeError(w, fmt.Errorf("runtime streaming URL %q: %w", raw, err))
 		return
 	}
-	// The runtime's URL carries its own one-time token in the path; the
-	// client's query (command, ports, flags) is what the runtime expects too.
-	target.RawQuery = r.URL.RawQuery
-	h := proxy.NewUpgradeAwareHandler(target, nil, false, true, responder{r.Context()})
-	h.ServeHTTP(w, r)
+	if !isUpgrade(r) {
+		http.Error(w, "Upgrade request required", http.StatusBadRequest)
+		return
+	}
+	rp := &httputil.ReverseProxy{
+		// The runtime's URL carries its own one-time token in the path; the
+		// client's query (command, ports, flags) is what the runtime expects too.
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL = &url.URL{Scheme: target.Scheme, Host: target.Host, Path: target.Path, RawPath: target.RawPath, RawQuery: r.URL.RawQuery}
+			pr.Out.Host = target.Host
+		},
+		Transport: streamTransport,
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			klog.FromContext(r.Context()).Error(err, "Proxying a stream to the runtime")
+			http.Error(w, err.Error(), http.StatusBadGateway)
+		},
+	}
+	rp.ServeHTTP(w, r)
 }
 
-type responder struct{ ctx context.Context }
+// streamTransport reaches the runtime's streaming server directly, never
+// through an HTTP proxy from the environment.
+var streamTransport = &http.Transport{Proxy: nil, ForceAttemptHTTP2: false}
 
-func (r responder) Error(w http.ResponseWriter, _ *http.Request, err error) {
-	klog.FromContext(r.ctx).Error(err, "Proxying a stream to the runtime")
-	http.Error(w, err.Error(), http.StatusInternalServerError)
+// isUpgrade: exec, attach and port-forward are SPDY or WebSocket upgrades.
+func isUpgrade(r *http.Request) bool {
+	for _, v := range r.Header.Values("Connection") {
+		for _, token := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(token), "upgrade") {
+				return r.Header.Get("Upgrade") != ""
+			}
+		}
+	}
+	return false
 }
