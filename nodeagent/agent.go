@@ -73,7 +73,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.RuntimeEndpoint, "container-runtime-endpoint", o.RuntimeEndpoint, "CRI endpoint for --runtime=remote, e.g. unix:///run/containerd/containerd.sock")
 	fs.StringVar(&o.CgroupParent, "cgroup-parent", o.CgroupParent, "cgroup the pods' cgroups go under (--runtime=remote)")
 	fs.StringVar(&o.PodLogDir, "pod-log-dir", o.PodLogDir, "directory of the pods' container logs (--runtime=remote)")
-	fs.StringVar(&o.EvictionHard, "eviction-hard", o.EvictionHard, "thresholds under which the node reports MemoryPressure/DiskPressure (memory.available, nodefs.available; --runtime=remote); pods are not evicted yet")
+	fs.StringVar(&o.EvictionHard, "eviction-hard", o.EvictionHard, "thresholds under which the node reports MemoryPressure/DiskPressure and evicts pods (memory.available, nodefs.available; --runtime=remote)")
 	fs.StringVar(&o.PodManifestPath, "pod-manifest-path", o.PodManifestPath, "directory of static pod manifests, run with a mirror pod each (--runtime=remote)")
 	fs.StringVar(&o.RootDir, "root-dir", o.RootDir, "directory of the agent's per-pod files (pods/<uid>/volumes, termination messages; --runtime=remote)")
 	fs.IntVar(&o.SimulateNodes, "simulate-nodes", o.SimulateNodes, "nodes this process hosts (simulated runtime only)")
@@ -271,7 +271,8 @@ func (o *Options) Run(ctx context.Context) error {
 			pn.PodDir, pn.ManifestDir = filepath.Join(o.RootDir, "pods"), o.PodManifestPath
 			rt, prefix = criReady{rs, is}, ""
 			thresholds, _ := node.ParseEvictionHard(o.EvictionHard)
-			pressure = node.MachinePressure{Thresholds: thresholds, Dir: o.RootDir}
+			mp := node.MachinePressure{Thresholds: thresholds, Dir: o.RootDir}
+			pressure, pn.Pressure = mp, mp
 		} else {
 			sim := runtime.NewSimulated(prefix)
 			pn.Runtime, pn.Images, pn.Simulated, rt = sim, sim.Images, true, criReady{sim, sim.Images}

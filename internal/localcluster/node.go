@@ -185,7 +185,7 @@ func (p *plan) kubeletArgs(c *certs, config string) []string {
 // nodeAgentArgs runs kubeparts-nodeagent as this node on this containerd,
 // with the kubelet's identity and the machine's capacity.
 func (p *plan) nodeAgentArgs(c *certs, n nodeSpec) []string {
-	return []string{
+	return append([]string{
 		"--kubeconfig=" + c.nodes[n.index].kubeconfig,
 		"--hostname-override=" + n.name,
 		"--node-ip=" + n.ip.String(),
@@ -205,7 +205,7 @@ func (p *plan) nodeAgentArgs(c *certs, n nodeSpec) []string {
 		"--tls-private-key-file=" + c.nodes[n.index].serving.KeyFile,
 		"--client-ca-file=" + c.ca.CertFile,
 		fmt.Sprintf("--capacity=cpu=%d,memory=%d,pods=110", goruntime.NumCPU(), machineMemory()),
-	}
+	}, p.NodeAgentArgs...)
 }
 
 // machineMemory is MemTotal from /proc/meminfo, in bytes (0 if unreadable).

@@ -63,6 +63,9 @@ type Options struct {
 	// Nodes is how many nodes run (1 when 0): the first on the host as NodeName, each
 	// other one as NodeName-workerN in a network namespace of its own.
 	Nodes int
+	// NodeAgentArgs are appended to every kubeparts-nodeagent's flags (a later
+	// flag wins: tests set eviction thresholds this way).
+	NodeAgentArgs []string
 	// ReadyTimeout bounds the wait for /readyz and Ready nodes.
 	ReadyTimeout time.Duration
 	// Out receives the progress lines; os.Stdout when nil.

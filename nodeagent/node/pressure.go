@@ -7,14 +7,15 @@ import (
 	"strings"
 	"syscall"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // Thresholds are the hard eviction thresholds the pressure conditions
 // follow (the kubelet's --eviction-hard signals memory.available and
 // nodefs.available): under them the node reports MemoryPressure or
-// DiskPressure, which the node lifecycle controller turns into taints.
-// The agent does not evict pods yet.
+// DiskPressure, which the node lifecycle controller turns into taints, and
+// the agent evicts pods to relieve them (package pods).
 type Thresholds struct {
 	// MemoryAvailable in bytes.
 	MemoryAvailable int64
@@ -77,16 +78,42 @@ type MachinePressure struct {
 	Dir string
 }
 
-// Pressure implements Pressure.
-func (m MachinePressure) Pressure() (memory, disk, pid bool) {
-	if avail, ok := memAvailable(); ok && m.MemoryAvailable > 0 {
-		memory = avail < m.MemoryAvailable
+// Breach is an eviction signal under its threshold: what the node is short
+// of, and the resource pods are ranked by to relieve it.
+type Breach struct {
+	Signal               string // memory.available, nodefs.available
+	Resource             corev1.ResourceName
+	Threshold, Available resource.Quantity
+}
+
+// Breaches lists the signals under their thresholds, memory first (the
+// kubelet relieves memory before disk).
+func (m MachinePressure) Breaches() []Breach {
+	var out []Breach
+	if avail, ok := memAvailable(); ok && m.MemoryAvailable > 0 && avail < m.MemoryAvailable {
+		out = append(out, Breach{Signal: "memory.available", Resource: corev1.ResourceMemory,
+			Threshold: *resource.NewQuantity(m.MemoryAvailable, resource.BinarySI), Available: *resource.NewQuantity(avail, resource.BinarySI)})
 	}
 	var fs syscall.Statfs_t
 	if m.Dir != "" && syscall.Statfs(m.Dir, &fs) == nil && fs.Blocks > 0 {
 		free := int64(fs.Bavail) * fs.Bsize
-		disk = (m.NodefsAvailable > 0 && float64(fs.Bavail)/float64(fs.Blocks) < m.NodefsAvailable) ||
-			(m.NodefsAvailableBytes > 0 && free < m.NodefsAvailableBytes)
+		threshold := m.NodefsAvailableBytes
+		if m.NodefsAvailable > 0 {
+			threshold = max(threshold, int64(m.NodefsAvailable*float64(fs.Blocks))*fs.Bsize)
+		}
+		if threshold > 0 && free < threshold {
+			out = append(out, Breach{Signal: "nodefs.available", Resource: corev1.ResourceEphemeralStorage,
+				Threshold: *resource.NewQuantity(threshold, resource.BinarySI), Available: *resource.NewQuantity(free, resource.BinarySI)})
+		}
+	}
+	return out
+}
+
+// Pressure implements Pressure.
+func (m MachinePressure) Pressure() (memory, disk, pid bool) {
+	for _, b := range m.Breaches() {
+		memory = memory || b.Resource == corev1.ResourceMemory
+		disk = disk || b.Resource == corev1.ResourceEphemeralStorage
 	}
 	return memory, disk, false
 }

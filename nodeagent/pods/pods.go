@@ -64,6 +64,9 @@ type Node struct {
 	// PodDir holds per-pod files on the host (<uid>/volumes, termination
 	// message files); empty for simulated nodes, which have neither.
 	PodDir string
+	// Pressure observes the eviction signals; nil: the node never evicts
+	// (simulated nodes).
+	Pressure PressureSignals
 }
 
 // Manager syncs the pods of its nodes.
@@ -101,6 +104,8 @@ type Manager struct {
 	messages map[types.UID]map[string]string
 	// podVolumes are the pods' volumes as last set up, and when.
 	podVolumes map[types.UID]volumeState
+	// evictions are the pods being evicted or turned away under pressure.
+	evictions map[types.UID]eviction
 }
 
 // setWaitError records (or with nil clears) why the pod's next container waits.
@@ -128,7 +133,7 @@ func (m *Manager) waiting(uid types.UID) map[string]corev1.ContainerStateWaiting
 // NewManager watches the pods bound to nodes.
 func NewManager(client kubeclient.Interface, nodes []Node) (*Manager, error) {
 	m := &Manager{client: client, nodes: map[string]Node{}, backoff: newBackoff(), pullBackoff: newBackoff(), now: time.Now,
-		waitErrors: map[types.UID]*waitError{}, messages: map[types.UID]map[string]string{}, podVolumes: map[types.UID]volumeState{},
+		waitErrors: map[types.UID]*waitError{}, messages: map[types.UID]map[string]string{}, podVolumes: map[types.UID]volumeState{}, evictions: map[types.UID]eviction{},
 		manifests: map[string]map[string]*corev1.Pod{}, static: map[string]map[string]*corev1.Pod{}, staticRemoved: map[string]*corev1.Pod{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "pods"})}
 	m.probes, m.volumes = map[string]*probes.Manager{}, map[string]*volumes.Manager{}
@@ -206,6 +211,7 @@ func (m *Manager) Run(ctx context.Context, workers int) {
 		}()
 	}
 	go wait.UntilWithContext(ctx, m.housekeeping, housekeepingInterval)
+	go m.evictionRounds(ctx)
 	if len(m.volumes) > 0 { // real nodes
 		go wait.UntilWithContext(ctx, func(ctx context.Context) {
 			if err := m.updateQoSCgroups(); err != nil {
@@ -296,8 +302,22 @@ func (m *Manager) syncPod(ctx context.Context, key string, node Node, pod, apiPo
 	if err := m.killUnhealthy(ctx, node, pod); err != nil {
 		return err
 	}
-	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+	if isTerminal(pod) {
 		return nil
+	}
+	if e, ok := m.evictionOf(pod.UID); ok {
+		return m.evictPod(ctx, node, pod, apiPod, e)
+	}
+	if node.Pressure != nil && pod.Status.StartTime == nil {
+		// Admission: a pod that never ran may be turned away.
+		if msg := admissionRejection(pod, node.Pressure.Breaches()); msg != "" {
+			if sb, err := sandboxOf(ctx, node.Runtime, pod); err != nil || sb != nil {
+				return err // it runs already (adopted): not a new pod
+			}
+			e := eviction{message: msg}
+			m.setEviction(pod.UID, e)
+			return m.evictPod(ctx, node, pod, apiPod, e)
+		}
 	}
 	sandbox, err := m.ensureRunning(ctx, node, pod)
 	var we *waitError
@@ -598,6 +618,7 @@ func (m *Manager) forget(uid types.UID) {
 	defer m.mu.Unlock()
 	delete(m.waitErrors, uid)
 	delete(m.messages, uid)
+	delete(m.evictions, uid)
 	delete(m.podVolumes, uid)
 }
 
@@ -632,6 +653,12 @@ func removeSandboxes(ctx context.Context, rt internalapi.RuntimeService, labels 
 // writeStatus computes the pod's status from the runtime and writes it to
 // apiPod when it differs (nil: nowhere yet).
 func (m *Manager) writeStatus(ctx context.Context, node Node, pod *corev1.Pod, sb *runtimeapi.PodSandbox, apiPod *corev1.Pod) error {
+	return m.writeStatusWith(ctx, node, pod, sb, apiPod, nil)
+}
+
+// writeStatusWith writes the computed status after override changed it (an
+// eviction's terminal status, written only once nothing runs).
+func (m *Manager) writeStatusWith(ctx context.Context, node Node, pod *corev1.Pod, sb *runtimeapi.PodSandbox, apiPod *corev1.Pod, override func(*corev1.PodStatus)) error {
 	if apiPod == nil {
 		return nil // a static pod whose mirror the informer does not have yet
 	}
@@ -652,6 +679,9 @@ func (m *Manager) writeStatus(ctx context.Context, node Node, pod *corev1.Pod, s
 	}
 	st := computeStatus(pod, node.HostIP, node.RuntimeName, sbStatus.GetStatus(), containers, m.waiting(pod.UID), m.messagesOf(node, pod, containers),
 		m.probeStates(node, pod, podIP, containers), metav1.Now())
+	if override != nil {
+		override(&st)
+	}
 	if apiequality.Semantic.DeepEqual(st, apiPod.Status) {
 		return nil
 	}
