@@ -428,13 +428,16 @@ func (n nodeSpec) removePods(ctx context.Context) error {
 
 // removeBridge deletes the pod network's bridge and the host ends of any veth still
 // enslaved to it (pods whose sandbox was never torn down, after a killed `up`); the CNI
-// plugin creates the bridge again on the next start. Absent is fine. Only node 0's
+// plugin creates the bridge again on the next start, and the pods' network
+// namespaces no process uses any more. Absent is fine. Only node 0's
 // bridge is on the host; the workers' go with their network namespaces.
 func (n nodeSpec) removeBridge() {
 	ip, err := exec.LookPath("ip")
 	if err != nil {
 		return
 	}
+	pods := linkedNamespaces(ip, "", n.bridge)
+	defer removeUnusedNamespaces(ip, pods)
 	out, _ := exec.Command(ip, "-o", "link", "show", "master", n.bridge).Output()
 	for _, line := range strings.Split(string(out), "\n") {
 		// "29: veth16fb2803@if2: <...> ..."

@@ -167,7 +167,41 @@ func removeWorkerNetworks(l Layout) {
 		// "kp1234abcd-worker1 (id: 3)"
 		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
 		if strings.HasPrefix(name, id+"-") {
+			pods := linkedNamespaces(ip, name, id)
 			_ = exec.Command(ip, "netns", "delete", name).Run()
+			removeUnusedNamespaces(ip, pods)
+		}
+	}
+}
+
+// linkedNamespaces names the network namespaces at the other end of the
+// veths on bridge, as seen from netns ("" for the host's): the pods' own.
+func linkedNamespaces(ip, netns, bridge string) []string {
+	args := []string{"-o", "link", "show", "master", bridge}
+	if netns != "" {
+		args = append([]string{"-n", netns}, args...)
+	}
+	out, _ := exec.Command(ip, args...).Output()
+	var names []string
+	for _, line := range strings.Split(string(out), "\n") {
+		// "... link/ether 7a:71:... brd ff:ff:... link-netns cni-130a9e34-..."
+		f := strings.Fields(line)
+		for i := 0; i+1 < len(f); i++ {
+			if f[i] == "link-netns" {
+				names = append(names, f[i+1])
+			}
+		}
+	}
+	return names
+}
+
+// removeUnusedNamespaces deletes the named network namespaces no process is
+// in: those of pods whose sandboxes died with a killed containerd, which
+// nobody else would ever remove from /run/netns.
+func removeUnusedNamespaces(ip string, names []string) {
+	for _, n := range names {
+		if out, err := exec.Command(ip, "netns", "pids", n).Output(); err == nil && strings.TrimSpace(string(out)) == "" {
+			_ = exec.Command(ip, "netns", "delete", n).Run()
 		}
 	}
 }

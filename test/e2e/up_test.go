@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -167,6 +168,9 @@ func TestUpLifecycle(t *testing.T) {
 	bin := binDir(t)
 	dataDir := tempDataDir(t)
 	const portBase = "17443"
+	// Pod network namespaces of this test's pods must not outlive it, not
+	// even those of the `up` killed below.
+	netnsBefore := namespacesWith(t, "cni-")
 
 	up := startUp(t, bin, "--data-dir", dataDir, "--port-base", portBase)
 	kc := up.waitReady(t, 4*time.Minute)
@@ -560,6 +564,11 @@ func TestUpLifecycle(t *testing.T) {
 		t.Fatalf("up exited %d after SIGTERM:\n%s", code, up.output())
 	}
 	assertNothingLeft(t, dataDir)
+	for _, ns := range namespacesWith(t, "cni-") {
+		if !slices.Contains(netnsBefore, ns) {
+			t.Errorf("pod network namespace %s left in /run/netns", ns)
+		}
+	}
 }
 
 // TestUpBadInput: each mistake gets one clear error line and a non-zero exit, and no
