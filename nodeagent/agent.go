@@ -45,6 +45,10 @@ type Options struct {
 	RuntimeEndpoint, CgroupParent, PodLogDir string
 	// EvictionHard are the thresholds of the pressure conditions.
 	EvictionHard string
+	// ContainerLogMaxSize and ContainerLogMaxFiles bound each container's
+	// log files (the kubelet's containerLogMaxSize, containerLogMaxFiles).
+	ContainerLogMaxSize  string
+	ContainerLogMaxFiles int
 	// PodManifestPath holds static pod manifests.
 	PodManifestPath string
 	// RootDir keeps per-pod files (volumes, termination messages) under pods/.
@@ -61,7 +65,7 @@ type Options struct {
 
 // NewOptions returns the defaults: a simulated node of 4 cpu, 32Gi, 110 pods.
 func NewOptions() *Options {
-	return &Options{Runtime: "simulated", SimulateNodes: 1, Capacity: "cpu=4,memory=32Gi,pods=110,ephemeral-storage=100Gi", Workers: 10, NodeIP: "10.0.0.1", RootDir: "/var/lib/kubeparts-nodeagent", EvictionHard: node.DefaultEvictionHard,
+	return &Options{Runtime: "simulated", SimulateNodes: 1, Capacity: "cpu=4,memory=32Gi,pods=110,ephemeral-storage=100Gi", Workers: 10, NodeIP: "10.0.0.1", RootDir: "/var/lib/kubeparts-nodeagent", EvictionHard: node.DefaultEvictionHard, ContainerLogMaxSize: "10Mi", ContainerLogMaxFiles: 5,
 		Address: "0.0.0.0", Port: 10250, AuthorizationMode: "Webhook", HealthzBindAddress: "127.0.0.1", HealthzPort: 10248}
 }
 
@@ -73,6 +77,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.RuntimeEndpoint, "container-runtime-endpoint", o.RuntimeEndpoint, "CRI endpoint for --runtime=remote, e.g. unix:///run/containerd/containerd.sock")
 	fs.StringVar(&o.CgroupParent, "cgroup-parent", o.CgroupParent, "cgroup the pods' cgroups go under (--runtime=remote)")
 	fs.StringVar(&o.PodLogDir, "pod-log-dir", o.PodLogDir, "directory of the pods' container logs (--runtime=remote)")
+	fs.StringVar(&o.ContainerLogMaxSize, "container-log-max-size", o.ContainerLogMaxSize, "a container's log is rotated when it reaches this size (--runtime=remote)")
+	fs.IntVar(&o.ContainerLogMaxFiles, "container-log-max-files", o.ContainerLogMaxFiles, "log files kept per container, the current one included; at least 2 (--runtime=remote)")
 	fs.StringVar(&o.EvictionHard, "eviction-hard", o.EvictionHard, "thresholds under which the node reports MemoryPressure/DiskPressure and evicts pods (memory.available, nodefs.available; --runtime=remote)")
 	fs.StringVar(&o.PodManifestPath, "pod-manifest-path", o.PodManifestPath, "directory of static pod manifests, run with a mirror pod each (--runtime=remote)")
 	fs.StringVar(&o.RootDir, "root-dir", o.RootDir, "directory of the agent's per-pod files (pods/<uid>/volumes, termination messages; --runtime=remote)")
@@ -183,6 +189,12 @@ func (o *Options) Validate() []error {
 	if o.Workers < 1 {
 		errs = append(errs, fmt.Errorf("--pod-workers must be positive"))
 	}
+	if q, err := resource.ParseQuantity(o.ContainerLogMaxSize); err != nil || q.Value() <= 0 {
+		errs = append(errs, fmt.Errorf("--container-log-max-size %q: want a positive quantity such as 10Mi", o.ContainerLogMaxSize))
+	}
+	if o.ContainerLogMaxFiles < 2 {
+		errs = append(errs, fmt.Errorf("--container-log-max-files %d: must be at least 2", o.ContainerLogMaxFiles))
+	}
 	return errs
 }
 
@@ -268,6 +280,8 @@ func (o *Options) Run(ctx context.Context) error {
 				return err
 			}
 			pn.Runtime, pn.Images, pn.CgroupParent, pn.LogDir = rs, is, o.CgroupParent, o.PodLogDir
+			maxSize := resource.MustParse(o.ContainerLogMaxSize)
+			pn.LogMaxSize, pn.LogMaxFiles = maxSize.Value(), o.ContainerLogMaxFiles
 			pn.PodDir, pn.ManifestDir = filepath.Join(o.RootDir, "pods"), o.PodManifestPath
 			rt, prefix = criReady{rs, is}, ""
 			thresholds, _ := node.ParseEvictionHard(o.EvictionHard)

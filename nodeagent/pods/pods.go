@@ -67,6 +67,9 @@ type Node struct {
 	// Pressure observes the eviction signals; nil: the node never evicts
 	// (simulated nodes).
 	Pressure PressureSignals
+	// LogMaxSize and LogMaxFiles bound container logs; 0: never rotated.
+	LogMaxSize  int64
+	LogMaxFiles int
 }
 
 // Manager syncs the pods of its nodes.
@@ -212,6 +215,7 @@ func (m *Manager) Run(ctx context.Context, workers int) {
 	}
 	go wait.UntilWithContext(ctx, m.housekeeping, housekeepingInterval)
 	go m.evictionRounds(ctx)
+	go wait.UntilWithContext(ctx, m.rotateLogs, logRotationInterval)
 	if len(m.volumes) > 0 { // real nodes
 		go wait.UntilWithContext(ctx, func(ctx context.Context) {
 			if err := m.updateQoSCgroups(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,9 @@ func TestNodeAgentResync(t *testing.T) {
 	dataDir := tempDataDir(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	c, err := localcluster.Start(ctx, localcluster.Options{DataDir: dataDir, BinDir: bin, PortBase: 22443, Out: testWriter{t}})
+	// Small container logs, so that a chatty pod's are rotated within the test.
+	c, err := localcluster.Start(ctx, localcluster.Options{DataDir: dataDir, BinDir: bin, PortBase: 22443, Out: testWriter{t},
+		NodeAgentArgs: []string{"--container-log-max-size=2Ki", "--container-log-max-files=3"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,6 +58,24 @@ func TestNodeAgentResync(t *testing.T) {
 	}
 	run("steady")
 	before := state()
+	// About 10 kB/s of log through all the restarts below.
+	chatty := filepath.Join(dataDir, "chatty.yaml")
+	if err := os.WriteFile(chatty, []byte(`apiVersion: v1
+kind: Pod
+metadata: {name: chatty, namespace: default}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: docker.io/library/busybox:1.35
+    imagePullPolicy: Never
+    command: [sh, -c, 's=0123456789; s=$s$s$s$s$s$s$s$s$s$s; s=$s$s$s$s$s$s$s$s$s$s; while true; do echo $s; sleep 0.1; done']
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := kubectl(t, bin, kc, "apply", "-f", chatty); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
 	for _, component := range []string{"kubeparts-nodeagent", "containerd", "kube-apiserver"} {
 		if err := c.Restart(component); err != nil {
 			t.Fatal(err)
@@ -98,6 +119,35 @@ func TestNodeAgentResync(t *testing.T) {
 	})
 	if got := state(); got != before {
 		t.Errorf("housekeeping changed the running pod:\n  before %s\n  after  %s", before, got)
+	}
+	// The chatty pod's log was rotated (the kubelet's layout: the current
+	// file, the newest rotated one, older ones gzipped, at most 3 files) and
+	// kubectl logs still reads the current one.
+	chattyUID, err := kubectl(t, bin, kc, "get", "pod", "chatty", "-o", "jsonpath={.metadata.uid}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logDir := filepath.Join(l.Node, "pods", "default_chatty_"+chattyUID, "c")
+	eventually(t, 60*time.Second, "chatty pod's log rotated and compressed", func() error {
+		entries, err := os.ReadDir(logDir)
+		if err != nil {
+			return err
+		}
+		var names []string
+		gz := 0
+		for _, e := range entries {
+			names = append(names, e.Name())
+			if strings.HasPrefix(e.Name(), "0.log.") && strings.HasSuffix(e.Name(), ".gz") {
+				gz++
+			}
+		}
+		if gz == 0 || len(entries) > 3 || !slices.Contains(names, "0.log") {
+			return &unexpected{strings.Join(names, " ")}
+		}
+		return nil
+	})
+	if out, err := kubectl(t, bin, kc, "logs", "chatty", "--tail=1"); err != nil || !strings.HasPrefix(out, "0123456789") {
+		t.Errorf("kubectl logs after rotation: %q %v", out, err)
 	}
 	if out, err := kubectl(t, bin, kc, "delete", "pod", "--all", "--timeout=60s"); err != nil {
 		t.Fatalf("delete: %v %s", err, out)
