@@ -110,7 +110,7 @@ func (m *Manager) evictOne(ctx context.Context, n Node) {
 		candidates = append(candidates, p)
 	}
 	if len(candidates) == 0 {
-		logger.Info("Node under pressure, no pod to evict")
+		logger.V(2).Info("Node under pressure, no pod to evict")
 		return
 	}
 	usage, err := podUsage(ctx, n.Runtime)
