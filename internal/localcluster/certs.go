@@ -89,67 +89,58 @@ func (p *plan) ensureCerts() (*certs, error) {
 		return nil, err
 	}
 	server := fmt.Sprintf("https://127.0.0.1:%d", p.ports.APIServer)
-	kubeconfigs := []struct {
-		path  *string
-		file  string
-		user  string
-		group []string
-	}{
-		{&c.admin, p.layout.AdminKubeconfig, "kubernetes-admin", []string{"system:masters"}},
-		{&c.controllerManager, filepath.Join(p.layout.Kubeconfigs, "controller-manager.kubeconfig"), "system:kube-controller-manager", nil},
-		{&c.scheduler, filepath.Join(p.layout.Kubeconfigs, "scheduler.kubeconfig"), "system:kube-scheduler", nil},
+	type kubeconfig struct {
+		path   *string
+		file   string
+		user   string
+		group  []string
+		server string // "": kube-apiserver on loopback
+	}
+	kubeconfigs := []kubeconfig{
+		{&c.admin, p.layout.AdminKubeconfig, "kubernetes-admin", []string{"system:masters"}, ""},
+		{&c.controllerManager, filepath.Join(p.layout.Kubeconfigs, "controller-manager.kubeconfig"), "system:kube-controller-manager", nil, ""},
+		{&c.scheduler, filepath.Join(p.layout.Kubeconfigs, "scheduler.kubeconfig"), "system:kube-scheduler", nil, ""},
 		// Bound to config/rbac/controller-manager.yaml's ClusterRole.
-		{&c.kubepartsCM, filepath.Join(p.layout.Kubeconfigs, "kubeparts-controller-manager.kubeconfig"), "kubeparts-controller-manager", nil},
+		{&c.kubepartsCM, filepath.Join(p.layout.Kubeconfigs, "kubeparts-controller-manager.kubeconfig"), "kubeparts-controller-manager", nil, ""},
 		// Bound to config/rbac/apiserver.yaml; also its identity towards the kubelets.
-		{&c.kubepartsAPIServer, filepath.Join(p.layout.Kubeconfigs, "kubeparts-apiserver.kubeconfig"), "kubeparts-apiserver", nil},
+		{&c.kubepartsAPIServer, filepath.Join(p.layout.Kubeconfigs, "kubeparts-apiserver.kubeconfig"), "kubeparts-apiserver", nil, ""},
+	}
+	// Each node's agent as system:node:<name> in system:nodes, so the Node
+	// authorizer and NodeRestriction apply. Workers reach kube-apiserver at the
+	// host's address: their loopback is their own.
+	c.nodes = make([]nodeCerts, len(p.nodes))
+	for i, n := range p.nodes {
+		k := kubeconfig{&c.nodes[i].kubeconfig, filepath.Join(p.layout.Kubeconfigs, "kubelet-"+n.name+".kubeconfig"), "system:node:" + n.name, []string{"system:nodes"}, ""}
+		if n.netns != "" {
+			k.server = fmt.Sprintf("https://%s:%d", p.hostIP, p.ports.APIServer)
+		}
+		kubeconfigs = append(kubeconfigs, k)
 	}
 	for _, k := range kubeconfigs {
 		pair, err := c.ca.LoadOrIssue(dir, "client-"+sanitize(k.user), pki.Spec{CommonName: k.user, Organization: k.group, Client: true})
 		if err != nil {
 			return nil, fmt.Errorf("client certificate %s: %w", k.user, err)
 		}
-		if err := writeKubeconfig(k.file, server, c.ca.CertPEM, pair); err != nil {
+		url := server
+		if k.server != "" {
+			url = k.server
+		}
+		if err := writeKubeconfig(k.file, url, c.ca.CertPEM, pair); err != nil {
 			return nil, err
 		}
 		*k.path = k.file
 	}
-	for _, n := range p.nodes {
-		nc, err := p.ensureNodeCerts(&c, n)
-		if err != nil {
-			return nil, err
+	// Each node's kubelet API serves with its node's IP: kube-apiserver
+	// verifies it when proxying logs and exec.
+	for i, n := range p.nodes {
+		if c.nodes[i].serving, err = c.ca.LoadOrIssue(dir, "kubelet-serving-"+n.name, pki.Spec{
+			CommonName: "system:node:" + n.name, Organization: []string{"system:nodes"}, Server: true,
+			DNSNames: []string{n.name, "localhost"}, IPs: []net.IP{n.ip, loopback},
+		}); err != nil {
+			return nil, fmt.Errorf("certificate kubelet-serving-%s: %w", n.name, err)
 		}
-		c.nodes = append(c.nodes, nc)
 	}
 	return &c, nil
-}
-
-// ensureNodeCerts issues the node's client certificate (system:node:<name> in
-// system:nodes, so the Node authorizer and NodeRestriction apply) and the serving
-// certificate of its kubelet API, which carries the node's IP: kube-apiserver verifies
-// it when proxying logs and exec. Workers reach kube-apiserver at the host's address;
-// their loopback is their own.
-func (p *plan) ensureNodeCerts(c *certs, n nodeSpec) (nodeCerts, error) {
-	user := "system:node:" + n.name
-	client, err := c.ca.LoadOrIssue(p.layout.PKI, "client-"+sanitize(user), pki.Spec{CommonName: user, Organization: []string{"system:nodes"}, Client: true})
-	if err != nil {
-		return nodeCerts{}, fmt.Errorf("client certificate %s: %w", user, err)
-	}
-	server := fmt.Sprintf("https://127.0.0.1:%d", p.ports.APIServer)
-	if n.netns != "" {
-		server = fmt.Sprintf("https://%s:%d", p.hostIP, p.ports.APIServer)
-	}
-	out := nodeCerts{kubeconfig: filepath.Join(p.layout.Kubeconfigs, "kubelet-"+n.name+".kubeconfig")}
-	if err := writeKubeconfig(out.kubeconfig, server, c.ca.CertPEM, client); err != nil {
-		return nodeCerts{}, err
-	}
-	out.serving, err = c.ca.LoadOrIssue(p.layout.PKI, "kubelet-serving-"+n.name, pki.Spec{
-		CommonName: user, Organization: []string{"system:nodes"}, Server: true,
-		DNSNames: []string{n.name, "localhost"}, IPs: []net.IP{n.ip, net.IPv4(127, 0, 0, 1)},
-	})
-	if err != nil {
-		return nodeCerts{}, fmt.Errorf("certificate kubelet-serving-%s: %w", n.name, err)
-	}
-	return out, nil
 }
 
 func sanitize(user string) string {

@@ -436,17 +436,11 @@ func (n nodeSpec) removeBridge() {
 	if err != nil {
 		return
 	}
-	pods := linkedNamespaces(ip, "", n.bridge)
-	defer removeUnusedNamespaces(ip, pods)
-	out, _ := exec.Command(ip, "-o", "link", "show", "master", n.bridge).Output()
-	for _, line := range strings.Split(string(out), "\n") {
-		// "29: veth16fb2803@if2: <...> ..."
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
-		_ = exec.Command(ip, "link", "delete", name).Run()
+	var pods []string
+	for _, port := range ipLinks(ip, "", "master", n.bridge) {
+		_ = exec.Command(ip, "link", "delete", port.name).Run()
+		pods = append(pods, port.peerNetns)
 	}
+	defer removeUnusedNamespaces(ip, pods)
 	_ = exec.Command(ip, "link", "delete", n.bridge).Run()
 }

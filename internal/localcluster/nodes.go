@@ -152,14 +152,9 @@ func removeWorkerNetworks(l Layout) {
 		return
 	}
 	id := strings.TrimSuffix(netnsPrefix(l), "-")
-	links, _ := exec.Command(ip, "-o", "link", "show").Output()
-	for _, line := range strings.Split(string(links), "\n") {
-		// "7: kp1234abcdw1@if2: <...> ..."
-		if f := strings.Fields(line); len(f) > 1 {
-			name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
-			if strings.HasPrefix(name, id+"w") {
-				_ = exec.Command(ip, "link", "delete", name).Run()
-			}
+	for _, link := range ipLinks(ip, "") {
+		if strings.HasPrefix(link.name, id+"w") {
+			_ = exec.Command(ip, "link", "delete", link.name).Run()
 		}
 	}
 	out, _ := exec.Command(ip, "netns", "list").Output()
@@ -167,32 +162,49 @@ func removeWorkerNetworks(l Layout) {
 		// "kp1234abcd-worker1 (id: 3)"
 		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
 		if strings.HasPrefix(name, id+"-") {
-			pods := linkedNamespaces(ip, name, id)
+			var pods []string
+			for _, port := range ipLinks(ip, name, "master", id) {
+				pods = append(pods, port.peerNetns)
+			}
 			_ = exec.Command(ip, "netns", "delete", name).Run()
 			removeUnusedNamespaces(ip, pods)
 		}
 	}
 }
 
-// linkedNamespaces names the network namespaces at the other end of the
-// veths on bridge, as seen from netns ("" for the host's): the pods' own.
-func linkedNamespaces(ip, netns, bridge string) []string {
-	args := []string{"-o", "link", "show", "master", bridge}
+// ipLink is a network interface as `ip -o link show` lists it.
+type ipLink struct {
+	name string
+	// peerNetns names the namespace of a veth's other end (a pod's), when
+	// that namespace has a name.
+	peerNetns string
+}
+
+// ipLinks lists the links of netns ("" for the host's), filtered by args
+// ("master", bridge: the bridge's ports).
+func ipLinks(ip, netns string, args ...string) []ipLink {
+	cmd := append([]string{"-o", "link", "show"}, args...)
 	if netns != "" {
-		args = append([]string{"-n", netns}, args...)
+		cmd = append([]string{"-n", netns}, cmd...)
 	}
-	out, _ := exec.Command(ip, args...).Output()
-	var names []string
+	out, _ := exec.Command(ip, cmd...).Output()
+	var links []ipLink
 	for _, line := range strings.Split(string(out), "\n") {
-		// "... link/ether 7a:71:... brd ff:ff:... link-netns cni-130a9e34-..."
+		// "29: veth16fb2803@if2: <...> ... link/ether 7a:71:... link-netns cni-130a9e34-..."
 		f := strings.Fields(line)
-		for i := 0; i+1 < len(f); i++ {
+		if len(f) < 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		link := ipLink{name: name}
+		for i := 2; i+1 < len(f); i++ {
 			if f[i] == "link-netns" {
-				names = append(names, f[i+1])
+				link.peerNetns = f[i+1]
 			}
 		}
+		links = append(links, link)
 	}
-	return names
+	return links
 }
 
 // removeUnusedNamespaces deletes the named network namespaces no process is
@@ -200,6 +212,9 @@ func linkedNamespaces(ip, netns, bridge string) []string {
 // nobody else would ever remove from /run/netns.
 func removeUnusedNamespaces(ip string, names []string) {
 	for _, n := range names {
+		if n == "" {
+			continue
+		}
 		if out, err := exec.Command(ip, "netns", "pids", n).Output(); err == nil && strings.TrimSpace(string(out)) == "" {
 			_ = exec.Command(ip, "netns", "delete", n).Run()
 		}

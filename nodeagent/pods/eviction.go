@@ -68,20 +68,11 @@ func (m *Manager) setEviction(uid types.UID, e eviction) {
 	m.evictions[uid] = e
 }
 
-// evictionRounds evicts for every node under pressure until ctx ends.
-func (m *Manager) evictionRounds(ctx context.Context) {
-	t := time.NewTicker(evictionInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			for _, n := range m.nodes {
-				if n.Pressure != nil {
-					m.evictOne(ctx, n)
-				}
-			}
+// evictionRound evicts on every node under pressure.
+func (m *Manager) evictionRound(ctx context.Context) {
+	for _, n := range m.nodes {
+		if n.Pressure != nil {
+			m.evictOne(ctx, n)
 		}
 	}
 }

@@ -214,7 +214,7 @@ func (m *Manager) Run(ctx context.Context, workers int) {
 		}()
 	}
 	go wait.UntilWithContext(ctx, m.housekeeping, housekeepingInterval)
-	go m.evictionRounds(ctx)
+	go wait.UntilWithContext(ctx, m.evictionRound, evictionInterval)
 	go wait.UntilWithContext(ctx, m.rotateLogs, logRotationInterval)
 	if len(m.volumes) > 0 { // real nodes
 		go wait.UntilWithContext(ctx, func(ctx context.Context) {
@@ -230,7 +230,7 @@ func (m *Manager) Run(ctx context.Context, workers int) {
 				return
 			}
 			for _, p := range pods {
-				if _, mine := m.nodes[p.Spec.NodeName]; mine && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+				if _, mine := m.nodes[p.Spec.NodeName]; mine && !isTerminal(p) {
 					m.queue.Add(p.Namespace + "/" + p.Name)
 				}
 			}
