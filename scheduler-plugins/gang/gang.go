@@ -23,6 +23,7 @@ package gang
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -166,7 +167,11 @@ func (g *Gang) PreFilter(_ context.Context, _ fwk.CycleState, pod *corev1.Pod, _
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
 	if !g.groups.HasSynced() {
-		return nil, fwk.NewStatus(fwk.Unschedulable, "waiting for the PodGroup cache to sync (is the PodGroup CRD installed?)")
+		// An error, not Unschedulable: the pod goes to the backoff queue and
+		// is retried within seconds. As unschedulable it would wait for an
+		// event, and the PodGroup events of the initial sync may all have
+		// come before it was parked, leaving it for the 5-minute flush.
+		return nil, fwk.AsStatus(errors.New("waiting for the PodGroup cache to sync (is the PodGroup CRD installed?)"))
 	}
 	pg, err := g.podGroup(pod.Namespace, name)
 	if apierrors.IsNotFound(err) {
