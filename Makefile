@@ -5,6 +5,13 @@ SHELL := /usr/bin/env bash
 
 BIN        := $(CURDIR)/bin
 GO_BUILD   := CGO_ENABLED=0 go build -trimpath
+# grpcnotrace: grpc otherwise imports golang.org/x/net/trace, whose html/template
+# calls reflect methods by computed names, and any such call makes the Go linker
+# keep every exported method of every type stored in an interface. Without it
+# kubeparts-nodeagent shrinks from 38 to 30 MB, and its RSS with it (most of
+# the agent's RSS is its own executable). grpc's /debug/requests pages are the
+# only loss; no kubeparts binary serves them.
+BUILD_TAGS := grpcnotrace
 # The upstream runtimes inside our binaries (scheduler, apiserver) report this
 # version; unset they say v0.0.0-master and version checks misbehave.
 VPKG := k8s.io/component-base/version
@@ -29,7 +36,7 @@ deps: ## Install Debian packages (as root) and download Go modules.
 build: ## Build the kubeparts binaries and the sandbox (pause) binary into bin/.
 	@echo "build: kubeparts binaries into bin/"
 	@mkdir -p $(BIN)
-	@$(GO_BUILD) -ldflags '$(VERSION_LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
+	@$(GO_BUILD) -tags $(BUILD_TAGS) -ldflags '$(VERSION_LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
 	@$(GO_BUILD) -ldflags '-s -w' -o $(BIN)/pause ./hack/images/pause
 
 .PHONY: image
