@@ -76,10 +76,10 @@ func configMapPayload(items []corev1.KeyToPath, cm *corev1.ConfigMap, mode int32
 	payload := make(map[string]file, len(cm.Data)+len(cm.BinaryData))
 	if len(items) == 0 {
 		for k, v := range cm.Data {
-			payload[k] = file{[]byte(v), mode}
+			payload[k] = file{data: []byte(v), mode: mode}
 		}
 		for k, v := range cm.BinaryData {
-			payload[k] = file{v, mode}
+			payload[k] = file{data: v, mode: mode}
 		}
 		return payload, nil
 	}
@@ -94,7 +94,7 @@ func configMapPayload(items []corev1.KeyToPath, cm *corev1.ConfigMap, mode int32
 		} else {
 			return nil, fmt.Errorf("configmap references non-existent config key: %s", it.Key)
 		}
-		payload[it.Path] = file{data, itemMode(it.Mode, mode)}
+		payload[it.Path] = file{data: data, mode: itemMode(it.Mode, mode)}
 	}
 	return payload, nil
 }
@@ -104,7 +104,7 @@ func secretPayload(items []corev1.KeyToPath, sec *corev1.Secret, mode int32, opt
 	payload := make(map[string]file, len(sec.Data))
 	if len(items) == 0 {
 		for k, v := range sec.Data {
-			payload[k] = file{v, mode}
+			payload[k] = file{data: v, mode: mode}
 		}
 		return payload, nil
 	}
@@ -116,7 +116,7 @@ func secretPayload(items []corev1.KeyToPath, sec *corev1.Secret, mode int32, opt
 			}
 			return nil, fmt.Errorf("references non-existent secret key: %s", it.Key)
 		}
-		payload[it.Path] = file{v, itemMode(it.Mode, mode)}
+		payload[it.Path] = file{data: v, mode: itemMode(it.Mode, mode)}
 	}
 	return payload, nil
 }
@@ -139,7 +139,7 @@ func (m *Manager) downwardAPIPayload(items []corev1.DownwardAPIVolumeFile, pod *
 			errs = append(errs, err)
 			continue
 		}
-		payload[it.Path] = file{[]byte(v), itemMode(it.Mode, mode)}
+		payload[it.Path] = file{data: []byte(v), mode: itemMode(it.Mode, mode)}
 	}
 	return payload, utilerrors.NewAggregate(errs)
 }
@@ -186,9 +186,14 @@ func (m *Manager) projectedPayload(ctx context.Context, pod *corev1.Pod, p *core
 				errs = append(errs, err)
 				continue
 			}
-			// The kubelet narrows this to 0600 with fsUser/fsGroup, which we
-			// do not implement; defaultMode it is.
-			payload[s.ServiceAccountToken.Path] = file{token, mode}
+			// As the kubelet: when all containers run as one user (fsUser),
+			// the token is that user's alone; with an fsGroup it is 0600
+			// too, and the group gets read access with the rest of the volume.
+			f := file{data: token, mode: mode}
+			if uid := fsUser(pod); uid != nil || fsGroup(pod) != nil {
+				f.mode, f.uid = 0o600, uid
+			}
+			payload[s.ServiceAccountToken.Path] = f
 		case s.ClusterTrustBundle != nil:
 			errs = append(errs, fmt.Errorf("projected source clusterTrustBundle is not supported by kubeparts-nodeagent"))
 		case s.PodCertificate != nil:

@@ -4,8 +4,13 @@
 // laid out under <root>/<podUID>/volumes/<plugin>/<name> like the kubelet's
 // pods directory so tools that know that layout find them.
 //
-// Not implemented, unlike the kubelet: fsGroup / fsUser ownership of volume
-// contents, SELinux relabeling, emptyDir sizeLimit eviction (a Memory
+// With a pod fsGroup, emptyDirs and the content volumes belong to that group
+// (setgid directories, group-readable files), and the service account token
+// belongs to the pods' single runAsUser if all containers share one, as the
+// kubelet's volume ownership does.
+//
+// Not implemented, unlike the kubelet: fsGroupChangePolicy (moot: the agent
+// never changes ownership of an existing emptyDir), SELinux relabeling, emptyDir sizeLimit eviction (a Memory
 // emptyDir is still capped by its tmpfs size), and every volume type backed
 // by storage (PVCs, CSI, ephemeral, image, in-tree network volumes), which
 // fail with an error naming the type.
@@ -172,11 +177,11 @@ func (m *Manager) setupVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Vo
 		d := dir(pluginEmptyDir)
 		switch s.EmptyDir.Medium {
 		case corev1.StorageMediumDefault:
-			if err := m.makeEmptyDir(d); err != nil {
+			if err := m.makeEmptyDir(d, fsGroup(pod)); err != nil {
 				return fail(err)
 			}
 		case corev1.StorageMediumMemory:
-			if err := m.makeTmpfs(d, m.memorySize(pod, s.EmptyDir.SizeLimit)); err != nil {
+			if err := m.makeTmpfs(d, m.memorySize(pod, s.EmptyDir.SizeLimit), fsGroup(pod)); err != nil {
 				return fail(err)
 			}
 		default:
@@ -230,13 +235,14 @@ func (m *Manager) setupVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Vo
 // the disk.
 func (m *Manager) writeVolume(pod *corev1.Pod, dir string, inMemory bool, payload map[string]file, name string) (Volume, error) {
 	var err error
+	gid := fsGroup(pod)
 	if inMemory {
-		err = m.makeTmpfs(dir, m.memorySize(pod, nil))
+		err = m.makeTmpfs(dir, m.memorySize(pod, nil), gid)
 	} else {
-		err = m.makeEmptyDir(dir)
+		err = m.makeEmptyDir(dir, gid)
 	}
 	if err == nil {
-		err = writeAtomic(dir, payload, m.now())
+		err = writeAtomic(dir, payload, m.now(), gid)
 	}
 	if err != nil {
 		return Volume{}, &setupError{name, err}
@@ -247,7 +253,7 @@ func (m *Manager) writeVolume(pod *corev1.Pod, dir string, inMemory bool, payloa
 // makeEmptyDir creates dir world-writable. The mode is only set on creation:
 // a container may have changed it since, and the kubelet sets up an
 // emptyDir once per pod.
-func (m *Manager) makeEmptyDir(dir string) error {
+func (m *Manager) makeEmptyDir(dir string, gid *int64) error {
 	if _, err := os.Stat(dir); err == nil {
 		return nil
 	}
@@ -257,12 +263,12 @@ func (m *Manager) makeEmptyDir(dir string) error {
 	if err := os.Mkdir(dir, emptyDirPerm); err != nil && !os.IsExist(err) {
 		return err
 	}
-	return os.Chmod(dir, emptyDirPerm) // past the umask
+	return ownDir(dir, emptyDirPerm, gid) // past the umask
 }
 
 // makeTmpfs makes dir an emptyDir backed by a tmpfs, unless it already is.
-func (m *Manager) makeTmpfs(dir string, size int64) error {
-	if err := m.makeEmptyDir(dir); err != nil {
+func (m *Manager) makeTmpfs(dir string, size int64, gid *int64) error {
+	if err := m.makeEmptyDir(dir, gid); err != nil {
 		return err
 	}
 	mounted, err := m.mount.IsMountpoint(dir)
@@ -276,7 +282,50 @@ func (m *Manager) makeTmpfs(dir string, size int64) error {
 		return fmt.Errorf("mounting tmpfs at %s: %w", dir, err)
 	}
 	// The fresh file system's root is 0755/1777 per kernel defaults.
-	return os.Chmod(dir, emptyDirPerm)
+	return ownDir(dir, emptyDirPerm, gid)
+}
+
+// fsGroup is the pod's fsGroup, the group its volumes belong to.
+func fsGroup(pod *corev1.Pod) *int64 {
+	if pod.Spec.SecurityContext == nil {
+		return nil
+	}
+	return pod.Spec.SecurityContext.FSGroup
+}
+
+// fsUser is the user every container of the pod runs as, if they all set
+// the same runAsUser (theirs or the pod's); nil otherwise.
+func fsUser(pod *corev1.Pod) *int64 {
+	var uid *int64
+	same := true
+	visit := func(sc *corev1.SecurityContext) {
+		u := (*int64)(nil)
+		if sc != nil {
+			u = sc.RunAsUser
+		}
+		if u == nil && pod.Spec.SecurityContext != nil {
+			u = pod.Spec.SecurityContext.RunAsUser
+		}
+		switch {
+		case u == nil, uid != nil && *uid != *u:
+			same = false
+		case uid == nil:
+			uid = u
+		}
+	}
+	for _, c := range pod.Spec.InitContainers {
+		visit(c.SecurityContext)
+	}
+	for _, c := range pod.Spec.Containers {
+		visit(c.SecurityContext)
+	}
+	for _, c := range pod.Spec.EphemeralContainers {
+		visit(c.SecurityContext)
+	}
+	if !same {
+		return nil
+	}
+	return uid
 }
 
 // memorySize is the size of a memory-backed volume as the kubelet sizes it:

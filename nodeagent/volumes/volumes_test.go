@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -677,5 +678,74 @@ func TestCleanupRefusesForeignMount(t *testing.T) {
 	}
 	if _, err := os.Stat(keep); err != nil {
 		t.Errorf("content of the foreign mount removed: %v", err)
+	}
+}
+
+// With an fsGroup the kubelet gives the pod's volumes to that group: the
+// emptyDir passes it on (setgid), content files are group-readable even
+// when their mode says owner-only, and the token belongs to the pod's single
+// runAsUser with mode 0600 (0640 with the group).
+func TestFSGroupOwnership(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chown needs root")
+	}
+	ca := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kube-root-ca.crt", Namespace: "ns"}, Data: map[string]string{"ca.crt": "CA"}}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "sec", Namespace: "ns"}, Data: map[string][]byte{"key": []byte("v")}}
+	owner := func(t *testing.T, p string) string {
+		t.Helper()
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		return fmt.Sprintf("%d:%d %v", st.Uid, st.Gid, fi.Mode())
+	}
+	vols := []corev1.Volume{
+		{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		{Name: "creds", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "sec", DefaultMode: ptr[int32](0o400)}}},
+		kubeAPIAccess(3607),
+	}
+	for _, tc := range []struct {
+		name                           string
+		sc                             *corev1.PodSecurityContext
+		scratch, secret, token, tokDir string
+	}{
+		{"no fsGroup: as set up, root's", nil,
+			"0:0 drwxrwxrwx", "0:0 -r--------", "0:0 -rw-r--r--", "0:0 drwxr-xr-x"},
+		{"fsGroup", &corev1.PodSecurityContext{FSGroup: ptr[int64](2000)},
+			"0:2000 dgrwxrwxrwx", "0:2000 -r--r-----", "0:2000 -rw-r-----", "0:2000 dgrwxr-xr-x"},
+		{"fsGroup and one runAsUser", &corev1.PodSecurityContext{FSGroup: ptr[int64](2000), RunAsUser: ptr[int64](1000)},
+			"0:2000 dgrwxrwxrwx", "0:2000 -r--r-----", "1000:2000 -rw-r-----", "0:2000 dgrwxr-xr-x"},
+		{"one runAsUser without fsGroup", &corev1.PodSecurityContext{RunAsUser: ptr[int64](1000)},
+			"0:0 drwxrwxrwx", "0:0 -r--------", "1000:0 -rw-------", "0:0 drwxr-xr-x"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, ca, sec)
+			pod := newPod(vols...)
+			pod.Spec.SecurityContext = tc.sc
+			e.setup(t, pod)
+			tokens := e.dir(pluginProjected, "kube-api-access-x")
+			for _, c := range []struct{ what, path, want string }{
+				{"emptyDir", e.dir(pluginEmptyDir, "scratch"), tc.scratch},
+				{"secret file", filepath.Join(e.dir(pluginSecret, "creds"), "key"), tc.secret},
+				{"token", filepath.Join(tokens, "token"), tc.token},
+				{"content directory", filepath.Join(tokens, "..data") + "/", tc.tokDir},
+			} {
+				if got := owner(t, c.path); got != c.want {
+					t.Errorf("%s: %s, want %s", c.what, got, c.want)
+				}
+			}
+		})
+	}
+	// A second container running as someone else: no single fsUser.
+	pod := newPod()
+	pod.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: ptr[int64](1000)}
+	pod.Spec.InitContainers = []corev1.Container{{Name: "i", SecurityContext: &corev1.SecurityContext{RunAsUser: ptr[int64](0)}}}
+	if u := fsUser(pod); u != nil {
+		t.Errorf("fsUser of containers running as 1000 and 0: %d", *u)
+	}
+	pod.Spec.InitContainers[0].SecurityContext.RunAsUser = ptr[int64](1000)
+	if u := fsUser(pod); u == nil || *u != 1000 {
+		t.Errorf("fsUser of containers all running as 1000: %v", u)
 	}
 }

@@ -15,6 +15,7 @@ import (
 type file struct {
 	data []byte
 	mode int32
+	uid  *int64 // its owner; nil: the agent's user (root)
 }
 
 const (
@@ -30,12 +31,16 @@ const (
 // symlink through ..data. A container therefore reads either the old or
 // the new content, never a mix (except through a single-file subPath
 // mount, which pins the file it was mounted with). An unchanged payload
-// writes nothing.
-func writeAtomic(dir string, payload map[string]file, now time.Time) error {
+// writes nothing. With an fsGroup (gid) everything belongs to that group,
+// which may read every file, as the kubelet's volume ownership does.
+func writeAtomic(dir string, payload map[string]file, now time.Time, gid *int64) error {
 	clean := make(map[string]file, len(payload))
 	for p, f := range payload {
 		if err := validatePath(p); err != nil {
 			return err
+		}
+		if gid != nil {
+			f.mode |= 0o440
 		}
 		clean[filepath.Clean(p)] = f
 	}
@@ -59,7 +64,7 @@ func writeAtomic(dir string, payload map[string]file, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFiles(tsDir, clean); err != nil {
+	if err := writeFiles(tsDir, clean, gid); err != nil {
 		os.RemoveAll(tsDir)
 		return err
 	}
@@ -134,11 +139,7 @@ func validatePath(p string) error {
 	return nil
 }
 
-func writeFiles(root string, payload map[string]file) error {
-	// MkdirTemp made it 0700; containers running as any user must traverse it.
-	if err := os.Chmod(root, 0o755); err != nil {
-		return err
-	}
+func writeFiles(root string, payload map[string]file, gid *int64) error {
 	for p, f := range payload {
 		full := filepath.Join(root, p)
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
@@ -151,8 +152,40 @@ func writeFiles(root string, payload map[string]file) error {
 		if err := os.Chmod(full, mode); err != nil { // past the umask
 			return err
 		}
+		if f.uid != nil || gid != nil {
+			if err := os.Lchown(full, idOr(f.uid), idOr(gid)); err != nil {
+				return err
+			}
+		}
 	}
-	return nil
+	// MkdirTemp made root 0700, MkdirAll's modes met the umask: containers
+	// running as any user must traverse them. Under an fsGroup directories
+	// belong to it and pass it on (setgid).
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		return ownDir(p, 0o755, gid)
+	})
+}
+
+// ownDir sets a volume directory's mode and, with an fsGroup, gives it to
+// that group with the setgid bit, so what is created inside joins the group.
+func ownDir(dir string, mode fs.FileMode, gid *int64) error {
+	if gid != nil {
+		if err := os.Chown(dir, -1, int(*gid)); err != nil {
+			return err
+		}
+		mode |= fs.ModeSetgid
+	}
+	return os.Chmod(dir, mode)
+}
+
+func idOr(id *int64) int {
+	if id == nil {
+		return -1
+	}
+	return int(*id)
 }
 
 // sameContent tells whether tsDir holds exactly payload (same files, data
