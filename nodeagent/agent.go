@@ -51,8 +51,17 @@ type Options struct {
 	ContainerLogMaxFiles int
 	// PodManifestPath holds static pod manifests.
 	PodManifestPath string
-	// RootDir keeps per-pod files (volumes, termination messages) under pods/.
+	// RootDir keeps per-pod files (volumes, termination messages) under pods/,
+	// and the Localhost seccomp profiles under seccomp/.
 	RootDir string
+	// SeccompDefault confines containers without a seccompProfile with the
+	// runtime's default profile; AllowedUnsafeSysctls are the sysctls
+	// (or prefixes ending in *) pods may set beyond the safe ones.
+	SeccompDefault       bool
+	AllowedUnsafeSysctls []string
+	// ClusterDNS, ClusterDomain and ResolvConf set up the pods' resolvers.
+	ClusterDNS                []string
+	ClusterDomain, ResolvConf string
 	// The kubelet API server (remote runtime only).
 	Address                               string
 	Port                                  int
@@ -65,7 +74,7 @@ type Options struct {
 
 // NewOptions returns the defaults: a simulated node of 4 cpu, 32Gi, 110 pods.
 func NewOptions() *Options {
-	return &Options{Runtime: "simulated", SimulateNodes: 1, Capacity: "cpu=4,memory=32Gi,pods=110,ephemeral-storage=100Gi", Workers: 10, NodeIP: "10.0.0.1", RootDir: "/var/lib/kubeparts-nodeagent", EvictionHard: node.DefaultEvictionHard, ContainerLogMaxSize: "10Mi", ContainerLogMaxFiles: 5,
+	return &Options{Runtime: "simulated", SimulateNodes: 1, Capacity: "cpu=4,memory=32Gi,pods=110,ephemeral-storage=100Gi", Workers: 10, NodeIP: "10.0.0.1", RootDir: "/var/lib/kubeparts-nodeagent", ResolvConf: "/etc/resolv.conf", EvictionHard: node.DefaultEvictionHard, ContainerLogMaxSize: "10Mi", ContainerLogMaxFiles: 5,
 		Address: "0.0.0.0", Port: 10250, AuthorizationMode: "Webhook", HealthzBindAddress: "127.0.0.1", HealthzPort: 10248}
 }
 
@@ -82,6 +91,11 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.EvictionHard, "eviction-hard", o.EvictionHard, "thresholds under which the node reports MemoryPressure/DiskPressure and evicts pods (memory.available, nodefs.available; --runtime=remote)")
 	fs.StringVar(&o.PodManifestPath, "pod-manifest-path", o.PodManifestPath, "directory of static pod manifests, run with a mirror pod each (--runtime=remote)")
 	fs.StringVar(&o.RootDir, "root-dir", o.RootDir, "directory of the agent's per-pod files (pods/<uid>/volumes, termination messages; --runtime=remote)")
+	fs.StringSliceVar(&o.ClusterDNS, "cluster-dns", o.ClusterDNS, "IPs of the cluster DNS servers, the nameservers of ClusterFirst pods; none: they fall back to the Default policy (--runtime=remote)")
+	fs.StringVar(&o.ClusterDomain, "cluster-domain", o.ClusterDomain, "the cluster's DNS domain, searched by ClusterFirst pods and under which pods with a subdomain are named (--runtime=remote)")
+	fs.StringVar(&o.ResolvConf, "resolv-conf", o.ResolvConf, "the resolver configuration Default-policy pods inherit; empty: the local host's resolver only (--runtime=remote)")
+	fs.BoolVar(&o.SeccompDefault, "seccomp-default", o.SeccompDefault, "run containers that set no seccompProfile under the runtime's default profile (RuntimeDefault) instead of Unconfined")
+	fs.StringSliceVar(&o.AllowedUnsafeSysctls, "allowed-unsafe-sysctls", o.AllowedUnsafeSysctls, "namespaced sysctls, or prefixes ending in *, pods may set beyond the safe ones (net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*)")
 	fs.IntVar(&o.SimulateNodes, "simulate-nodes", o.SimulateNodes, "nodes this process hosts (simulated runtime only)")
 	fs.StringVar(&o.NodeIP, "node-ip", o.NodeIP, "the node's InternalIP (simulated nodes count up from it)")
 	fs.StringVar(&o.Capacity, "capacity", o.Capacity, "simulated node capacity, as name=quantity pairs")
@@ -170,6 +184,17 @@ func (o *Options) Validate() []error {
 		if strings.HasPrefix(k, "node-role.kubernetes.io/") {
 			errs = append(errs, fmt.Errorf("--node-labels %s: NodeRestriction forbids a node to set node-role labels on itself", k))
 		}
+	}
+	if _, err := pods.NewSysctlAllowlist(o.AllowedUnsafeSysctls); err != nil {
+		errs = append(errs, err)
+	}
+	for _, ip := range o.ClusterDNS {
+		if net.ParseIP(ip) == nil {
+			errs = append(errs, fmt.Errorf("--cluster-dns %q: not an IP address", ip))
+		}
+	}
+	if o.ClusterDomain != "" && len(validation.IsDNS1123Subdomain(o.ClusterDomain)) > 0 {
+		errs = append(errs, fmt.Errorf("--cluster-domain %q: must be a DNS subdomain", o.ClusterDomain))
 	}
 	if o.AuthorizationMode != "Webhook" && o.AuthorizationMode != "AlwaysAllow" {
 		errs = append(errs, fmt.Errorf("--authorization-mode %q: want Webhook or AlwaysAllow", o.AuthorizationMode))
@@ -261,6 +286,10 @@ func (o *Options) Run(ctx context.Context) error {
 	broadcaster := events.NewBroadcaster(client.CoreV1())
 	go broadcaster.Run(ctx)
 	base := net.ParseIP(o.NodeIP).To4()
+	sysctls, err := pods.NewSysctlAllowlist(o.AllowedUnsafeSysctls)
+	if err != nil {
+		return err
+	}
 	var podNodes []pods.Node
 	var keepers []*node.Keeper
 	for i := range o.SimulateNodes {
@@ -273,7 +302,8 @@ func (o *Options) Run(ctx context.Context) error {
 		var rt node.Runtime
 		var pressure node.Pressure // simulated nodes have none
 		pn := pods.Node{Name: name, HostIP: ip, Allocatable: node.Allocatable(capacity, reserved),
-			Recorder: broadcaster.NewRecorder(corev1.EventSource{Component: "kubelet", Host: name})}
+			Recorder: broadcaster.NewRecorder(corev1.EventSource{Component: "kubelet", Host: name}), Sysctls: sysctls,
+			Security: pods.Security{SeccompProfileRoot: filepath.Join(o.RootDir, "seccomp"), SeccompDefault: o.SeccompDefault}}
 		if o.Runtime == "remote" {
 			rs, is, err := runtime.Remote(ctx, o.RuntimeEndpoint)
 			if err != nil {
@@ -283,6 +313,7 @@ func (o *Options) Run(ctx context.Context) error {
 			maxSize := resource.MustParse(o.ContainerLogMaxSize)
 			pn.LogMaxSize, pn.LogMaxFiles = maxSize.Value(), o.ContainerLogMaxFiles
 			pn.PodDir, pn.ManifestDir = filepath.Join(o.RootDir, "pods"), o.PodManifestPath
+			pn.DNS = pods.DNS{ClusterDNS: o.ClusterDNS, ClusterDomain: o.ClusterDomain, ResolvConf: o.ResolvConf}
 			rt, prefix = criReady{rs, is}, ""
 			thresholds, _ := node.ParseEvictionHard(o.EvictionHard)
 			mp := node.MachinePressure{Thresholds: thresholds, Dir: o.RootDir}

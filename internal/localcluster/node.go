@@ -195,6 +195,9 @@ func (p *plan) nodeAgentArgs(c *certs, n nodeSpec) []string {
 		"--pod-log-dir=" + filepath.Join(n.dir, "pods"),
 		"--root-dir=" + filepath.Join(n.dir, "nodeagent"),
 		"--pod-manifest-path=" + filepath.Join(n.dir, "manifests"),
+		// As the kubelet's configuration: the cluster's domain, no cluster
+		// DNS server (none runs here), so ClusterFirst pods use the host's.
+		"--cluster-domain=" + clusterDomain,
 		// As the kubelet's configuration here: a small development disk is no pressure.
 		"--eviction-hard=memory.available<100Mi,nodefs.available<1%",
 		// The kubelet API with the kubelet's certificate and client CA, so

@@ -50,6 +50,7 @@ const (
 
 // eviction is why a pod is evicted or turned away; kept until its status says so.
 type eviction struct {
+	reason   string // the status reason and event; "" is Evicted
 	message  string
 	evicted  bool // true: it ran and was evicted; false: turned away at admission
 	recorded bool // the event was emitted
@@ -192,6 +193,21 @@ func evictionMessage(p *corev1.Pod, b node.Breach, usage containerUsage) string 
 	return msg.String()
 }
 
+// admission says why a new pod may not start on the node (the reason and
+// message of its Failed status), in the order of the kubelet's admission
+// handlers: resource pressure, then sysctls; "" admits it.
+func admission(node Node, pod *corev1.Pod) (reason, message string) {
+	if node.Pressure != nil {
+		if msg := admissionRejection(pod, node.Pressure.Breaches()); msg != "" {
+			return Evicted, msg
+		}
+	}
+	if msg := node.Sysctls.rejection(pod); msg != "" {
+		return sysctlForbidden, msg
+	}
+	return "", ""
+}
+
 // admissionRejection says why a new pod may not start on a node under
 // pressure; "" admits it.
 func admissionRejection(p *corev1.Pod, breaches []node.Breach) string {
@@ -240,7 +256,7 @@ func isTerminal(p *corev1.Pod) bool {
 // away nothing runs yet.
 func (m *Manager) evictPod(ctx context.Context, node Node, pod, apiPod *corev1.Pod, e eviction) error {
 	if !e.recorded {
-		node.event(pod, corev1.EventTypeWarning, Evicted, "%s", e.message)
+		node.event(pod, corev1.EventTypeWarning, e.statusReason(), "%s", e.message)
 		e.recorded = true
 		m.setEviction(pod.UID, e)
 	}
@@ -270,10 +286,19 @@ func (m *Manager) evictPod(ctx context.Context, node Node, pod, apiPod *corev1.P
 	return m.writeStatusWith(ctx, node, pod, sandbox, apiPod, func(st *corev1.PodStatus) { *st = withEviction(*st, e, m.now) })
 }
 
+func (e eviction) statusReason() string {
+	if e.reason == "" {
+		return Evicted
+	}
+	return e.reason
+}
+
 // withEviction turns a computed status into an evicted (or turned-away) pod's.
 func withEviction(st corev1.PodStatus, e eviction, now func() time.Time) corev1.PodStatus {
-	st.Phase, st.Reason, st.Message = corev1.PodFailed, Evicted, e.message
+	st.Phase, st.Reason, st.Message = corev1.PodFailed, e.statusReason(), e.message
 	if !e.evicted {
+		// As the kubelet words a pod its admission refused.
+		st.Message = "Pod was rejected: " + e.message
 		return st
 	}
 	for _, c := range st.Conditions {

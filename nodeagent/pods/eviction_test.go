@@ -113,7 +113,7 @@ func TestEvictionMessageAndStatus(t *testing.T) {
 	if again := withEviction(st, eviction{message: msg, evicted: true}, now); len(again.Conditions) != 1 {
 		t.Errorf("DisruptionTarget added twice: %+v", again.Conditions)
 	}
-	if away := withEviction(corev1.PodStatus{Phase: corev1.PodPending}, eviction{message: "m"}, now); away.Phase != corev1.PodFailed || away.Reason != Evicted || len(away.Conditions) != 0 {
+	if away := withEviction(corev1.PodStatus{Phase: corev1.PodPending}, eviction{message: "m"}, now); away.Phase != corev1.PodFailed || away.Reason != Evicted || away.Message != "Pod was rejected: m" || len(away.Conditions) != 0 {
 		t.Errorf("turned-away status %+v, want Failed/Evicted without DisruptionTarget", away)
 	}
 }

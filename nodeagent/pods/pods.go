@@ -70,6 +70,12 @@ type Node struct {
 	// LogMaxSize and LogMaxFiles bound container logs; 0: never rotated.
 	LogMaxSize  int64
 	LogMaxFiles int
+	// Security are the node's seccomp defaults.
+	Security Security
+	// Sysctls are the sysctls pods may set (the safe ones and --allowed-unsafe-sysctls).
+	Sysctls SysctlAllowlist
+	// DNS is how pods resolve names (unused on simulated nodes).
+	DNS DNS
 }
 
 // Manager syncs the pods of its nodes.
@@ -312,13 +318,13 @@ func (m *Manager) syncPod(ctx context.Context, key string, node Node, pod, apiPo
 	if e, ok := m.evictionOf(pod.UID); ok {
 		return m.evictPod(ctx, node, pod, apiPod, e)
 	}
-	if node.Pressure != nil && pod.Status.StartTime == nil {
+	if pod.Status.StartTime == nil {
 		// Admission: a pod that never ran may be turned away.
-		if msg := admissionRejection(pod, node.Pressure.Breaches()); msg != "" {
+		if reason, msg := admission(node, pod); msg != "" {
 			if sb, err := sandboxOf(ctx, node.Runtime, pod); err != nil || sb != nil {
 				return err // it runs already (adopted): not a new pod
 			}
-			e := eviction{message: msg}
+			e := eviction{reason: reason, message: msg}
 			m.setEviction(pod.UID, e)
 			return m.evictPod(ctx, node, pod, apiPod, e)
 		}
@@ -388,9 +394,17 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 	if err != nil {
 		return nil, err
 	}
-	config := sandboxConfig(node, pod)
+	config, warnings, err := sandboxConfig(node, pod)
+	if err != nil {
+		node.event(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
+		return nil, err
+	}
 	if sb == nil {
+		for _, w := range warnings {
+			node.event(pod, corev1.EventTypeWarning, w.reason, "%s", w.message)
+		}
 		if _, err := node.Runtime.RunPodSandbox(ctx, config, ""); err != nil {
+			node.event(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
 			return nil, fmt.Errorf("RunPodSandbox: %w", err)
 		}
 		if !node.Simulated && config.GetLinux().GetCgroupParent() != "" {
@@ -402,6 +416,11 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 		}
 		if sb, err = sandboxOf(ctx, node.Runtime, pod); err != nil || sb == nil {
 			return nil, fmt.Errorf("sandbox of %s/%s not found after RunPodSandbox: %v", pod.Namespace, pod.Name, err)
+		}
+	}
+	if node.PodDir != "" {
+		if err := ensureEtcHosts(ctx, node, pod, sb.Id); err != nil {
+			return nil, fmt.Errorf("writing the pod's /etc/hosts: %w", err)
 		}
 	}
 	existing, err := containersOf(ctx, node.Runtime, sb.Id)
@@ -436,7 +455,19 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 			node.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", errorText(err))
 			return err
 		}
-		cc := containerConfig(node, pod, c, image, config)
+		uid, username, err := imageUser(ctx, node.Images, image)
+		if err != nil {
+			return err
+		}
+		if err := verifyRunAsNonRoot(pod, &c, uid, username); err != nil {
+			node.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
+			return configError(c.Name, err.Error())
+		}
+		cc, err := containerConfig(node, pod, c, image, config, uid, username)
+		if err != nil {
+			node.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
+			return configError(c.Name, err.Error())
+		}
 		targetNamespace(pod, c.Name, cc, existing)
 		if vols != nil {
 			mounts, err := volumes.Mounts(pod, &c, vols, env)
@@ -452,6 +483,9 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 		cc.Metadata.Attempt = attempt
 		if cc.LogPath != "" {
 			cc.LogPath = filepath.Join(c.Name, fmt.Sprintf("%d.log", attempt))
+		}
+		if mount := etcHostsMount(node, pod, &c); mount != nil {
+			cc.Mounts = append(cc.Mounts, mount)
 		}
 		if mount, err := terminationLogMount(node, pod, c, attempt); err != nil {
 			return err
@@ -700,17 +734,31 @@ func (m *Manager) writeStatusWith(ctx context.Context, node Node, pod *corev1.Po
 }
 
 // sandboxConfig is the CRI sandbox of a pod: its own network namespace, or the
-// node's for hostNetwork (then with an empty hostname, which runc requires).
-func sandboxConfig(node Node, pod *corev1.Pod) *runtimeapi.PodSandboxConfig {
-	ns := namespaces(pod)
-	config := &runtimeapi.PodSandboxConfig{
-		Metadata: &runtimeapi.PodSandboxMetadata{Name: pod.Name, Namespace: pod.Namespace, Uid: string(pod.UID)},
-		Hostname: pod.Name,
-		Labels:   map[string]string{labelNamespace: pod.Namespace, labelName: pod.Name, labelUID: string(pod.UID)},
-		Linux:    &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: ns}},
+// node's for hostNetwork (then with an empty hostname: the node's), its
+// resolver and security context; and the warnings to give when creating it.
+func sandboxConfig(node Node, pod *corev1.Pod) (*runtimeapi.PodSandboxConfig, []podEvent, error) {
+	if pod.Spec.HostUsers != nil && !*pod.Spec.HostUsers {
+		// Running it in the host's user namespace would grant more than asked.
+		return nil, nil, fmt.Errorf("user namespaces (hostUsers: false) are not supported by kubeparts-nodeagent")
 	}
-	if pod.Spec.HostNetwork {
-		config.Hostname = ""
+	var dns *runtimeapi.DNSConfig
+	var warnings []podEvent
+	var err error
+	if !node.Simulated { // nothing resolves in a simulated pod: no config, no warnings
+		if dns, warnings, err = node.DNS.dnsConfig(pod); err != nil {
+			return nil, nil, err
+		}
+	}
+	config := &runtimeapi.PodSandboxConfig{
+		Metadata:  &runtimeapi.PodSandboxMetadata{Name: pod.Name, Namespace: pod.Namespace, Uid: string(pod.UID)},
+		Labels:    map[string]string{labelNamespace: pod.Namespace, labelName: pod.Name, labelUID: string(pod.UID)},
+		DnsConfig: dns,
+		Linux:     &runtimeapi.LinuxPodSandboxConfig{SecurityContext: sandboxSecurity(pod), Sysctls: sysctls(pod)},
+	}
+	if !pod.Spec.HostNetwork {
+		if config.Hostname, err = sandboxHostname(pod, node.DNS.ClusterDomain); err != nil {
+			return nil, nil, err
+		}
 	}
 	if node.CgroupParent != "" {
 		config.Linux.CgroupParent = podCgroupParent(node.CgroupParent, pod)
@@ -718,7 +766,7 @@ func sandboxConfig(node Node, pod *corev1.Pod) *runtimeapi.PodSandboxConfig {
 	if node.LogDir != "" {
 		config.LogDirectory = filepath.Join(node.LogDir, fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID))
 	}
-	return config
+	return config, warnings, nil
 }
 
 func namespaces(pod *corev1.Pod) *runtimeapi.NamespaceOption {
@@ -726,28 +774,39 @@ func namespaces(pod *corev1.Pod) *runtimeapi.NamespaceOption {
 	if pod.Spec.HostNetwork {
 		ns.Network = runtimeapi.NamespaceMode_NODE
 	}
-	if pod.Spec.ShareProcessNamespace != nil && *pod.Spec.ShareProcessNamespace {
+	if pod.Spec.HostIPC {
+		ns.Ipc = runtimeapi.NamespaceMode_NODE
+	}
+	switch {
+	case pod.Spec.HostPID:
+		ns.Pid = runtimeapi.NamespaceMode_NODE
+	case pod.Spec.ShareProcessNamespace != nil && *pod.Spec.ShareProcessNamespace:
 		ns.Pid = runtimeapi.NamespaceMode_POD
 	}
 	return ns
 }
 
 // containerConfig is the CRI container of c: command, args, its log file,
-// and the sandbox's namespaces to join (the environment is added by the caller).
-func containerConfig(node Node, pod *corev1.Pod, c corev1.Container, image string, sandbox *runtimeapi.PodSandboxConfig) *runtimeapi.ContainerConfig {
+// and its security context with the sandbox's namespaces to join (the
+// environment and mounts are added by the caller). uid and username are the
+// image's user.
+func containerConfig(node Node, pod *corev1.Pod, c corev1.Container, image string, sandbox *runtimeapi.PodSandboxConfig, uid *int64, username string) (*runtimeapi.ContainerConfig, error) {
+	sc, err := containerSecurity(node.Security, pod, &c, uid, username, sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions())
+	if err != nil {
+		return nil, err
+	}
 	cc := &runtimeapi.ContainerConfig{
 		Metadata: &runtimeapi.ContainerMetadata{Name: c.Name}, Image: &runtimeapi.ImageSpec{Image: image},
 		Command: c.Command, Args: c.Args, WorkingDir: c.WorkingDir,
 		// An open stdin (and a TTY) for kubectl attach, as the spec asks.
 		Stdin: c.Stdin, StdinOnce: c.StdinOnce, Tty: c.TTY,
 		Labels: map[string]string{labelContainer: c.Name, labelUID: string(pod.UID), labelNamespace: pod.Namespace, labelName: pod.Name},
-		Linux: &runtimeapi.LinuxContainerConfig{Resources: linuxResources(c),
-			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions()}},
+		Linux:  &runtimeapi.LinuxContainerConfig{Resources: linuxResources(c), SecurityContext: sc},
 	}
 	if sandbox.LogDirectory != "" {
 		cc.LogPath = filepath.Join(c.Name, "0.log")
 	}
-	return cc
+	return cc, nil
 }
 
 // ensureImage returns the image reference to run, pulling it per the

@@ -82,7 +82,7 @@ func TestNodeAgentEviction(t *testing.T) {
 	}
 	eventually(t, 60*time.Second, "BestEffort pod turned away at admission", func() error {
 		out := get("default", "besteffort", "{.status.phase}|{.status.reason}|{.status.message}|{.status.containerStatuses[0].state.running}")
-		if out != "Failed|Evicted|The node had condition: [MemoryPressure]. |" {
+		if out != "Failed|Evicted|Pod was rejected: The node had condition: [MemoryPressure]. |" {
 			return &unexpected{out}
 		}
 		return nil

@@ -267,6 +267,7 @@ func TestUpNodeAgent(t *testing.T) {
 	testLifecycle(t, bin, kc)
 	testStaticPod(t, bin, kc, dataDir)
 	testVolumes(t, bin, kc, hostDir)
+	testSecurityContext(t, bin, kc, dataDir)
 	if out, err := kubectl(t, bin, kc, "delete", "pod", "on-agent", "crasher", "once", "shell", "attachable", "sidecar", "hostnet", "probed", "message", "bad", "--timeout=60s"); err != nil {
 		t.Fatalf("delete: %v %s", err, out)
 	}

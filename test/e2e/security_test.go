@@ -1,0 +1,169 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// securityPods exercise the securityContext as containerd and runc enforce
+// it: users and groups, fsGroup on an emptyDir, read-only root, dropped
+// capabilities, no_new_privs, seccomp, a safe sysctl; privileged with the
+// host's processes; runAsNonRoot against an image running as root; an
+// unsafe sysctl the node does not allow. And a pod's names: hostname,
+// subdomain, hostAliases in its /etc/hosts, its dnsConfig as resolv.conf.
+const securityPods = `apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: secure, namespace: default}
+  spec:
+    terminationGracePeriodSeconds: 1
+    securityContext: {runAsUser: 1000, runAsGroup: 3000, fsGroup: 2000, supplementalGroups: [4000],
+      seccompProfile: {type: RuntimeDefault}, sysctls: [{name: net.ipv4.ip_unprivileged_port_start, value: "80"}]}
+    containers: [{name: c, image: busybox:1.35, imagePullPolicy: Never, command: ["sleep", "3600"],
+      securityContext: {readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}},
+      volumeMounts: [{name: scratch, mountPath: /scratch}]}]
+    volumes: [{name: scratch, emptyDir: {}}]
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: privileged, namespace: default}
+  spec:
+    terminationGracePeriodSeconds: 1
+    hostPID: true
+    containers: [{name: c, image: busybox:1.35, imagePullPolicy: Never, command: ["sleep", "3600"], securityContext: {privileged: true}}]
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: nonroot, namespace: default}
+  spec:
+    containers: [{name: c, image: busybox:1.35, imagePullPolicy: Never, command: ["sleep", "3600"], securityContext: {runAsNonRoot: true}}]
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: named, namespace: default}
+  spec:
+    terminationGracePeriodSeconds: 1
+    hostname: db
+    subdomain: backend
+    hostAliases: [{ip: 192.0.2.1, hostnames: [foo.local, bar.local]}]
+    dnsPolicy: None
+    dnsConfig: {nameservers: [192.0.2.53], searches: [x.example], options: [{name: ndots, value: "2"}]}
+    containers: [{name: c, image: busybox:1.35, imagePullPolicy: Never, command: ["sleep", "3600"]}]
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: unsafe-sysctl, namespace: default}
+  spec:
+    securityContext: {sysctls: [{name: net.core.somaxconn, value: "1024"}]}
+    containers: [{name: c, image: busybox:1.35, imagePullPolicy: Never, command: ["sleep", "3600"]}]
+`
+
+func testSecurityContext(t *testing.T, bin, kc, dataDir string) {
+	manifest := filepath.Join(dataDir, "security-pods.yaml")
+	if err := os.WriteFile(manifest, []byte(securityPods), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := kubectl(t, bin, kc, "apply", "-f", manifest); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	for _, name := range []string{"secure", "privileged", "named"} {
+		eventually(t, 90*time.Second, name+" running", func() error {
+			if out, _ := kubectl(t, bin, kc, "get", "pod", name, "-o", "jsonpath={.status.phase}"); out != "Running" {
+				return &unexpected{out}
+			}
+			return nil
+		})
+	}
+	in := func(pod, cmd string) string {
+		container := "c"
+		if pod == "shell" { // testUpNodeAgent's, with an ephemeral container beside
+			container = "sh"
+		}
+		out, err := kubectl(t, bin, kc, "exec", pod, "-c", container, "--", "sh", "-c", cmd)
+		if err != nil {
+			t.Errorf("%s: %s: %v %s", pod, cmd, err, out)
+		}
+		return strings.TrimSpace(out)
+	}
+	status := func(pod, field string) string {
+		return in(pod, "sed -n 's/^"+field+":[[:space:]]*//p' /proc/self/status")
+	}
+	for _, tc := range []struct{ cmd, want string }{
+		{"id -u", "1000"},
+		{"id -g", "3000"},
+		{"touch /in-root 2>/dev/null || echo read-only", "read-only"},
+		{"touch /scratch/f && stat -c %g /scratch/f", "2000"}, // the emptyDir's setgid fsGroup
+		{"cat /proc/sys/net/ipv4/ip_unprivileged_port_start", "80"},
+		{"head -c 3 /var/run/secrets/kubernetes.io/serviceaccount/token", "eyJ"}, // the token is the pod user's
+	} {
+		if got := in("secure", tc.cmd); got != tc.want {
+			t.Errorf("secure: %s = %q, want %q", tc.cmd, got, tc.want)
+		}
+	}
+	if groups := " " + in("secure", "id -G") + " "; !strings.Contains(groups, " 2000 ") || !strings.Contains(groups, " 4000 ") {
+		t.Errorf("secure: groups %q lack the fsGroup 2000 and supplemental group 4000", groups)
+	}
+	for field, want := range map[string]string{"CapEff": "0000000000000000", "NoNewPrivs": "1", "Seccomp": "2"} {
+		if got := status("secure", field); got != want {
+			t.Errorf("secure: %s %q, want %q", field, got, want)
+		}
+	}
+	// Privileged: more capabilities than the runtime's default set (the
+	// unprivileged root shell pod's), and the host's processes in view.
+	if priv, plain := status("privileged", "CapEff"), status("shell", "CapEff"); priv == plain || priv == "" {
+		t.Errorf("privileged CapEff %q, unprivileged root %q", priv, plain)
+	}
+	// The pattern does not match its own grep's command line.
+	const findAgent = "grep -l 'kubeparts-nodeagen[t]' /proc/[0-9]*/cmdline 2>/dev/null | head -1"
+	if got := in("privileged", findAgent); got == "" {
+		t.Error("hostPID pod does not see the node agent's process")
+	}
+	if got := in("shell", findAgent); got != "" {
+		t.Errorf("a pod without hostPID sees the host's processes: %s", got)
+	}
+	// Names and resolver.
+	podIP, _ := kubectl(t, bin, kc, "get", "pod", "named", "-o", "jsonpath={.status.podIP}")
+	if got := in("named", "hostname"); got != "db" {
+		t.Errorf("hostname %q, want db", got)
+	}
+	hosts := in("named", "cat /etc/hosts")
+	for _, want := range []string{"# Kubernetes-managed hosts file.\n", "\n" + podIP + "\tdb.backend.default.svc.cluster.local\tdb\n", "\n192.0.2.1\tfoo.local\tbar.local"} {
+		if !strings.Contains(hosts, want) {
+			t.Errorf("/etc/hosts lacks %q:\n%s", want, hosts)
+		}
+	}
+	resolv := in("named", "cat /etc/resolv.conf")
+	for _, want := range []string{"nameserver 192.0.2.53", "search x.example", "options ndots:2"} {
+		if !strings.Contains(resolv, want) {
+			t.Errorf("resolv.conf lacks %q:\n%s", want, resolv)
+		}
+	}
+	// No cluster DNS server here: ClusterFirst pods fall back to the node's
+	// resolver, with the kubelet's warning.
+	eventually(t, 30*time.Second, "MissingClusterDNS event", func() error {
+		out, _ := kubectl(t, bin, kc, "get", "events", "--field-selector", "involvedObject.name=secure,reason=MissingClusterDNS", "-o", "jsonpath={.items[*].message}")
+		if !strings.Contains(out, `kubelet does not have ClusterDNS IP configured and cannot create Pod using "ClusterFirst" policy. Falling back to "Default" policy.`) {
+			return &unexpected{out}
+		}
+		return nil
+	})
+	uid, _ := kubectl(t, bin, kc, "get", "pod", "nonroot", "-o", "jsonpath={.metadata.uid}")
+	eventually(t, 60*time.Second, "runAsNonRoot refused for an image running as root", func() error {
+		out, _ := kubectl(t, bin, kc, "get", "pod", "nonroot", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}|{.status.containerStatuses[0].state.waiting.message}")
+		if out != `CreateContainerConfigError|container has runAsNonRoot and image will run as root (pod: "nonroot_default(`+uid+`)", container: c)` {
+			return &unexpected{out}
+		}
+		return nil
+	})
+	eventually(t, 60*time.Second, "unsafe sysctl rejected", func() error {
+		out, _ := kubectl(t, bin, kc, "get", "pod", "unsafe-sysctl", "-o", "jsonpath={.status.phase}|{.status.reason}|{.status.message}")
+		if out != `Failed|SysctlForbidden|Pod was rejected: forbidden sysctl: "net.core.somaxconn" not allowlisted` {
+			return &unexpected{out}
+		}
+		return nil
+	})
+	if out, err := kubectl(t, bin, kc, "delete", "-f", manifest, "--timeout=60s"); err != nil {
+		t.Errorf("delete: %v %s", err, out)
+	}
+}
