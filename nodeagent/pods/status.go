@@ -1,6 +1,8 @@
 package pods
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -34,6 +36,7 @@ func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.P
 	}
 
 	initialized := true
+	var incomplete, unready []string // names, for the conditions' messages
 	for _, c := range pod.Spec.InitContainers {
 		cs := containerStatus(c, runtimeName, containers[c.Name], waiting[c.Name], messages, probed)
 		sidecar := c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
@@ -42,12 +45,18 @@ func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.P
 			done = cs.State.Running != nil && *cs.Started // past its startup probe
 		}
 		initialized = initialized && done
+		if !done {
+			incomplete = append(incomplete, c.Name)
+		}
 		st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
 	}
 	allReady, running, failed, succeeded := true, 0, 0, 0
 	for _, c := range pod.Spec.Containers {
 		cs := containerStatus(c, runtimeName, containers[c.Name], waiting[c.Name], messages, probed)
 		allReady = allReady && cs.Ready
+		if !cs.Ready {
+			unready = append(unready, c.Name)
+		}
 		switch {
 		case cs.State.Running != nil:
 			running++
@@ -77,10 +86,12 @@ func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.P
 		st.Phase = corev1.PodPending
 	}
 
-	condition := func(t corev1.PodConditionType, ok bool, reason string) corev1.PodCondition {
-		c := corev1.PodCondition{Type: t, Status: corev1.ConditionFalse, Reason: reason, LastTransitionTime: now}
+	// The kubelet reports which generation of the spec its status reflects.
+	st.ObservedGeneration = pod.Generation
+	condition := func(t corev1.PodConditionType, ok bool, reason, message string) corev1.PodCondition {
+		c := corev1.PodCondition{Type: t, Status: corev1.ConditionFalse, Reason: reason, Message: message, LastTransitionTime: now, ObservedGeneration: pod.Generation}
 		if ok {
-			c.Status, c.Reason = corev1.ConditionTrue, ""
+			c.Status, c.Reason, c.Message = corev1.ConditionTrue, "", ""
 		}
 		for _, old := range pod.Status.Conditions {
 			if old.Type == t && old.Status == c.Status {
@@ -90,18 +101,67 @@ func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.P
 		return c
 	}
 	ready := initialized && allReady && running == n
-	st.Conditions = []corev1.PodCondition{
-		condition(corev1.PodReadyToStartContainers, sandboxReady, ""),
-		condition(corev1.PodInitialized, initialized, "ContainersNotInitialized"),
-		condition(corev1.ContainersReady, ready, "ContainersNotReady"),
-		condition(corev1.PodReady, ready, "ContainersNotReady"),
+	containersReady := condition(corev1.ContainersReady, ready, "ContainersNotReady", namesMessage("containers with unready status", unready))
+	var podReady corev1.PodCondition
+	if ready {
+		// Ready also waits for the conditions of the pod's readiness gates,
+		// which other controllers set.
+		podReady = condition(corev1.PodReady, true, "", "")
+		if msg := readinessGatesMessage(pod); msg != "" {
+			podReady = condition(corev1.PodReady, false, "ReadinessGatesNotReady", msg)
+		}
+	} else {
+		podReady = condition(corev1.PodReady, false, "ContainersNotReady", containersReady.Message)
 	}
+	st.Conditions = []corev1.PodCondition{
+		condition(corev1.PodReadyToStartContainers, sandboxReady, "", ""),
+		condition(corev1.PodInitialized, initialized, "ContainersNotInitialized", namesMessage("containers with incomplete status", incomplete)),
+		containersReady,
+		podReady,
+	}
+	// Conditions the kubelet does not own (PodScheduled, DisruptionTarget,
+	// readiness gates, anyone's own) are kept as they are.
 	for _, old := range pod.Status.Conditions {
-		if old.Type == corev1.PodScheduled {
+		if !kubeletCondition[old.Type] {
 			st.Conditions = append(st.Conditions, old)
 		}
 	}
 	return st
+}
+
+// kubeletCondition are the pod conditions the node agent computes.
+var kubeletCondition = map[corev1.PodConditionType]bool{
+	corev1.PodReadyToStartContainers: true, corev1.PodInitialized: true, corev1.ContainersReady: true, corev1.PodReady: true,
+	corev1.PodResizePending: true, corev1.PodResizeInProgress: true,
+}
+
+// namesMessage is the kubelet's "containers with unready status: [a b]".
+func namesMessage(what string, names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s: [%s]", what, strings.Join(names, " "))
+}
+
+// readinessGatesMessage says which readiness gates hold the pod back, in
+// the kubelet's words; "" when all their conditions are True.
+func readinessGatesMessage(pod *corev1.Pod) string {
+	var msgs []string
+	for _, g := range pod.Spec.ReadinessGates {
+		var found *corev1.PodCondition
+		for i := range pod.Status.Conditions {
+			if pod.Status.Conditions[i].Type == g.ConditionType {
+				found = &pod.Status.Conditions[i]
+			}
+		}
+		switch {
+		case found == nil:
+			msgs = append(msgs, fmt.Sprintf("corresponding condition of pod readiness gate %q does not exist.", g.ConditionType))
+		case found.Status != corev1.ConditionTrue:
+			msgs = append(msgs, fmt.Sprintf("the status of pod readiness gate %q is not \"True\", but %v", g.ConditionType, found.Status))
+		}
+	}
+	return strings.Join(msgs, ", ")
 }
 
 // probeState is what a running container's probes say (no entry: no

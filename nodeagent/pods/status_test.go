@@ -241,3 +241,73 @@ func TestHostNetworkPodIP(t *testing.T) {
 		t.Errorf("pod network without an address got %q", st.PodIP)
 	}
 }
+
+// The kubelet's Ready with readiness gates, its condition messages, the
+// conditions it leaves to others, and the generation it observed.
+func TestReadinessGatesAndForeignConditions(t *testing.T) {
+	now := metav1.NewTime(time.Unix(1000, 0))
+	sb := &runtimeapi.PodSandboxStatus{State: runtimeapi.PodSandboxState_SANDBOX_READY, Network: &runtimeapi.PodSandboxNetworkStatus{Ip: "10.128.0.7"}}
+	running := map[string][]*runtimeapi.ContainerStatus{"app": {{Id: "a", State: runtimeapi.ContainerState_CONTAINER_RUNNING}}}
+	gate := corev1.PodConditionType("example.com/lb-ready")
+	base := func(conds ...corev1.PodCondition) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Generation: 3},
+			Spec:   corev1.PodSpec{ReadinessGates: []corev1.PodReadinessGate{{ConditionType: gate}}, Containers: []corev1.Container{{Name: "app"}, {Name: "web"}}},
+			Status: corev1.PodStatus{Conditions: conds}}
+	}
+	find := func(st corev1.PodStatus, t corev1.PodConditionType) *corev1.PodCondition {
+		for i := range st.Conditions {
+			if st.Conditions[i].Type == t {
+				return &st.Conditions[i]
+			}
+		}
+		return nil
+	}
+	// web is not running: ContainersReady and Ready say which containers.
+	st := computeStatus(base(), "", "containerd", sb, running, nil, nil, nil, now)
+	if c := find(st, corev1.PodReady); c.Reason != "ContainersNotReady" || c.Message != "containers with unready status: [web]" {
+		t.Errorf("Ready %+v", c)
+	}
+	if c := find(st, corev1.ContainersReady); c.Message != "containers with unready status: [web]" || c.ObservedGeneration != 3 {
+		t.Errorf("ContainersReady %+v", c)
+	}
+	if st.ObservedGeneration != 3 {
+		t.Errorf("observedGeneration %d, want 3", st.ObservedGeneration)
+	}
+	running["web"] = running["app"]
+	for _, tc := range []struct {
+		name    string
+		conds   []corev1.PodCondition
+		ready   corev1.ConditionStatus
+		message string
+	}{
+		{"gate condition missing", nil, corev1.ConditionFalse, `corresponding condition of pod readiness gate "example.com/lb-ready" does not exist.`},
+		{"gate False", []corev1.PodCondition{{Type: gate, Status: corev1.ConditionFalse}}, corev1.ConditionFalse,
+			`the status of pod readiness gate "example.com/lb-ready" is not "True", but False`},
+		{"gate True", []corev1.PodCondition{{Type: gate, Status: corev1.ConditionTrue}}, corev1.ConditionTrue, ""},
+	} {
+		st := computeStatus(base(tc.conds...), "", "containerd", sb, running, nil, nil, nil, now)
+		c := find(st, corev1.PodReady)
+		if c.Status != tc.ready || c.Message != tc.message || (tc.ready == corev1.ConditionFalse && c.Reason != "ReadinessGatesNotReady") {
+			t.Errorf("%s: Ready %+v", tc.name, c)
+		}
+		if c := find(st, corev1.ContainersReady); c.Status != corev1.ConditionTrue {
+			t.Errorf("%s: ContainersReady %+v: gates do not hold containers back", tc.name, c)
+		}
+	}
+	// Others' conditions survive the agent's status writes; its own are recomputed.
+	p := base(corev1.PodCondition{Type: gate, Status: corev1.ConditionTrue}, corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue, Reason: "PreemptionByScheduler"},
+		corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}, corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionFalse, Reason: "stale"})
+	st = computeStatus(p, "", "containerd", sb, running, nil, nil, nil, now)
+	if c := find(st, corev1.DisruptionTarget); c == nil || c.Reason != "PreemptionByScheduler" {
+		t.Errorf("DisruptionTarget lost: %+v", st.Conditions)
+	}
+	if find(st, gate) == nil || find(st, corev1.PodScheduled) == nil {
+		t.Errorf("gate or PodScheduled condition lost: %+v", st.Conditions)
+	}
+	if c := find(st, corev1.PodReady); c.Status != corev1.ConditionTrue {
+		t.Errorf("stale Ready kept: %+v", c)
+	}
+	if len(st.Conditions) != 7 {
+		t.Errorf("%d conditions, want 4 of the agent's and 3 kept: %+v", len(st.Conditions), st.Conditions)
+	}
+}
