@@ -115,6 +115,8 @@ type Manager struct {
 	podVolumes map[types.UID]volumeState
 	// evictions are the pods being evicted or turned away under pressure.
 	evictions map[types.UID]eviction
+	// resources are the pods' allocated and actuated resources (resize.go).
+	resources map[types.UID]*podResources
 }
 
 // setWaitError records (or with nil clears) why the pod's next container waits.
@@ -142,7 +144,7 @@ func (m *Manager) waiting(uid types.UID) map[string]corev1.ContainerStateWaiting
 // NewManager watches the pods bound to nodes.
 func NewManager(client kubeclient.Interface, nodes []Node) (*Manager, error) {
 	m := &Manager{client: client, nodes: map[string]Node{}, backoff: newBackoff(), pullBackoff: newBackoff(), now: time.Now,
-		waitErrors: map[types.UID]*waitError{}, messages: map[types.UID]map[string]string{}, podVolumes: map[types.UID]volumeState{}, evictions: map[types.UID]eviction{},
+		waitErrors: map[types.UID]*waitError{}, messages: map[types.UID]map[string]string{}, podVolumes: map[types.UID]volumeState{}, evictions: map[types.UID]eviction{}, resources: map[types.UID]*podResources{},
 		manifests: map[string]map[string]*corev1.Pod{}, static: map[string]map[string]*corev1.Pod{}, staticRemoved: map[string]*corev1.Pod{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "pods"})}
 	m.probes, m.volumes = map[string]*probes.Manager{}, map[string]*volumes.Manager{}
@@ -329,6 +331,13 @@ func (m *Manager) syncPod(ctx context.Context, key string, node Node, pod, apiPo
 			return m.evictPod(ctx, node, pod, apiPod, e)
 		}
 	}
+	// A resize is allocated if the node has room; containers run with
+	// what is allocated (the spec's resources once it is).
+	res := m.resourcesOf(node, pod)
+	if err := m.allocate(node, pod, res); err != nil {
+		return err
+	}
+	pod = withAllocation(pod, res.Allocated)
 	sandbox, err := m.ensureRunning(ctx, node, pod)
 	var we *waitError
 	var me *mountError
@@ -352,6 +361,9 @@ func (m *Manager) syncPod(ctx context.Context, key string, node Node, pod, apiPo
 		return m.writeStatus(ctx, node, pod, sandbox, apiPod)
 	}
 	if err != nil {
+		return err
+	}
+	if err := m.actuate(ctx, node, pod, sandbox.Id, res); err != nil {
 		return err
 	}
 	return m.writeStatus(ctx, node, pod, sandbox, apiPod)
@@ -658,6 +670,7 @@ func (m *Manager) forget(uid types.UID) {
 	delete(m.messages, uid)
 	delete(m.evictions, uid)
 	delete(m.podVolumes, uid)
+	delete(m.resources, uid)
 }
 
 func removeSandboxes(ctx context.Context, rt internalapi.RuntimeService, labels map[string]string) error {
@@ -717,6 +730,7 @@ func (m *Manager) writeStatusWith(ctx context.Context, node Node, pod *corev1.Po
 	}
 	st := computeStatus(pod, node.HostIP, node.RuntimeName, sbStatus.GetStatus(), containers, m.waiting(pod.UID), m.messagesOf(node, pod, containers),
 		m.probeStates(node, pod, podIP, containers), metav1.Now())
+	withResizeStatus(&st, pod, m.resourcesOf(node, pod), apiPod.Status.Conditions, metav1.Now())
 	if override != nil {
 		override(&st)
 	}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,10 +48,18 @@ items:
     terminationGracePeriodSeconds: 1
     hostname: db
     subdomain: backend
+    readinessGates: [{conditionType: example.com/gate}]
     hostAliases: [{ip: 192.0.2.1, hostnames: [foo.local, bar.local]}]
     dnsPolicy: None
     dnsConfig: {nameservers: [192.0.2.53], searches: [x.example], options: [{name: ndots, value: "2"}]}
     containers: [{name: c, image: busybox:1.35, imagePullPolicy: Never, command: ["sleep", "3600"]}]
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: resizable, namespace: default}
+  spec:
+    terminationGracePeriodSeconds: 1
+    containers: [{name: c, image: busybox:1.35, imagePullPolicy: Never, command: ["sleep", "3600"],
+      resources: {requests: {cpu: 100m, memory: 32Mi}, limits: {cpu: 200m, memory: 64Mi}}}]
 - apiVersion: v1
   kind: Pod
   metadata: {name: unsafe-sysctl, namespace: default}
@@ -67,7 +76,7 @@ func testSecurityContext(t *testing.T, bin, kc, dataDir string) {
 	if out, err := kubectl(t, bin, kc, "apply", "-f", manifest); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
-	for _, name := range []string{"secure", "privileged", "named"} {
+	for _, name := range []string{"secure", "privileged", "named", "resizable"} {
 		eventually(t, 90*time.Second, name+" running", func() error {
 			if out, _ := kubectl(t, bin, kc, "get", "pod", name, "-o", "jsonpath={.status.phase}"); out != "Running" {
 				return &unexpected{out}
@@ -139,6 +148,31 @@ func testSecurityContext(t *testing.T, bin, kc, dataDir string) {
 			t.Errorf("resolv.conf lacks %q:\n%s", want, resolv)
 		}
 	}
+	// A readiness gate holds Ready until another controller sets its
+	// condition, which the agent's status writes keep.
+	get := func(pod, jsonpath string) string {
+		out, _ := kubectl(t, bin, kc, "get", "pod", pod, "-o", "jsonpath="+jsonpath)
+		return out
+	}
+	eventually(t, 30*time.Second, "Ready held by the readiness gate", func() error {
+		if out := get("named", `{.status.conditions[?(@.type=="ContainersReady")].status} {.status.conditions[?(@.type=="Ready")].reason}`); out != "True ReadinessGatesNotReady" {
+			return &unexpected{out}
+		}
+		return nil
+	})
+	if out, err := kubectl(t, bin, kc, "patch", "pod", "named", "--subresource=status", "--type=json",
+		"-p", `[{"op":"add","path":"/status/conditions/-","value":{"type":"example.com/gate","status":"True"}}]`); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	eventually(t, 30*time.Second, "Ready once the gate is True", func() error {
+		if out := get("named", `{.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="example.com/gate")].status}`); out != "True True" {
+			return &unexpected{out}
+		}
+		return nil
+	})
+	if out := get("named", "{.metadata.generation} {.status.observedGeneration}"); out != "1 1" {
+		t.Errorf("generation and observedGeneration: %q", out)
+	}
 	// No cluster DNS server here: ClusterFirst pods fall back to the node's
 	// resolver, with the kubelet's warning.
 	eventually(t, 30*time.Second, "MissingClusterDNS event", func() error {
@@ -148,6 +182,7 @@ func testSecurityContext(t *testing.T, bin, kc, dataDir string) {
 		}
 		return nil
 	})
+	testResize(t, bin, kc, in, get)
 	uid, _ := kubectl(t, bin, kc, "get", "pod", "nonroot", "-o", "jsonpath={.metadata.uid}")
 	eventually(t, 60*time.Second, "runAsNonRoot refused for an image running as root", func() error {
 		out, _ := kubectl(t, bin, kc, "get", "pod", "nonroot", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}|{.status.containerStatuses[0].state.waiting.message}")
@@ -166,4 +201,47 @@ func testSecurityContext(t *testing.T, bin, kc, dataDir string) {
 	if out, err := kubectl(t, bin, kc, "delete", "-f", manifest, "--timeout=60s"); err != nil {
 		t.Errorf("delete: %v %s", err, out)
 	}
+}
+
+// testResize resizes a running container in place through the resize
+// subresource, as VPA or an operator does: the new CPU limit reaches its
+// cgroup without a restart and the status says so; a resize the node has
+// no room for now is Deferred and changes nothing.
+func testResize(t *testing.T, bin, kc string, in func(pod, cmd string) string, get func(pod, jsonpath string) string) {
+	quota := "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d' ' -f1 /sys/fs/cgroup/cpu.max"
+	if got := in("resizable", quota); got != "20000" {
+		t.Errorf("CPU quota before the resize %q, want 20000", got)
+	}
+	patch := func(cpuRequest, cpuLimit string) {
+		p := fmt.Sprintf(`{"spec":{"containers":[{"name":"c","resources":{"requests":{"cpu":%q},"limits":{"cpu":%q}}}]}}`, cpuRequest, cpuLimit)
+		if out, err := kubectl(t, bin, kc, "patch", "pod", "resizable", "--subresource", "resize", "--patch", p); err != nil {
+			t.Fatalf("resize: %v %s", err, out)
+		}
+	}
+	patch("150m", "300m")
+	eventually(t, 60*time.Second, "resize actuated", func() error {
+		out := get("resizable", `{.metadata.generation} {.status.observedGeneration} {.status.containerStatuses[0].resources.limits.cpu} {.status.containerStatuses[0].allocatedResources.cpu} {.status.containerStatuses[0].restartCount} {.status.conditions[?(@.type=="PodResizeInProgress")].status}{.status.conditions[?(@.type=="PodResizePending")].status}`)
+		if out != "2 2 300m 150m 0 " {
+			return &unexpected{out}
+		}
+		return nil
+	})
+	if got := in("resizable", quota); got != "30000" {
+		t.Errorf("CPU quota after the resize %q, want 30000", got)
+	}
+	// All of the node's CPU: kube-apiserver lets it through (it refuses
+	// more than the node's allocatable itself), but on-agent's 100m are in
+	// the way, so the resize waits.
+	allocatable, err := kubectl(t, bin, kc, "get", "nodes", "-o", "jsonpath={.items[0].status.allocatable.cpu}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch(allocatable, allocatable)
+	eventually(t, 60*time.Second, "a resize the other pods leave no room for is Deferred", func() error {
+		out := get("resizable", `{.status.conditions[?(@.type=="PodResizePending")].reason}|{.status.conditions[?(@.type=="PodResizePending")].message}|{.status.containerStatuses[0].resources.limits.cpu}`)
+		if !strings.HasPrefix(out, "Deferred|Node didn't have enough resource: cpu, requested: ") || !strings.HasSuffix(out, "|300m") {
+			return &unexpected{out}
+		}
+		return nil
+	})
 }
