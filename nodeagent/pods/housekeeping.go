@@ -74,4 +74,27 @@ func (m *Manager) housekeeping(ctx context.Context) {
 			}
 		}
 	}
+	// What is kept about pods gone with nothing left on the node (force-
+	// deleted mid-eviction, say) goes too.
+	m.mu.Lock()
+	var gone []types.UID
+	for _, byUID := range []map[types.UID]bool{keys(m.waitErrors), keys(m.messages), keys(m.evictions), keys(m.podVolumes), keys(m.resources)} {
+		for uid := range byUID {
+			if !known[uid] {
+				gone = append(gone, uid)
+			}
+		}
+	}
+	m.mu.Unlock()
+	for _, uid := range gone {
+		m.forget(uid)
+	}
+}
+
+func keys[V any](m map[types.UID]V) map[types.UID]bool {
+	out := make(map[types.UID]bool, len(m))
+	for k := range m {
+		out[k] = true
+	}
+	return out
 }

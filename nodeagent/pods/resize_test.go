@@ -169,3 +169,30 @@ func TestResize(t *testing.T) {
 		t.Errorf("RestartContainer: updates %v, calls %v", rt.updates, rt.GetCalls())
 	}
 }
+
+// Housekeeping drops what the manager keeps about pods that are gone even
+// when nothing of them is left on the node.
+func TestHousekeepingForgetsGonePods(t *testing.T) {
+	indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	live := cpuPod("live", "100m")
+	if err := indexer.Add(live); err != nil {
+		t.Fatal(err)
+	}
+	m := &Manager{pods: corelisters.NewPodLister(indexer), backoff: newBackoff(), pullBackoff: newBackoff(),
+		waitErrors: map[types.UID]*waitError{}, messages: map[types.UID]map[string]string{}, evictions: map[types.UID]eviction{},
+		podVolumes: map[types.UID]volumeState{}, resources: map[types.UID]*podResources{}}
+	for _, uid := range []types.UID{live.UID, "gone"} {
+		m.evictions[uid] = eviction{message: "m"}
+		m.resources[uid] = &podResources{}
+	}
+	m.housekeeping(context.Background())
+	if _, ok := m.evictions["gone"]; ok {
+		t.Error("eviction of a pod that is gone kept")
+	}
+	if _, ok := m.resources["gone"]; ok {
+		t.Error("resources of a pod that is gone kept")
+	}
+	if _, ok := m.resources[live.UID]; !ok {
+		t.Error("resources of a live pod dropped")
+	}
+}
