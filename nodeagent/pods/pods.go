@@ -117,6 +117,10 @@ type Manager struct {
 	evictions map[types.UID]eviction
 	// resources are the pods' allocated and actuated resources (resize.go).
 	resources map[types.UID]*podResources
+	// admitted are the pods admitted and not yet started; admitMu admits
+	// one pod at a time (admit.go).
+	admitted map[types.UID]bool
+	admitMu  sync.Mutex
 }
 
 // setWaitError records (or with nil clears) why the pod's next container waits.
@@ -144,7 +148,7 @@ func (m *Manager) waiting(uid types.UID) map[string]corev1.ContainerStateWaiting
 // NewManager watches the pods bound to nodes.
 func NewManager(client kubeclient.Interface, nodes []Node) (*Manager, error) {
 	m := &Manager{client: client, nodes: map[string]Node{}, backoff: newBackoff(), pullBackoff: newBackoff(), now: time.Now,
-		waitErrors: map[types.UID]*waitError{}, messages: map[types.UID]map[string]string{}, podVolumes: map[types.UID]volumeState{}, evictions: map[types.UID]eviction{}, resources: map[types.UID]*podResources{},
+		waitErrors: map[types.UID]*waitError{}, messages: map[types.UID]map[string]string{}, podVolumes: map[types.UID]volumeState{}, evictions: map[types.UID]eviction{}, resources: map[types.UID]*podResources{}, admitted: map[types.UID]bool{},
 		manifests: map[string]map[string]*corev1.Pod{}, static: map[string]map[string]*corev1.Pod{}, staticRemoved: map[string]*corev1.Pod{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "pods"})}
 	m.probes, m.volumes = map[string]*probes.Manager{}, map[string]*volumes.Manager{}
@@ -320,9 +324,13 @@ func (m *Manager) syncPod(ctx context.Context, key string, node Node, pod, apiPo
 	if e, ok := m.evictionOf(pod.UID); ok {
 		return m.evictPod(ctx, node, pod, apiPod, e)
 	}
-	if pod.Status.StartTime == nil {
+	if pod.Status.StartTime == nil && !m.wasAdmitted(pod) {
 		// Admission: a pod that never ran may be turned away.
-		if reason, msg := admission(node, pod); msg != "" {
+		reason, msg := admission(node, pod)
+		if msg == "" {
+			reason, msg = m.admitResources(node, pod)
+		}
+		if msg != "" {
 			if sb, err := sandboxOf(ctx, node.Runtime, pod); err != nil || sb != nil {
 				return err // it runs already (adopted): not a new pod
 			}
@@ -671,6 +679,7 @@ func (m *Manager) forget(uid types.UID) {
 	delete(m.evictions, uid)
 	delete(m.podVolumes, uid)
 	delete(m.resources, uid)
+	delete(m.admitted, uid)
 }
 
 func removeSandboxes(ctx context.Context, rt internalapi.RuntimeService, labels map[string]string) error {

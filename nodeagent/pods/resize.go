@@ -14,7 +14,6 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	resourcehelper "k8s.io/component-helpers/resource"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -170,26 +169,13 @@ func (m *Manager) resizeFit(node Node, pod *corev1.Pod) (reason, message string)
 			return "Infeasible", fmt.Sprintf("Node didn't have enough capacity: %s, requested: %d, capacity: %d", name, amount(name, request), amount(name, capacity))
 		}
 	}
-	used := corev1.ResourceList{}
-	pods, _ := m.pods.List(labels.Everything())
-	for _, p := range pods {
-		if p.UID == pod.UID || p.Spec.NodeName != node.Name || isTerminal(p) {
-			continue
-		}
-		alloc := withAllocation(p, m.allocatedOf(p.UID))
-		for name, q := range resourcehelper.PodRequests(alloc, resourcehelper.PodResourcesOptions{}) {
-			sum := used[name]
-			sum.Add(q)
-			used[name] = sum
-		}
-	}
+	used, _ := m.inUse(node, pod.UID)
 	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
 		capacity, request, inUse := node.Allocatable[name], want[name], used[name]
 		total := inUse.DeepCopy()
 		total.Add(request)
 		if !capacity.IsZero() && total.Cmp(capacity) > 0 {
-			return "Deferred", fmt.Sprintf("Node didn't have enough resource: %s, requested: %d, used: %d, capacity: %d",
-				name, amount(name, request), amount(name, inUse), amount(name, capacity))
+			return "Deferred", insufficientMessage(name, request, inUse, capacity)
 		}
 	}
 	return "", ""

@@ -48,6 +48,7 @@ func TestResize(t *testing.T) {
 	}
 	m := newManager()
 	other, pod := cpuPod("other", "300m"), cpuPod("web", "100m")
+	other.Status.StartTime = &metav1.Time{} // admitted: it counts
 	for _, p := range []*corev1.Pod{other, pod} {
 		if err := indexer.Add(p); err != nil {
 			t.Fatal(err)
@@ -196,3 +197,46 @@ func TestHousekeepingForgetsGonePods(t *testing.T) {
 		t.Error("resources of a live pod dropped")
 	}
 }
+
+// The kubelet's resource admission of new pods: the first resource short,
+// against what the admitted pods use; critical pods always get in.
+func TestAdmitResources(t *testing.T) {
+	indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	m := &Manager{pods: corelisters.NewPodLister(indexer), resources: map[types.UID]*podResources{}, admitted: map[types.UID]bool{}}
+	node := Node{Name: "n", Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("1Gi"),
+		corev1.ResourcePods: resource.MustParse("3")}}
+	running := cpuPod("running", "1500m")
+	running.Status.StartTime = &metav1.Time{}
+	done := cpuPod("done", "1")
+	done.Status.StartTime, done.Status.Phase = &metav1.Time{}, corev1.PodSucceeded
+	unadmitted := cpuPod("refused-earlier", "1") // never admitted: takes nothing
+	for _, p := range []*corev1.Pod{running, done, unadmitted} {
+		if err := indexer.Add(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gpu := cpuPod("gpu", "0")
+	gpu.Spec.Containers[0].Resources.Requests["example.com/gpu"] = resource.MustParse("1")
+	critical := cpuPod("critical", "4")
+	critical.Spec.Priority = ptrInt32(2000001000)
+	for _, tc := range []struct {
+		pod          *corev1.Pod
+		reason, want string
+	}{
+		{cpuPod("fits", "500m"), "", ""},
+		{cpuPod("too-big", "1"), "OutOfcpu", "Node didn't have enough resource: cpu, requested: 1000, used: 2000, capacity: 2000"},
+		{gpu, "OutOfexample.com/gpu", "Node didn't have enough resource: example.com/gpu, requested: 1, used: 0, capacity: 0"},
+		{critical, "", ""},
+		{cpuPod("fourth", "0"), "OutOfpods", "Node didn't have enough resource: pods, requested: 1, used: 3, capacity: 3"},
+	} {
+		if err := indexer.Add(tc.pod); err != nil {
+			t.Fatal(err)
+		}
+		reason, msg := m.admitResources(node, tc.pod)
+		if reason != tc.reason || msg != tc.want {
+			t.Errorf("%s: %s %q, want %s %q", tc.pod.Name, reason, msg, tc.reason, tc.want)
+		}
+	}
+}
+
+func ptrInt32(v int32) *int32 { return &v }

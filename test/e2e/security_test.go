@@ -198,6 +198,31 @@ func testSecurityContext(t *testing.T, bin, kc, dataDir string) {
 		}
 		return nil
 	})
+	// Bound by spec.nodeName past the scheduler, too big for the node: the
+	// agent's resource admission refuses it as the kubelet's does.
+	nodeName, err := kubectl(t, bin, kc, "get", "nodes", "-o", "jsonpath={.items[0].metadata.name}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tooBig := filepath.Join(dataDir, "too-big.yaml")
+	if err := os.WriteFile(tooBig, []byte(`{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "too-big", "namespace": "default"},
+  "spec": {"nodeName": "`+nodeName+`", "containers": [{"name": "c", "image": "busybox:1.35", "imagePullPolicy": "Never",
+  "command": ["sleep", "3600"], "resources": {"requests": {"cpu": "100"}}}]}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := kubectl(t, bin, kc, "apply", "-f", tooBig); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	eventually(t, 60*time.Second, "a pod bound past the scheduler is refused: OutOfcpu", func() error {
+		out := get("too-big", "{.status.phase}|{.status.reason}|{.status.message}")
+		if !strings.HasPrefix(out, "Failed|OutOfcpu|Pod was rejected: Node didn't have enough resource: cpu, requested: 100000, used: ") {
+			return &unexpected{out}
+		}
+		return nil
+	})
+	if out, err := kubectl(t, bin, kc, "delete", "-f", tooBig, "--timeout=60s"); err != nil {
+		t.Errorf("delete: %v %s", err, out)
+	}
 	if out, err := kubectl(t, bin, kc, "delete", "-f", manifest, "--timeout=60s"); err != nil {
 		t.Errorf("delete: %v %s", err, out)
 	}

@@ -1,0 +1,106 @@
+package pods
+
+import (
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	resourcehelper "k8s.io/component-helpers/resource"
+)
+
+// The kubelet's resource admission: a new pod is refused when it does not
+// fit next to the pods the node already admitted (OutOfcpu, OutOfmemory,
+// OutOfpods, ...: "Node didn't have enough resource: cpu, requested: 3000,
+// used: 100, capacity: 2000"). The scheduler normally sees to that; this
+// catches pods bound by spec.nodeName, which bypass it. Pods are admitted one
+// at a time, so two new pods cannot both take the last room.
+
+// inUse sums the requests of the node's admitted, non-terminal pods other
+// than exclude, at their allocated resources, and counts them.
+func (m *Manager) inUse(node Node, exclude types.UID) (corev1.ResourceList, int64) {
+	used := corev1.ResourceList{}
+	var count int64
+	pods, _ := m.pods.List(labels.Everything())
+	for _, p := range pods {
+		if p.UID == exclude || p.Spec.NodeName != node.Name || isTerminal(p) || !m.wasAdmitted(p) {
+			continue
+		}
+		count++
+		for name, q := range resourcehelper.PodRequests(withAllocation(p, m.allocatedOf(p.UID)), resourcehelper.PodResourcesOptions{}) {
+			sum := used[name]
+			sum.Add(q)
+			used[name] = sum
+		}
+	}
+	return used, count
+}
+
+// wasAdmitted: the pod ran (it has a start time) or this agent admitted it.
+func (m *Manager) wasAdmitted(p *corev1.Pod) bool {
+	if p.Status.StartTime != nil {
+		return true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.admitted[p.UID]
+}
+
+// admitResources admits a new pod if it fits, remembering it; otherwise it
+// says why not, in the kubelet's words. Critical pods (static, mirror,
+// system-critical priority) are always admitted, as the kubelet makes room
+// for them instead.
+func (m *Manager) admitResources(node Node, pod *corev1.Pod) (reason, message string) {
+	m.admitMu.Lock()
+	defer m.admitMu.Unlock()
+	if !isCritical(pod) {
+		used, count := m.inUse(node, pod.UID)
+		if reason, message = insufficient(pod, node.Allocatable, used, count); reason != "" {
+			return reason, message
+		}
+	}
+	m.mu.Lock()
+	m.admitted[pod.UID] = true
+	m.mu.Unlock()
+	return "", ""
+}
+
+// insufficient checks pod against allocatable with used taken by count
+// pods: the first resource short, pods first, then CPU, memory and the
+// rest, as the kubelet reports it; "" fits.
+func insufficient(pod *corev1.Pod, allocatable, used corev1.ResourceList, count int64) (string, string) {
+	if capacity, ok := allocatable[corev1.ResourcePods]; ok && count+1 > capacity.Value() {
+		return "OutOfpods", fmt.Sprintf("Node didn't have enough resource: pods, requested: 1, used: %d, capacity: %d", count, capacity.Value())
+	}
+	requests := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
+	names := []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage}
+	var extra []corev1.ResourceName // extended resources, hugepages: in a stable order
+	for name := range requests {
+		if name != corev1.ResourceCPU && name != corev1.ResourceMemory && name != corev1.ResourceEphemeralStorage {
+			extra = append(extra, name)
+		}
+	}
+	slices.Sort(extra)
+	names = append(names, extra...)
+	for _, name := range names {
+		request, ok := requests[name]
+		if !ok || request.IsZero() {
+			continue
+		}
+		capacity := allocatable[name] // an extended resource the node lacks: capacity 0
+		inUse := used[name]
+		total := inUse.DeepCopy()
+		total.Add(request)
+		if total.Cmp(capacity) > 0 {
+			return "OutOf" + string(name), insufficientMessage(name, request, inUse, capacity)
+		}
+	}
+	return "", ""
+}
+
+func insufficientMessage(name corev1.ResourceName, request, used, capacity resource.Quantity) string {
+	return fmt.Sprintf("Node didn't have enough resource: %s, requested: %d, used: %d, capacity: %d",
+		name, amount(name, request), amount(name, used), amount(name, capacity))
+}
