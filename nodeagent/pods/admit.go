@@ -18,14 +18,46 @@ import (
 // catches pods bound by spec.nodeName, which bypass it. Pods are admitted one
 // at a time, so two new pods cannot both take the last room.
 
+// nodeNameIndex indexes the pod informer by node: one process may host
+// thousands of simulated nodes, and admission looks at one node's pods.
+const nodeNameIndex = "spec.nodeName"
+
+func indexByNodeName(obj any) ([]string, error) {
+	if p, ok := obj.(*corev1.Pod); ok {
+		return []string{p.Spec.NodeName}, nil
+	}
+	return nil, nil
+}
+
+// nodePods are the pods bound to the node, from the informer's index (or,
+// for managers built without an informer in tests, the lister).
+func (m *Manager) nodePods(node string) []*corev1.Pod {
+	var out []*corev1.Pod
+	if m.inf != nil {
+		objs, _ := m.inf.GetIndexer().ByIndex(nodeNameIndex, node)
+		for _, o := range objs {
+			if p, ok := o.(*corev1.Pod); ok {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	pods, _ := m.pods.List(labels.Everything())
+	for _, p := range pods {
+		if p.Spec.NodeName == node {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // inUse sums the requests of the node's admitted, non-terminal pods other
 // than exclude, at their allocated resources, and counts them.
 func (m *Manager) inUse(node Node, exclude types.UID) (corev1.ResourceList, int64) {
 	used := corev1.ResourceList{}
 	var count int64
-	pods, _ := m.pods.List(labels.Everything())
-	for _, p := range pods {
-		if p.UID == exclude || p.Spec.NodeName != node.Name || isTerminal(p) || !m.wasAdmitted(p) {
+	for _, p := range m.nodePods(node.Name) {
+		if p.UID == exclude || isTerminal(p) || !m.wasAdmitted(p) {
 			continue
 		}
 		count++

@@ -181,7 +181,7 @@ func NewManager(client kubeclient.Interface, nodes []Node) (*Manager, error) {
 			o.FieldSelector = selector
 			return client.CoreV1().Pods(metav1.NamespaceAll).Watch(ctx, o)
 		},
-	}, &corev1.Pod{}, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	}, &corev1.Pod{}, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc, nodeNameIndex: indexByNodeName})
 	m.pods, m.synced = corelisters.NewPodLister(m.inf.GetIndexer()), m.inf.HasSynced
 	enqueue := func(obj any) {
 		if p, ok := obj.(*corev1.Pod); ok {

@@ -240,3 +240,22 @@ func TestAdmitResources(t *testing.T) {
 }
 
 func ptrInt32(v int32) *int32 { return &v }
+
+// With an informer, a node's pods come from its node-name index.
+func TestNodePodsIndex(t *testing.T) {
+	inf := cache.NewSharedIndexInformer(&cache.ListWatch{}, &corev1.Pod{}, 0,
+		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc, nodeNameIndex: indexByNodeName})
+	m := &Manager{inf: inf, admitted: map[types.UID]bool{}, resources: map[types.UID]*podResources{}}
+	a, b := cpuPod("a", "1"), cpuPod("b", "2")
+	b.Spec.NodeName = "elsewhere"
+	a.Status.StartTime = &metav1.Time{}
+	for _, p := range []*corev1.Pod{a, b} {
+		if err := inf.GetIndexer().Add(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	used, count := m.inUse(Node{Name: "n"}, "")
+	if q := used[corev1.ResourceCPU]; count != 1 || q.String() != "1" {
+		t.Errorf("node n uses %v in %d pods, want 1 cpu in 1 pod", used, count)
+	}
+}
