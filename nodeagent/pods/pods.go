@@ -450,7 +450,7 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 	start := func(c corev1.Container, runToCompletion bool) error {
 		attempt := uint32(0)
 		if prev := existing[c.Name]; len(prev) > 0 {
-			if !m.shouldRestart(pod, c, prev[0], runToCompletion) {
+			if !m.shouldRestart(pod, c, prev[0], runToCompletion) && !m.stoppedForResize(pod.UID, prev[0].Id) {
 				return nil
 			}
 			if wait := m.backoff.wait(pod.UID, c.Name, m.now()); wait > 0 {

@@ -41,6 +41,17 @@ type podResources struct {
 	// pending is why the spec's resources are not allocated yet (reason
 	// Infeasible or Deferred); failed why actuating them failed.
 	pending, failed podEvent
+	// restarts are the containers (by ID) stopped to take new resources:
+	// started again whatever their exit code and the pod's restartPolicy.
+	restarts map[string]bool
+}
+
+// stoppedForResize: the container was stopped by a resize that needs a restart.
+func (m *Manager) stoppedForResize(uid types.UID, containerID string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.resources[uid]
+	return ok && r.restarts[containerID]
 }
 
 type actuated struct {
@@ -262,6 +273,12 @@ func (m *Manager) actuate(ctx context.Context, node Node, pod *corev1.Pod, sandb
 				continue
 			}
 			m.backoff.forget(pod.UID, ch.c.Name) // a restart for a resize is not a crash
+			m.mu.Lock()
+			if r.restarts == nil {
+				r.restarts = map[string]bool{}
+			}
+			r.restarts[ch.id] = true
+			m.mu.Unlock()
 			delete(r.Actuated, ch.c.Name)
 			continue
 		}

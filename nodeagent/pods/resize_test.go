@@ -169,6 +169,9 @@ func TestResize(t *testing.T) {
 	if len(rt.updates) != 0 || !slices.Contains(rt.GetCalls(), "StopContainer") {
 		t.Errorf("RestartContainer: updates %v, calls %v", rt.updates, rt.GetCalls())
 	}
+	if !m.stoppedForResize(p.UID, id) || m.stoppedForResize(p.UID, "another") {
+		t.Error("the container stopped for the resize must be started again whatever its exit code")
+	}
 }
 
 // Housekeeping drops what the manager keeps about pods that are gone even
