@@ -147,11 +147,11 @@ func TestHostnameAndEtcHosts(t *testing.T) {
 
 func TestSandboxConfigRefusesUserNamespaces(t *testing.T) {
 	pod := dnsPod(corev1.DNSNone, false, nil)
-	if _, _, err := sandboxConfig(Node{}, pod); err != nil {
+	if _, err := sandboxConfig(Node{}, pod); err != nil {
 		t.Fatal(err)
 	}
 	pod.Spec.HostUsers = ptr.To(false)
-	if _, _, err := sandboxConfig(Node{}, pod); err == nil || !strings.Contains(err.Error(), "hostUsers: false") {
+	if _, err := sandboxConfig(Node{}, pod); err == nil || !strings.Contains(err.Error(), "hostUsers: false") {
 		t.Errorf("a pod asking for a user namespace: %v", err)
 	}
 }

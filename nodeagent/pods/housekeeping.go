@@ -78,23 +78,23 @@ func (m *Manager) housekeeping(ctx context.Context) {
 	// deleted mid-eviction, say) goes too.
 	m.mu.Lock()
 	var gone []types.UID
-	for _, byUID := range []map[types.UID]bool{keys(m.waitErrors), keys(m.messages), keys(m.evictions), keys(m.podVolumes), keys(m.resources)} {
-		for uid := range byUID {
-			if !known[uid] {
-				gone = append(gone, uid)
-			}
-		}
-	}
+	gone = unknownUIDs(m.waitErrors, known, gone)
+	gone = unknownUIDs(m.messages, known, gone)
+	gone = unknownUIDs(m.evictions, known, gone)
+	gone = unknownUIDs(m.podVolumes, known, gone)
+	gone = unknownUIDs(m.resources, known, gone)
 	m.mu.Unlock()
 	for _, uid := range gone {
-		m.forget(uid)
+		m.forget(uid) // forgetting one twice is harmless
 	}
 }
 
-func keys[V any](m map[types.UID]V) map[types.UID]bool {
-	out := make(map[types.UID]bool, len(m))
-	for k := range m {
-		out[k] = true
+// unknownUIDs appends the keys of m that known lacks to out.
+func unknownUIDs[V any](m map[types.UID]V, known map[types.UID]bool, out []types.UID) []types.UID {
+	for uid := range m {
+		if !known[uid] {
+			out = append(out, uid)
+		}
 	}
 	return out
 }

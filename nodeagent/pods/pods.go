@@ -345,7 +345,9 @@ func (m *Manager) syncPod(ctx context.Context, key string, node Node, pod, apiPo
 	if err := m.allocate(node, pod, res); err != nil {
 		return err
 	}
-	pod = withAllocation(pod, res.Allocated)
+	if res.pending.reason != "" { // else the allocation is the spec
+		pod = withAllocation(pod, res.Allocated)
+	}
 	sandbox, err := m.ensureRunning(ctx, node, pod)
 	var we *waitError
 	var me *mountError
@@ -414,12 +416,21 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 	if err != nil {
 		return nil, err
 	}
-	config, warnings, err := sandboxConfig(node, pod)
+	config, err := sandboxConfig(node, pod)
 	if err != nil {
 		node.event(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
 		return nil, err
 	}
 	if sb == nil {
+		// The resolver only matters to a new sandbox: the node's
+		// resolv.conf is read then, not on every sync.
+		var warnings []podEvent
+		if !node.Simulated { // nothing resolves in a simulated pod
+			if config.DnsConfig, warnings, err = node.DNS.dnsConfig(pod); err != nil {
+				node.event(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
+				return nil, err
+			}
+		}
 		for _, w := range warnings {
 			node.event(pod, corev1.EventTypeWarning, w.reason, "%s", w.message)
 		}
@@ -757,30 +768,22 @@ func (m *Manager) writeStatusWith(ctx context.Context, node Node, pod *corev1.Po
 }
 
 // sandboxConfig is the CRI sandbox of a pod: its own network namespace, or the
-// node's for hostNetwork (then with an empty hostname: the node's), its
-// resolver and security context; and the warnings to give when creating it.
-func sandboxConfig(node Node, pod *corev1.Pod) (*runtimeapi.PodSandboxConfig, []podEvent, error) {
+// node's for hostNetwork (then with an empty hostname: the node's), and its
+// security context. The caller adds the resolver when creating it.
+func sandboxConfig(node Node, pod *corev1.Pod) (*runtimeapi.PodSandboxConfig, error) {
 	if pod.Spec.HostUsers != nil && !*pod.Spec.HostUsers {
 		// Running it in the host's user namespace would grant more than asked.
-		return nil, nil, fmt.Errorf("user namespaces (hostUsers: false) are not supported by kubeparts-nodeagent")
-	}
-	var dns *runtimeapi.DNSConfig
-	var warnings []podEvent
-	var err error
-	if !node.Simulated { // nothing resolves in a simulated pod: no config, no warnings
-		if dns, warnings, err = node.DNS.dnsConfig(pod); err != nil {
-			return nil, nil, err
-		}
+		return nil, fmt.Errorf("user namespaces (hostUsers: false) are not supported by kubeparts-nodeagent")
 	}
 	config := &runtimeapi.PodSandboxConfig{
-		Metadata:  &runtimeapi.PodSandboxMetadata{Name: pod.Name, Namespace: pod.Namespace, Uid: string(pod.UID)},
-		Labels:    map[string]string{labelNamespace: pod.Namespace, labelName: pod.Name, labelUID: string(pod.UID)},
-		DnsConfig: dns,
-		Linux:     &runtimeapi.LinuxPodSandboxConfig{SecurityContext: sandboxSecurity(pod), Sysctls: sysctls(pod)},
+		Metadata: &runtimeapi.PodSandboxMetadata{Name: pod.Name, Namespace: pod.Namespace, Uid: string(pod.UID)},
+		Labels:   map[string]string{labelNamespace: pod.Namespace, labelName: pod.Name, labelUID: string(pod.UID)},
+		Linux:    &runtimeapi.LinuxPodSandboxConfig{SecurityContext: sandboxSecurity(pod), Sysctls: sysctls(pod)},
 	}
 	if !pod.Spec.HostNetwork {
+		var err error
 		if config.Hostname, err = sandboxHostname(pod, node.DNS.ClusterDomain); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	if node.CgroupParent != "" {
@@ -789,7 +792,7 @@ func sandboxConfig(node Node, pod *corev1.Pod) (*runtimeapi.PodSandboxConfig, []
 	if node.LogDir != "" {
 		config.LogDirectory = filepath.Join(node.LogDir, fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID))
 	}
-	return config, warnings, nil
+	return config, nil
 }
 
 func namespaces(pod *corev1.Pod) *runtimeapi.NamespaceOption {

@@ -153,11 +153,11 @@ func saveResources(node Node, uid types.UID, r *podResources) error {
 // allocation when the node has room for them next to its other pods'
 // allocations; otherwise the record says why not.
 func (m *Manager) allocate(node Node, pod *corev1.Pod, r *podResources) error {
-	desired := specResources(pod)
-	if apiequality.Semantic.DeepEqual(desired, r.Allocated) {
+	if allocatedAsSpec(pod, r.Allocated) { // every sync: compare without copying
 		r.pending = podEvent{}
 		return nil
 	}
+	desired := specResources(pod)
 	reason, msg := m.resizeFit(node, pod)
 	if reason != "" {
 		r.pending = podEvent{reason, msg}
@@ -169,9 +169,24 @@ func (m *Manager) allocate(node Node, pod *corev1.Pod, r *podResources) error {
 	return saveResources(node, pod.UID, r)
 }
 
+// allocatedAsSpec: alloc holds exactly the pod's resizable containers at
+// their spec's resources.
+func allocatedAsSpec(pod *corev1.Pod, alloc map[string]corev1.ResourceRequirements) bool {
+	cs := resizable(pod)
+	if len(cs) != len(alloc) {
+		return false
+	}
+	for _, c := range cs {
+		if a, ok := alloc[c.Name]; !ok || !apiequality.Semantic.DeepEqual(a, c.Resources) {
+			return false
+		}
+	}
+	return true
+}
+
 // resizeFit says why the node cannot take the pod at its desired resources,
 // in the kubelet's words: Infeasible above the node's allocatable, Deferred
-// above what the other pods' allocations leave; "" fits.
+// when its admission next to the other admitted pods fails; "" fits.
 func (m *Manager) resizeFit(node Node, pod *corev1.Pod) (reason, message string) {
 	want := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
 	for _, name := range []corev1.ResourceName{corev1.ResourceMemory, corev1.ResourceCPU} {
@@ -180,14 +195,10 @@ func (m *Manager) resizeFit(node Node, pod *corev1.Pod) (reason, message string)
 			return "Infeasible", fmt.Sprintf("Node didn't have enough capacity: %s, requested: %d, capacity: %d", name, amount(name, request), amount(name, capacity))
 		}
 	}
-	used, _ := m.inUse(node, pod.UID)
-	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
-		capacity, request, inUse := node.Allocatable[name], want[name], used[name]
-		total := inUse.DeepCopy()
-		total.Add(request)
-		if !capacity.IsZero() && total.Cmp(capacity) > 0 {
-			return "Deferred", insufficientMessage(name, request, inUse, capacity)
-		}
+	// The rest is the kubelet's admission of the resized pod next to the others.
+	used, count := m.inUse(node, pod.UID)
+	if _, msg := insufficient(pod, node.Allocatable, used, count); msg != "" {
+		return "Deferred", msg
 	}
 	return "", ""
 }
