@@ -65,6 +65,14 @@ type CoreV1Interface interface {
 	Secrets(namespace string) SecretInterface
 	ServiceAccounts(namespace string) ServiceAccountInterface
 	Events(namespace string) EventInterface
+	Services(namespace string) ServiceInterface
+}
+
+// ServiceInterface: watched for the Service environment variables of
+// containers (KUBERNETES_SERVICE_HOST and the others).
+type ServiceInterface interface {
+	List(ctx context.Context, opts metav1.ListOptions) (*corev1.ServiceList, error)
+	Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
 }
 
 // PodInterface: the pods the agent watches, updates the status of, deletes
@@ -210,6 +218,10 @@ func (c core) Events(ns string) EventInterface {
 }
 
 func (c core) ServiceAccounts(ns string) ServiceAccountInterface { return serviceAccounts{c.rc, ns} }
+
+func (c core) Services(ns string) ServiceInterface {
+	return resource[corev1.Service, corev1.ServiceList]{c.rc, "services", ns}
+}
 
 type serviceAccounts struct {
 	rc rest.Interface

@@ -30,8 +30,25 @@ func configError(container, msg string) *waitError {
 // (with its prefix), then env, later names overriding earlier ones; values
 // from ConfigMaps, Secrets and the pod's own fields. A missing source that is
 // not optional is a CreateContainerConfigError.
-func containerEnv(ctx context.Context, client kubeclient.Interface, pod *corev1.Pod, c corev1.Container, allocatable corev1.ResourceList) (map[string]string, error) {
+//
+// Service variables (serviceVars) fill in the names the container does not
+// set itself, and $(VAR) in env values may refer to them, as with the kubelet.
+func containerEnv(ctx context.Context, client kubeclient.Interface, pod *corev1.Pod, c corev1.Container, allocatable corev1.ResourceList, serviceVars map[string]string) (map[string]string, error) {
 	env := map[string]string{}
+	// Expansion sees the Service variables, later overridden by the container's own.
+	expand := func(v string) string {
+		vars := env
+		if len(serviceVars) > 0 {
+			vars = make(map[string]string, len(env)+len(serviceVars))
+			for k, v := range serviceVars {
+				vars[k] = v
+			}
+			for k, v := range env {
+				vars[k] = v
+			}
+		}
+		return fieldpath.Expand(v, vars)
+	}
 	cms, secrets := map[string]*corev1.ConfigMap{}, map[string]*corev1.Secret{}
 	configMap := func(name string) (*corev1.ConfigMap, error) {
 		if cm, ok := cms[name]; ok {
@@ -92,7 +109,7 @@ func containerEnv(ctx context.Context, client kubeclient.Interface, pod *corev1.
 		src := e.ValueFrom
 		switch {
 		case src == nil:
-			env[e.Name] = fieldpath.Expand(e.Value, env)
+			env[e.Name] = expand(e.Value)
 		case src.ConfigMapKeyRef != nil:
 			ref := src.ConfigMapKeyRef
 			cm, err := configMap(ref.Name)
@@ -147,6 +164,11 @@ func containerEnv(ctx context.Context, client kubeclient.Interface, pod *corev1.
 				return nil, configError(c.Name, err.Error())
 			}
 			env[e.Name] = v
+		}
+	}
+	for k, v := range serviceVars {
+		if _, set := env[k]; !set {
+			env[k] = v
 		}
 	}
 	return env, nil

@@ -80,14 +80,16 @@ type Node struct {
 
 // Manager syncs the pods of its nodes.
 type Manager struct {
-	client  kubeclient.Interface
-	nodes   map[string]Node
-	pods    corelisters.PodLister
-	synced  cache.InformerSynced
-	queue   workqueue.TypedRateLimitingInterface[string]
-	inf     cache.SharedIndexInformer
-	backoff *backoff
-	now     func() time.Time
+	client kubeclient.Interface
+	nodes  map[string]Node
+	pods   corelisters.PodLister
+	synced cache.InformerSynced
+	queue  workqueue.TypedRateLimitingInterface[string]
+	inf    cache.SharedIndexInformer
+	// services feed the containers' Service environment variables.
+	services cache.SharedIndexInformer
+	backoff  *backoff
+	now      func() time.Time
 	// Resync re-examines every pod this often, to notice containers that
 	// exited on their own (the kubelet's relist); 0 turns it off, as for the
 	// simulated runtime, whose containers only stop when told to.
@@ -201,6 +203,14 @@ func NewManager(client kubeclient.Interface, nodes []Node) (*Manager, error) {
 	return m, nil
 }
 
+// serviceIndexer is the Services cache (nil before Run, e.g. in unit tests).
+func (m *Manager) serviceIndexer() cache.Indexer {
+	if m.services == nil {
+		return nil
+	}
+	return m.services.GetIndexer()
+}
+
 // Pods lists the pods of the manager's nodes (from its informer).
 func (m *Manager) Pods() corelisters.PodLister { return m.pods }
 
@@ -208,7 +218,11 @@ func (m *Manager) Pods() corelisters.PodLister { return m.pods }
 func (m *Manager) Run(ctx context.Context, workers int) {
 	defer m.queue.ShutDown()
 	go m.inf.RunWithContext(ctx)
-	if !cache.WaitForCacheSync(ctx.Done(), m.synced) {
+	m.services = newServiceInformer(m.client)
+	go m.services.RunWithContext(ctx)
+	// Like the kubelet, start no container before the Services are known:
+	// its environment would lack them for the container's whole life.
+	if !cache.WaitForCacheSync(ctx.Done(), m.synced, m.services.HasSynced) {
 		return
 	}
 	// Static pods are known before any sync, so their mirror pods are not
@@ -481,7 +495,7 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 		if err != nil {
 			return err
 		}
-		env, err := containerEnv(ctx, m.client, pod, c, node.Allocatable)
+		env, err := containerEnv(ctx, m.client, pod, c, node.Allocatable, serviceEnv(m.serviceIndexer(), pod))
 		if err != nil {
 			node.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", errorText(err))
 			return err

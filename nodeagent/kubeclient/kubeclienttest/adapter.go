@@ -33,6 +33,9 @@ func (c core) ServiceAccounts(ns string) kubeclient.ServiceAccountInterface {
 	return c.cs.CoreV1().ServiceAccounts(ns)
 }
 func (c core) Events(ns string) kubeclient.EventInterface { return c.cs.CoreV1().Events(ns) }
+func (c core) Services(ns string) kubeclient.ServiceInterface {
+	return c.cs.CoreV1().Services(ns)
+}
 
 type coordination struct{ cs kubernetes.Interface }
 
