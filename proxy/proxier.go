@@ -1,0 +1,646 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/knftables"
+
+	"github.com/kubeparts/kubeparts/proxy/config"
+)
+
+const (
+	// fullSyncPeriod bounds how long a rule changed behind our back can stay
+	// wrong when the cheap periodic check does not see it (kube-proxy uses
+	// the same hour).
+	fullSyncPeriod = time.Hour
+	// triggerTimeAnnotation is set by the EndpointSlice controller to when the
+	// change that produced the slice happened; programming latency counts from it.
+	triggerTimeAnnotation = "endpoints.kubernetes.io/last-change-trigger-time"
+	serviceIndex          = "service"
+	component             = "kubeparts-proxy"
+)
+
+// Proxier keeps one node's nftables table in step with the cluster's Services.
+type Proxier struct {
+	cfg     *config.Config
+	node    string
+	sources Sources
+	table   *table
+	metrics *metrics
+	health  *healthState
+	hc      *serviceHealthServers
+	clock   clock.WithTicker
+	// localAddrs lists this machine's IPv4 addresses (NodePorts on CIDRs).
+	localAddrs func() []string
+
+	services, slices, nodes cache.SharedIndexInformer
+
+	mu           sync.Mutex
+	dirty        map[string]time.Time // Service key -> oldest trigger time (zero: unknown)
+	pendingEPs   int
+	pendingSvcs  int
+	needFull     bool
+	nodeInfo     nodeInfo
+	nodeIPs      []string
+	trigger      chan struct{}
+	events       chan *corev1.Event
+	lastFullSync time.Time
+	syncedOnce   bool
+
+	// Owned by the sync loop.
+	rendered  map[string]*serviceRules // port key -> what it wants
+	portsOf   map[string][]string      // Service key -> its port keys
+	portByKey map[string]*servicePort
+	claims    map[string]string // "map|key" -> port key holding it
+	problems  map[string]string // Service key -> last problems reported
+}
+
+// New builds a proxier on nft (a table already scoped to cfg.TableName).
+func New(cfg *config.Config, nft knftables.Interface, sources Sources, c clock.WithTicker) *Proxier {
+	m := newMetrics()
+	p := &Proxier{
+		cfg: cfg, node: cfg.HostnameOverride, sources: sources, clock: c,
+		table:   newTable(nft, cfg.MasqueradeBit),
+		metrics: m,
+		health:  newHealthState(c, 2*cfg.SyncPeriod, m),
+		hc:      newServiceHealthServers(),
+		dirty:   map[string]time.Time{}, trigger: make(chan struct{}, 1), events: make(chan *corev1.Event, 100),
+		needFull: true, nodeInfo: nodeInfo{name: cfg.HostnameOverride},
+		rendered: map[string]*serviceRules{}, portsOf: map[string][]string{}, portByKey: map[string]*servicePort{},
+		claims: map[string]string{}, problems: map[string]string{},
+		localAddrs: interfaceAddrs,
+	}
+	p.hc.healthy = func() bool { ok, _, _ := p.health.healthy(); return ok }
+	return p
+}
+
+// Serve starts the health server (/healthz, /livez) and the metrics server
+// (/metrics, /proxyMode, /healthz) on the configured addresses; they stop
+// with ctx. An address that cannot be bound is an error, as in kube-proxy.
+func (p *Proxier) Serve(ctx context.Context) error {
+	if err := serve(ctx, p.cfg.HealthzBindAddress, p.health.handler()); err != nil {
+		return fmt.Errorf("healthz server: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(p.metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/proxyMode", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "nftables") })
+	mux.Handle("/healthz", p.health.handler())
+	if err := serve(ctx, p.cfg.MetricsBindAddress, mux); err != nil {
+		return fmt.Errorf("metrics server: %w", err)
+	}
+	return nil
+}
+
+// Cleanup removes the table and everything in it (kubeparts-proxy --cleanup).
+func Cleanup(ctx context.Context, nft knftables.Interface) error { return cleanup(ctx, nft) }
+
+// Run starts the informers, waits for them, and syncs until ctx ends. The
+// rules stay in the kernel when it returns: a restarted proxy finds them and
+// existing connections never notice.
+func (p *Proxier) Run(ctx context.Context) error {
+	applyConntrackSettings(p.cfg.Conntrack)
+	ensureBridgeNetfilter()
+	p.services = cache.NewSharedIndexInformer(p.sources.Services, &corev1.Service{}, 0, cache.Indexers{})
+	p.slices = cache.NewSharedIndexInformer(p.sources.EndpointSlices, &discoveryv1.EndpointSlice{}, 0, cache.Indexers{serviceIndex: sliceServiceKey})
+	p.nodes = cache.NewSharedIndexInformer(p.sources.Node, &corev1.Node{}, 0, cache.Indexers{})
+	if _, err := p.services.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { p.serviceChanged(obj) },
+		UpdateFunc: func(_, obj any) { p.serviceChanged(obj) },
+		DeleteFunc: func(obj any) { p.serviceChanged(obj) },
+	}); err != nil {
+		return err
+	}
+	if _, err := p.slices.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { p.sliceChanged(obj) },
+		UpdateFunc: func(_, obj any) { p.sliceChanged(obj) },
+		DeleteFunc: func(obj any) { p.sliceChanged(obj) },
+	}); err != nil {
+		return err
+	}
+	if _, err := p.nodes.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { p.nodeChanged(obj) },
+		UpdateFunc: func(_, obj any) { p.nodeChanged(obj) },
+	}); err != nil {
+		return err
+	}
+	go p.services.RunWithContext(ctx)
+	go p.slices.RunWithContext(ctx)
+	go p.nodes.RunWithContext(ctx)
+	go p.sendEvents(ctx)
+	defer p.hc.close()
+	if !cache.WaitForCacheSync(ctx.Done(), p.services.HasSynced, p.slices.HasSynced, p.nodes.HasSynced) {
+		return ctx.Err()
+	}
+	klog.InfoS("Caches synced; programming nftables", "table", p.cfg.TableName, "node", p.node)
+	p.event(&corev1.ObjectReference{Kind: "Node", Name: p.node, UID: "", APIVersion: "v1"}, "default", corev1.EventTypeNormal, "Starting", "Starting kubeparts-proxy.")
+
+	periodic := p.clock.NewTicker(p.cfg.SyncPeriod)
+	defer periodic.Stop()
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.trigger:
+		case <-periodic.C():
+			p.checkTable(ctx)
+		}
+		// At most one sync per min-sync-period: changes arriving meanwhile
+		// are batched into the next one.
+		if wait := p.cfg.MinSyncPeriod - p.clock.Since(last); wait > 0 && !last.IsZero() {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-p.clock.After(wait):
+			}
+		}
+		last = p.clock.Now()
+		if err := p.syncOnce(ctx); err != nil {
+			klog.ErrorS(err, "Syncing nftables rules failed; a full sync follows", "table", p.cfg.TableName)
+			p.metrics.syncFailures.Inc()
+			p.mu.Lock()
+			p.needFull = true
+			p.mu.Unlock()
+			// Retry after the min sync period (the loop waits it out).
+			p.kick()
+		}
+	}
+}
+
+func (p *Proxier) kick() {
+	select {
+	case p.trigger <- struct{}{}:
+	default:
+	}
+}
+
+func sliceServiceKey(obj any) ([]string, error) {
+	s, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok || s.Labels[discoveryv1.LabelServiceName] == "" {
+		return nil, nil
+	}
+	return []string{s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]}, nil
+}
+
+func (p *Proxier) markDirty(key string, trigger time.Time) {
+	p.mu.Lock()
+	if old, ok := p.dirty[key]; !ok || (!trigger.IsZero() && (old.IsZero() || trigger.Before(old))) {
+		p.dirty[key] = trigger
+	}
+	p.mu.Unlock()
+	p.health.queued()
+	p.metrics.lastQueued.SetToCurrentTime()
+	p.kick()
+}
+
+func (p *Proxier) serviceChanged(obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	svc, ok := obj.(*corev1.Service)
+	if !ok {
+		return
+	}
+	p.metrics.serviceChangesTotal.Inc()
+	p.mu.Lock()
+	p.pendingSvcs++
+	p.metrics.serviceChangesPend.Set(float64(p.pendingSvcs))
+	p.mu.Unlock()
+	p.markDirty(svc.Namespace+"/"+svc.Name, time.Time{})
+}
+
+func (p *Proxier) sliceChanged(obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	s, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok || s.Labels[discoveryv1.LabelServiceName] == "" {
+		return
+	}
+	p.metrics.endpointChangesTotal.Inc()
+	p.mu.Lock()
+	p.pendingEPs++
+	p.metrics.endpointChangesPend.Set(float64(p.pendingEPs))
+	p.mu.Unlock()
+	var trigger time.Time
+	if v := s.Annotations[triggerTimeAnnotation]; v != "" {
+		trigger, _ = time.Parse(time.RFC3339Nano, v)
+	}
+	p.markDirty(s.Namespace+"/"+s.Labels[discoveryv1.LabelServiceName], trigger)
+}
+
+// nodeChanged follows this node's zone and addresses; a change of either
+// rewrites everything (topology and NodePort addresses touch every Service).
+func (p *Proxier) nodeChanged(obj any) {
+	node, ok := obj.(*corev1.Node)
+	if !ok || node.Name != p.node {
+		return
+	}
+	p.health.syncNode(node)
+	info := nodeInfo{name: node.Name, zone: node.Labels[corev1.LabelTopologyZone]}
+	var ips []string
+	for _, a := range node.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			if ip, err := netip.ParseAddr(a.Address); err == nil && ip.Is4() {
+				ips = append(ips, ip.String())
+			}
+		}
+	}
+	p.mu.Lock()
+	changed := info != p.nodeInfo || !slices.Equal(ips, p.nodeIPs)
+	p.nodeInfo, p.nodeIPs = info, ips
+	if changed {
+		p.needFull = true
+	}
+	p.mu.Unlock()
+	if changed {
+		p.kick()
+	}
+}
+
+// nodePortAddresses are the addresses NodePorts answer on.
+func (p *Proxier) nodePortAddresses(nodeIPs []string) []string {
+	if len(p.cfg.NodePortAddresses) == 1 && p.cfg.NodePortAddresses[0] == config.NodePortAddressesPrimary {
+		return nodeIPs
+	}
+	var out []string
+	for _, a := range p.localAddrs() {
+		ip := net.ParseIP(a)
+		for _, c := range p.cfg.NodePortAddresses {
+			if _, n, err := net.ParseCIDR(c); err == nil && n.Contains(ip) {
+				out = append(out, a)
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func interfaceAddrs() []string {
+	addrs, _ := net.InterfaceAddrs()
+	var out []string
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil {
+			out = append(out, n.IP.String())
+		}
+	}
+	return out
+}
+
+func (p *Proxier) renderContext() renderContext {
+	var cidrs []string
+	for _, c := range p.cfg.ClusterCIDRs {
+		if c.IP.To4() != nil {
+			cidrs = append(cidrs, c.String())
+		}
+	}
+	return renderContext{clusterCIDRs: cidrSet(cidrs), masqueradeAll: p.cfg.MasqueradeAll, roundRobin: p.cfg.LoadBalancing == config.LoadBalancingRoundRobin}
+}
+
+// renderService computes the rules of every port of one Service from the
+// caches, with the problems to report.
+func (p *Proxier) renderService(key string, node nodeInfo, rc renderContext) (map[string]*serviceRules, map[string]*servicePort, []string, *corev1.Service) {
+	obj, exists, _ := p.services.GetIndexer().GetByKey(key)
+	if !exists {
+		return nil, nil, nil, nil
+	}
+	svc := obj.(*corev1.Service)
+	ports, problem := servicePorts(svc)
+	var problems []string
+	if problem != "" {
+		problems = append(problems, problem)
+	}
+	objs, _ := p.slices.GetIndexer().ByIndex(serviceIndex, key)
+	var sl []*discoveryv1.EndpointSlice
+	for _, o := range objs {
+		sl = append(sl, o.(*discoveryv1.EndpointSlice))
+	}
+	eps, slProblems := sliceEndpoints(sl, ports)
+	problems = append(problems, slProblems...)
+	rules := map[string]*serviceRules{}
+	byKey := map[string]*servicePort{}
+	for _, sp := range ports {
+		k := sp.name.key()
+		rules[k] = renderServicePort(sp, chooseEndpoints(sp, eps[sp.name], node), rc)
+		byKey[k] = sp
+	}
+	return rules, byKey, problems, svc
+}
+
+// claim makes sure no two service ports write the same map element (two
+// Services sharing an external IP and port): the first keeps it, the other
+// loses that destination and says so.
+func (p *Proxier) claim(portKey string, r *serviceRules, problems *[]string) {
+	for m, elems := range r.elements {
+		for key := range elems {
+			id := m + "|" + key
+			if owner, ok := p.claims[id]; ok && owner != portKey {
+				delete(elems, key)
+				*problems = append(*problems, fmt.Sprintf("destination %s is already used by Service port %s; it is not programmed for this one", key, owner))
+				continue
+			}
+			p.claims[id] = portKey
+		}
+	}
+}
+
+func (p *Proxier) release(portKey string) {
+	if old := p.rendered[portKey]; old != nil {
+		for m, elems := range old.elements {
+			for key := range elems {
+				if p.claims[m+"|"+key] == portKey {
+					delete(p.claims, m+"|"+key)
+				}
+			}
+		}
+	}
+}
+
+// syncOnce brings the table up to date: a full sync when asked (start, node
+// change, failure, hourly), else a partial one of the Services that changed.
+func (p *Proxier) syncOnce(ctx context.Context) error {
+	began := p.clock.Now()
+	p.mu.Lock()
+	dirty := p.dirty
+	p.dirty = map[string]time.Time{}
+	full := p.needFull || p.clock.Since(p.lastFullSync) > fullSyncPeriod
+	p.needFull = false
+	node, nodeIPs := p.nodeInfo, p.nodeIPs
+	p.pendingEPs, p.pendingSvcs = 0, 0
+	p.mu.Unlock()
+	p.metrics.endpointChangesPend.Set(0)
+	p.metrics.serviceChangesPend.Set(0)
+	requeue := func() {
+		p.mu.Lock()
+		for k, t := range dirty {
+			if _, ok := p.dirty[k]; !ok {
+				p.dirty[k] = t
+			}
+		}
+		p.mu.Unlock()
+	}
+
+	if full {
+		for _, k := range p.services.GetIndexer().ListKeys() {
+			if _, ok := dirty[k]; !ok {
+				dirty[k] = time.Time{}
+			}
+		}
+		for k := range p.portsOf {
+			if _, ok := dirty[k]; !ok {
+				dirty[k] = time.Time{}
+			}
+		}
+	}
+	rc := p.renderContext()
+	changed := map[string]*serviceRules{}
+	newPorts := map[string]*servicePort{}
+	newPortsOf := map[string][]string{}
+	for _, svcKey := range slices.Sorted(maps.Keys(dirty)) {
+		rules, byKey, problems, svc := p.renderService(svcKey, node, rc)
+		for _, k := range p.portsOf[svcKey] {
+			if _, ok := rules[k]; !ok {
+				changed[k] = nil
+			}
+			p.release(k)
+		}
+		for _, k := range slices.Sorted(maps.Keys(rules)) {
+			p.claim(k, rules[k], &problems)
+			changed[k] = rules[k]
+			newPorts[k] = byKey[k]
+		}
+		newPortsOf[svcKey] = slices.Sorted(maps.Keys(rules))
+		p.report(svcKey, svc, problems)
+	}
+
+	var err error
+	if full {
+		desired := maps.Clone(p.rendered)
+		for k, r := range changed {
+			if r == nil {
+				delete(desired, k)
+			} else {
+				desired[k] = r
+			}
+		}
+		err = p.table.fullSync(ctx, desired, p.nodePortAddresses(nodeIPs))
+	} else {
+		_, err = p.table.partialSync(ctx, changed)
+	}
+	if err != nil {
+		requeue()
+		return err
+	}
+	// What the kernel holds now.
+	oldRendered := p.rendered
+	p.rendered = maps.Clone(p.table.applied)
+	for svcKey, keys := range newPortsOf {
+		if len(keys) == 0 {
+			delete(p.portsOf, svcKey)
+		} else {
+			p.portsOf[svcKey] = keys
+		}
+	}
+	for k, r := range changed {
+		sp := p.portByKey[k]
+		if r != nil {
+			sp = newPorts[k]
+		}
+		if sp != nil {
+			if flows := staleUDPFlows(oldRendered[k], r, sp); len(flows) > 0 {
+				n, err := deleteFlows(flows)
+				if err != nil {
+					klog.ErrorS(err, "Deleting stale UDP conntrack entries failed", "servicePort", sp.name.String())
+				}
+				p.metrics.conntrackDeleted.Add(float64(n))
+				klog.V(2).InfoS("Deleted stale UDP conntrack entries", "servicePort", sp.name.String(), "entries", n)
+			}
+		}
+		if r == nil {
+			delete(p.portByKey, k)
+		} else {
+			p.portByKey[k] = newPorts[k]
+		}
+	}
+	p.syncHealthChecks()
+
+	now := p.clock.Now()
+	elapsed := now.Sub(began).Seconds()
+	p.metrics.syncDuration.Observe(elapsed)
+	if full {
+		p.metrics.fullSyncDuration.Observe(elapsed)
+		p.lastFullSync = now
+	} else {
+		p.metrics.partialSyncDuration.Observe(elapsed)
+	}
+	for _, t := range dirty {
+		if !t.IsZero() {
+			p.metrics.programmingDuration.Observe(now.Sub(t).Seconds())
+		}
+	}
+	p.metrics.lastSync.SetToCurrentTime()
+	p.health.updated()
+	p.mu.Lock()
+	p.syncedOnce = true
+	p.mu.Unlock()
+	klog.V(2).InfoS("Synced nftables rules", "full", full, "services", len(dirty), "servicePorts", len(p.rendered), "elapsed", time.Duration(elapsed*float64(time.Second)))
+	return nil
+}
+
+// syncHealthChecks opens, updates and closes the health check node ports.
+func (p *Proxier) syncHealthChecks() {
+	want := map[int32]healthCheck{}
+	var noLocalInternal, noLocalExternal int
+	for k, r := range p.rendered {
+		sp := p.portByKey[k]
+		if sp == nil {
+			continue
+		}
+		if sp.internalLocal && r.hasEndpoints && r.localReady == 0 {
+			noLocalInternal++
+		}
+		if sp.externalLocal && r.hasEndpoints && r.localReady == 0 {
+			noLocalExternal++
+		}
+		if r.healthCheck != 0 {
+			hc := want[r.healthCheck]
+			hc.namespace, hc.name = sp.name.Namespace, sp.name.Name
+			// Ports of one Service share its health check; count endpoints once.
+			if r.localReady > hc.localEndpoints {
+				hc.localEndpoints = r.localReady
+			}
+			want[r.healthCheck] = hc
+		}
+	}
+	p.metrics.noLocalEndpoints.WithLabelValues("internal").Set(float64(noLocalInternal))
+	p.metrics.noLocalEndpoints.WithLabelValues("external").Set(float64(noLocalExternal))
+	for _, err := range p.hc.sync(want) {
+		klog.ErrorS(err, "Health check node port not served")
+	}
+}
+
+// checkTable is the cheap periodic check: if the table, one of our chains or
+// the dispatch rules are gone or changed behind our back, a full sync
+// rewrites them now rather than within the hour.
+func (p *Proxier) checkTable(ctx context.Context) {
+	p.mu.Lock()
+	synced := p.syncedOnce
+	p.mu.Unlock()
+	if !synced {
+		p.kick()
+		return
+	}
+	broken := ""
+	chains, err := p.table.nft.List(ctx, "chains")
+	switch {
+	case err != nil:
+		broken = "table: " + err.Error()
+	default:
+		want := 0
+		for _, r := range p.table.applied {
+			want += len(r.chains)
+		}
+		if len(chains) != want+len(p.table.baseChains()) {
+			broken = fmt.Sprintf("%d chains, expected %d", len(chains), want+len(p.table.baseChains()))
+		}
+	}
+	if broken == "" {
+		for _, b := range p.table.baseChains() {
+			rules, err := p.table.nft.ListRules(ctx, b.chain.Name)
+			if err != nil || len(rules) != len(b.rules) {
+				broken = "chain " + b.chain.Name + " was changed"
+				break
+			}
+		}
+	}
+	if broken != "" {
+		klog.InfoS("nftables table changed behind kubeparts-proxy's back; rewriting it", "table", p.cfg.TableName, "reason", broken)
+		p.mu.Lock()
+		p.needFull = true
+		p.mu.Unlock()
+		p.kick()
+	}
+}
+
+// report sends a Warning Event on the Service when what was skipped of it
+// changes, and logs it; the same problems are not repeated at every sync.
+func (p *Proxier) report(key string, svc *corev1.Service, problems []string) {
+	text := strings.Join(problems, "; ")
+	if svc == nil || text == "" {
+		delete(p.problems, key)
+		p.metrics.invalidServicesSkipped.Set(float64(len(p.problems)))
+		return
+	}
+	if p.problems[key] == text {
+		return
+	}
+	p.problems[key] = text
+	p.metrics.invalidServicesSkipped.Set(float64(len(p.problems)))
+	klog.InfoS("Service not fully programmed", "service", key, "problems", text)
+	reason := "InvalidEndpointSlice"
+	if strings.HasPrefix(text, "Service ") {
+		reason = "ServiceNotSupported"
+	}
+	p.event(&corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: svc.Namespace, Name: svc.Name, UID: svc.UID, ResourceVersion: svc.ResourceVersion},
+		svc.Namespace, corev1.EventTypeWarning, reason, text)
+}
+
+func (p *Proxier) event(ref *corev1.ObjectReference, namespace, typ, reason, msg string) {
+	now := metav1.NewTime(p.clock.Now())
+	e := &corev1.Event{
+		ObjectMeta:          metav1.ObjectMeta{Name: fmt.Sprintf("%s.%x", ref.Name, now.UnixNano()), Namespace: namespace},
+		InvolvedObject:      *ref,
+		Reason:              reason,
+		Message:             msg,
+		Type:                typ,
+		Source:              corev1.EventSource{Component: component, Host: p.node},
+		FirstTimestamp:      now,
+		LastTimestamp:       now,
+		Count:               1,
+		ReportingController: component,
+		ReportingInstance:   component + "-" + p.node,
+	}
+	select {
+	case p.events <- e:
+	default:
+		klog.InfoS("Event dropped: too many pending", "reason", reason, "object", ref.Name)
+	}
+}
+
+func (p *Proxier) sendEvents(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-p.events:
+			if p.sources.CreateEvent == nil {
+				continue
+			}
+			_ = wait.ExponentialBackoffWithContext(ctx, wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Steps: 4}, func(ctx context.Context) (bool, error) {
+				err := p.sources.CreateEvent(ctx, e)
+				if err != nil {
+					klog.V(2).InfoS("Writing Event failed", "reason", e.Reason, "err", err)
+				}
+				return err == nil, nil
+			})
+		}
+	}
+}

@@ -1,0 +1,213 @@
+package proxy
+
+import (
+	"crypto/sha256"
+	"encoding/base32"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// Names of the fixed objects of the table.
+const (
+	serviceIPsMap          = "service-ips"
+	serviceNodePortsMap    = "service-nodeports"
+	noEndpointServicesMap  = "no-endpoint-services"
+	noEndpointNodePortsMap = "no-endpoint-nodeports"
+	nodePortIPsSet         = "nodeport-ips"
+	markForMasqueradeChain = "mark-for-masquerade"
+	rejectChain            = "reject-chain"
+)
+
+// renderContext is what rule rendering needs besides the service port.
+type renderContext struct {
+	// clusterCIDRs, as nft set syntax ("10.0.0.0/16" or "{ a, b }"); "" when unknown.
+	clusterCIDRs  string
+	masqueradeAll bool
+	roundRobin    bool
+}
+
+// serviceRules is everything one service port puts into the table.
+type serviceRules struct {
+	// chains maps each chain of the port to its rules, in order.
+	chains map[string][]string
+	// elements maps a map (or set) of the skeleton to key -> value ("" for sets).
+	elements map[string]map[string]string
+	// affinitySets maps each session-affinity set to its timeout in seconds.
+	affinitySets map[string]int32
+
+	// What the proxier needs besides the table.
+	udp          bool
+	destinations []string // cluster IP, external and load-balancer IPs
+	nodePort     int32
+	endpointIPs  []string // every endpoint traffic may be sent to
+	hasEndpoints bool
+	healthCheck  int32 // healthCheckNodePort, 0 when none
+	localReady   int
+}
+
+func newServiceRules() *serviceRules {
+	return &serviceRules{chains: map[string][]string{}, elements: map[string]map[string]string{}, affinitySets: map[string]int32{}}
+}
+
+func (r *serviceRules) element(m, key, value string) {
+	if r.elements[m] == nil {
+		r.elements[m] = map[string]string{}
+	}
+	r.elements[m][key] = value
+}
+
+// chainName makes a unique, readable chain name: a hash of the full name keeps
+// names unique and lets nft sort them, the rest says what the chain is for.
+func chainName(prefix, name string) string {
+	sum := sha256.Sum256([]byte(prefix + name))
+	return prefix + "-" + base32.StdEncoding.EncodeToString(sum[:5]) + "-" + name
+}
+
+func endpointChainName(sp *servicePort, e endpoint) string {
+	return chainName("endpoint", fmt.Sprintf("%s__%s/%d", sp.name.key(), e.ip, e.port))
+}
+
+func affinitySetName(sp *servicePort, e endpoint) string {
+	return chainName("affinity", fmt.Sprintf("%s__%s/%d", sp.name.key(), e.ip, e.port))
+}
+
+// renderServicePort computes the rules of one service port. It is a pure
+// function of its inputs so that what reaches the kernel can be tested
+// without one.
+func renderServicePort(sp *servicePort, choice endpointChoice, rc renderContext) *serviceRules {
+	r := newServiceRules()
+	proto := strings.ToLower(string(sp.name.Protocol))
+	r.udp = proto == "udp"
+	r.nodePort = sp.nodePort
+	r.healthCheck = sp.healthCheckNodePort
+	r.localReady = choice.localReady
+	r.destinations = append(append([]string{sp.clusterIP}, sp.externalIPs...), sp.loadBalancerIPs...)
+	r.hasEndpoints = len(choice.cluster) > 0
+	key := func(ip string, port int32) string { return fmt.Sprintf("%s . %s . %d", ip, proto, port) }
+	nodePortKey := fmt.Sprintf("%s . %d", proto, sp.nodePort)
+	reject := "goto " + rejectChain
+
+	// No endpoint at all: every destination of the port is refused at once
+	// (ICMP unreachable), so clients fail fast instead of timing out.
+	if len(choice.cluster) == 0 {
+		for _, ip := range r.destinations {
+			r.element(noEndpointServicesMap, key(ip, sp.port), reject)
+		}
+		if sp.nodePort != 0 {
+			r.element(noEndpointNodePortsMap, nodePortKey, reject)
+		}
+		return r
+	}
+
+	used := map[string]endpoint{}
+	balance := func(eps []endpoint) []string {
+		var rules []string
+		if sp.affinityTimeout > 0 {
+			for _, e := range eps {
+				rules = append(rules, fmt.Sprintf("ip saddr @%s goto %s", affinitySetName(sp, e), endpointChainName(sp, e)))
+			}
+		}
+		for _, e := range eps {
+			used[e.String()] = e
+		}
+		if len(eps) == 1 {
+			return append(rules, "goto "+endpointChainName(sp, eps[0]))
+		}
+		gen := "random"
+		if rc.roundRobin {
+			gen = "inc"
+		}
+		targets := make([]string, len(eps))
+		for i, e := range eps {
+			targets[i] = fmt.Sprintf("%d : goto %s", i, endpointChainName(sp, e))
+		}
+		return append(rules, fmt.Sprintf("numgen %s mod %d vmap { %s }", gen, len(eps), strings.Join(targets, " , ")))
+	}
+
+	// Traffic to the cluster IP.
+	internal := choice.internal(sp)
+	serviceChain := chainName("service", sp.name.key())
+	if len(internal) > 0 {
+		var rules []string
+		switch {
+		case rc.masqueradeAll:
+			rules = append(rules, "jump "+markForMasqueradeChain)
+		case rc.clusterCIDRs != "":
+			// From outside the pod network (the host, another node): replies
+			// must come back through this node to be un-DNATed.
+			rules = append(rules, fmt.Sprintf("ip saddr != %s jump %s", rc.clusterCIDRs, markForMasqueradeChain))
+		}
+		r.chains[serviceChain] = append(rules, balance(internal)...)
+		r.element(serviceIPsMap, key(sp.clusterIP, sp.port), "goto "+serviceChain)
+	} else {
+		// internalTrafficPolicy Local without a local endpoint: dropped, as
+		// kube-proxy does (other nodes' endpoints must not be used).
+		r.element(noEndpointServicesMap, key(sp.clusterIP, sp.port), "drop")
+	}
+
+	// Traffic from outside: NodePorts, external IPs, load-balancer IPs.
+	if sp.hasExternal() {
+		clusterPath := serviceChain
+		if sp.internalLocal {
+			clusterPath = chainName("cluster", sp.name.key())
+			r.chains[clusterPath] = balance(choice.cluster)
+		}
+		external := chainName("external", sp.name.key())
+		var rules []string
+		if !sp.externalLocal {
+			rules = []string{"jump " + markForMasqueradeChain, "goto " + clusterPath}
+		} else {
+			// Local policy keeps the client's source address, so only this
+			// node's endpoints may answer; pods and the node itself still
+			// reach every endpoint, as with the Cluster policy.
+			if rc.clusterCIDRs != "" {
+				rules = append(rules, fmt.Sprintf("ip saddr %s goto %s", rc.clusterCIDRs, clusterPath))
+			}
+			rules = append(rules,
+				"fib saddr type local jump "+markForMasqueradeChain,
+				"fib saddr type local goto "+clusterPath)
+			if len(choice.local) > 0 {
+				rules = append(rules, balance(choice.local)...)
+			} else {
+				rules = append(rules, "drop")
+			}
+		}
+		r.chains[external] = rules
+		for _, ip := range append(append([]string{}, sp.externalIPs...), sp.loadBalancerIPs...) {
+			r.element(serviceIPsMap, key(ip, sp.port), "goto "+external)
+		}
+		if sp.nodePort != 0 {
+			r.element(serviceNodePortsMap, nodePortKey, "goto "+external)
+		}
+	}
+
+	for _, id := range slices.Sorted(maps.Keys(used)) {
+		e := used[id]
+		chain := endpointChainName(sp, e)
+		// Hairpin: a pod reaching itself through the Service must see a
+		// source other than its own address, or its reply never leaves it.
+		rules := []string{fmt.Sprintf("ip saddr %s jump %s", e.ip, markForMasqueradeChain)}
+		if sp.affinityTimeout > 0 {
+			set := affinitySetName(sp, e)
+			r.affinitySets[set] = sp.affinityTimeout
+			rules = append(rules, fmt.Sprintf("update @%s { ip saddr }", set))
+		}
+		rules = append(rules, fmt.Sprintf("meta l4proto %s dnat to %s", proto, e.String()))
+		r.chains[chain] = rules
+		r.endpointIPs = append(r.endpointIPs, e.ip)
+	}
+	return r
+}
+
+// cidrSet renders CIDRs as an nft match operand.
+func cidrSet(cidrs []string) string {
+	switch len(cidrs) {
+	case 0:
+		return ""
+	case 1:
+		return cidrs[0]
+	}
+	return "{ " + strings.Join(cidrs, ", ") + " }"
+}

@@ -1,0 +1,334 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/knftables"
+)
+
+// table owns one nftables table (family ip) and knows what it last wrote
+// there, so a partial sync writes only what changed. It never touches other
+// tables: those of the CNI plugin, the container runtime, iptables-nft or
+// another cluster's proxy on the same machine.
+type table struct {
+	nft     knftables.Interface
+	masqBit uint32
+	// applied is what the kernel holds per service port key, after the last
+	// successful sync.
+	applied     map[string]*serviceRules
+	nodePortIPs []string
+}
+
+func newTable(nft knftables.Interface, masqueradeBit int) *table {
+	return &table{nft: nft, masqBit: 1 << masqueradeBit, applied: map[string]*serviceRules{}}
+}
+
+// baseChains are the chains of the skeleton, with their hooks and rules.
+// The filter chains run before the nat ones of the output hook (-110 < -100),
+// so a Service without endpoints is refused before anything rewrites it.
+func (t *table) baseChains() []struct {
+	chain knftables.Chain
+	rules []string
+} {
+	mark := fmt.Sprintf("0x%x", t.masqBit)
+	base := func(name string, typ knftables.BaseChainType, hook knftables.BaseChainHook, prio knftables.BaseChainPriority) knftables.Chain {
+		return knftables.Chain{Name: name, Type: ptr.To(typ), Hook: ptr.To(hook), Priority: ptr.To(prio)}
+	}
+	check := "ct state new jump service-endpoints-check"
+	return []struct {
+		chain knftables.Chain
+		rules []string
+	}{
+		{base("nat-prerouting", knftables.NATType, knftables.PreroutingHook, knftables.DNATPriority), []string{"jump services"}},
+		{base("nat-output", knftables.NATType, knftables.OutputHook, knftables.DNATPriority), []string{"jump services"}},
+		{base("nat-postrouting", knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority), []string{"jump masquerading"}},
+		{base("filter-input", knftables.FilterType, knftables.InputHook, "-110"), []string{check}},
+		{base("filter-forward", knftables.FilterType, knftables.ForwardHook, "-110"), []string{check}},
+		{base("filter-output", knftables.FilterType, knftables.OutputHook, "-110"), []string{check}},
+		{knftables.Chain{Name: "services"}, []string{
+			"ip daddr . meta l4proto . th dport vmap @" + serviceIPsMap,
+			"ip daddr @" + nodePortIPsSet + " meta l4proto . th dport vmap @" + serviceNodePortsMap,
+		}},
+		{knftables.Chain{Name: "service-endpoints-check"}, []string{
+			"ip daddr . meta l4proto . th dport vmap @" + noEndpointServicesMap,
+			"ip daddr @" + nodePortIPsSet + " meta l4proto . th dport vmap @" + noEndpointNodePortsMap,
+		}},
+		{knftables.Chain{Name: markForMasqueradeChain}, []string{"meta mark set meta mark | " + mark}},
+		{knftables.Chain{Name: "masquerading"}, []string{
+			fmt.Sprintf("meta mark & %s == 0 return", mark),
+			"meta mark set meta mark ^ " + mark,
+			"masquerade fully-random",
+		}},
+		// TCP gets a reset, as from a closed port: the client fails at once.
+		// An ICMP port-unreachable (kube-proxy's) made connect() fail only
+		// after the first SYN retransmission here, a second later.
+		{knftables.Chain{Name: rejectChain}, []string{"meta l4proto tcp reject with tcp reset", "reject"}},
+	}
+}
+
+// fixedMaps are the verdict maps that make a packet's cost independent of the
+// number of Services: one lookup, whatever their count.
+func fixedMaps() []*knftables.Map {
+	return []*knftables.Map{
+		{Name: serviceIPsMap, Type: "ipv4_addr . inet_proto . inet_service : verdict"},
+		{Name: serviceNodePortsMap, Type: "inet_proto . inet_service : verdict"},
+		{Name: noEndpointServicesMap, Type: "ipv4_addr . inet_proto . inet_service : verdict"},
+		{Name: noEndpointNodePortsMap, Type: "inet_proto . inet_service : verdict"},
+	}
+}
+
+func addElement(tx *knftables.Transaction, m, key, value string) {
+	e := &knftables.Element{Key: strings.Split(key, " . ")}
+	if value == "" {
+		e.Set = m
+	} else {
+		e.Map = m
+		e.Value = []string{value}
+	}
+	tx.Add(e)
+}
+
+func deleteElement(tx *knftables.Transaction, m, key, value string) {
+	e := &knftables.Element{Key: strings.Split(key, " . ")}
+	if value == "" {
+		e.Set = m
+	} else {
+		e.Map = m
+	}
+	tx.Delete(e)
+}
+
+func addAffinitySet(tx *knftables.Transaction, name string, timeout int32) {
+	tx.Add(&knftables.Set{
+		Name:    name,
+		Type:    "ipv4_addr",
+		Flags:   []knftables.SetFlag{knftables.DynamicFlag},
+		Timeout: ptr.To(time.Duration(timeout) * time.Second),
+	})
+}
+
+func writeChain(tx *knftables.Transaction, name string, rules []string) {
+	tx.Flush(&knftables.Chain{Name: name})
+	for _, rule := range rules {
+		tx.Add(&knftables.Rule{Chain: name, Rule: rule})
+	}
+}
+
+// fullSync writes the whole table: the skeleton, every service port and the
+// NodePort addresses, and removes chains and sets that nothing wants any
+// more. Chains are flushed and rewritten in one atomic transaction, so rules
+// changed or removed behind our back are repaired and no packet ever sees a
+// half-written table; session-affinity sets keep their entries.
+func (t *table) fullSync(ctx context.Context, desired map[string]*serviceRules, nodePortIPs []string) error {
+	tx := t.nft.NewTransaction()
+	tx.Add(&knftables.Table{Comment: ptr.To("rules for Kubernetes Services (kubeparts-proxy)")})
+	wanted := map[string]bool{}
+	for _, b := range t.baseChains() {
+		c := b.chain
+		tx.Add(&c)
+		wanted[c.Name] = true
+	}
+	for _, m := range fixedMaps() {
+		tx.Add(m)
+		tx.Flush(m)
+	}
+	np := &knftables.Set{Name: nodePortIPsSet, Type: "ipv4_addr"}
+	tx.Add(np)
+	tx.Flush(np)
+	for _, ip := range nodePortIPs {
+		addElement(tx, nodePortIPsSet, ip, "")
+	}
+	keys := slices.Sorted(maps.Keys(desired))
+	wantedSets := map[string]bool{nodePortIPsSet: true}
+	for _, k := range keys {
+		for name, timeout := range desired[k].affinitySets {
+			addAffinitySet(tx, name, timeout)
+			wantedSets[name] = true
+		}
+		for name := range desired[k].chains {
+			tx.Add(&knftables.Chain{Name: name})
+			wanted[name] = true
+		}
+	}
+	for _, b := range t.baseChains() {
+		writeChain(tx, b.chain.Name, b.rules)
+	}
+	for _, k := range keys {
+		r := desired[k]
+		for _, name := range slices.Sorted(maps.Keys(r.chains)) {
+			writeChain(tx, name, r.chains[name])
+		}
+		for _, m := range slices.Sorted(maps.Keys(r.elements)) {
+			for _, key := range slices.Sorted(maps.Keys(r.elements[m])) {
+				addElement(tx, m, key, r.elements[m][key])
+			}
+		}
+	}
+	// What the table holds beyond that: chains of Services gone while we were
+	// not looking (or before a restart), sets of old affinity settings.
+	existingChains, err := t.nft.List(ctx, "chains")
+	if err != nil && !knftables.IsNotFound(err) {
+		return fmt.Errorf("list chains: %w", err)
+	}
+	var stale []string
+	for _, c := range existingChains {
+		if !wanted[c] {
+			stale = append(stale, c)
+		}
+	}
+	// Flush first, delete after: a stale chain may still jump to another.
+	for _, c := range stale {
+		tx.Flush(&knftables.Chain{Name: c})
+	}
+	for _, c := range stale {
+		tx.Delete(&knftables.Chain{Name: c})
+	}
+	existingSets, err := t.nft.List(ctx, "sets")
+	if err != nil && !knftables.IsNotFound(err) {
+		return fmt.Errorf("list sets: %w", err)
+	}
+	for _, s := range existingSets {
+		if !wantedSets[s] {
+			tx.Delete(&knftables.Set{Name: s})
+		}
+	}
+	if err := t.nft.Run(ctx, tx); err != nil {
+		return err
+	}
+	t.applied = desired
+	t.nodePortIPs = nodePortIPs
+	return nil
+}
+
+// partialSync writes only the differences between what the kernel holds for
+// the given service ports and what they want now (nil: the port is gone).
+func (t *table) partialSync(ctx context.Context, changed map[string]*serviceRules) (int, error) {
+	tx := t.nft.NewTransaction()
+	empty := newServiceRules()
+	keys := slices.Sorted(maps.Keys(changed))
+	// 1. new chains and sets exist before anything refers to them.
+	for _, k := range keys {
+		old, cur := t.applied[k], changed[k]
+		if old == nil {
+			old = empty
+		}
+		if cur == nil {
+			continue
+		}
+		for name, timeout := range cur.affinitySets {
+			if _, ok := old.affinitySets[name]; !ok || old.affinitySets[name] != timeout {
+				addAffinitySet(tx, name, timeout)
+			}
+		}
+		for name := range cur.chains {
+			if _, ok := old.chains[name]; !ok {
+				tx.Add(&knftables.Chain{Name: name})
+			}
+		}
+	}
+	// 2. chains whose rules changed are rewritten.
+	for _, k := range keys {
+		old, cur := t.applied[k], changed[k]
+		if old == nil {
+			old = empty
+		}
+		if cur == nil {
+			continue
+		}
+		for _, name := range slices.Sorted(maps.Keys(cur.chains)) {
+			if prev, ok := old.chains[name]; !ok || !slices.Equal(prev, cur.chains[name]) {
+				writeChain(tx, name, cur.chains[name])
+			}
+		}
+	}
+	// 3. map elements: removed or changed ones out, then new ones in.
+	var adds [][3]string
+	for _, k := range keys {
+		old, cur := t.applied[k], changed[k]
+		if old == nil {
+			old = empty
+		}
+		if cur == nil {
+			cur = empty
+		}
+		for m, elems := range old.elements {
+			for key, value := range elems {
+				if nv, ok := cur.elements[m][key]; !ok || nv != value {
+					deleteElement(tx, m, key, value)
+				}
+			}
+		}
+		for m, elems := range cur.elements {
+			for key, value := range elems {
+				if ov, ok := old.elements[m][key]; !ok || ov != value {
+					adds = append(adds, [3]string{m, key, value})
+				}
+			}
+		}
+	}
+	for _, a := range adds {
+		addElement(tx, a[0], a[1], a[2])
+	}
+	// 4. chains and sets nothing refers to any more.
+	var gone []string
+	var goneSets []string
+	for _, k := range keys {
+		old, cur := t.applied[k], changed[k]
+		if old == nil {
+			continue
+		}
+		if cur == nil {
+			cur = empty
+		}
+		for name := range old.chains {
+			if _, ok := cur.chains[name]; !ok {
+				gone = append(gone, name)
+			}
+		}
+		for name := range old.affinitySets {
+			if _, ok := cur.affinitySets[name]; !ok {
+				goneSets = append(goneSets, name)
+			}
+		}
+	}
+	for _, c := range gone {
+		tx.Flush(&knftables.Chain{Name: c})
+	}
+	for _, c := range gone {
+		tx.Delete(&knftables.Chain{Name: c})
+	}
+	for _, s := range goneSets {
+		tx.Delete(&knftables.Set{Name: s})
+	}
+	n := tx.NumOperations()
+	if n == 0 {
+		return 0, nil
+	}
+	if err := t.nft.Run(ctx, tx); err != nil {
+		return n, err
+	}
+	for k, r := range changed {
+		if r == nil {
+			delete(t.applied, k)
+		} else {
+			t.applied[k] = r
+		}
+	}
+	return n, nil
+}
+
+// cleanup deletes the whole table: everything kubeparts-proxy created.
+func cleanup(ctx context.Context, nft knftables.Interface) error {
+	tx := nft.NewTransaction()
+	tx.Delete(&knftables.Table{})
+	if err := nft.Run(ctx, tx); err != nil && !knftables.IsNotFound(err) {
+		return err
+	}
+	return nil
+}
