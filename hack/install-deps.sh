@@ -12,6 +12,9 @@ command -v runc >/dev/null || missing+=(runc)
 [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] && [ -x /usr/lib/cni/portmap ] && [ -x /usr/lib/cni/loopback ] || missing+=(containernetworking-plugins)
 command -v iptables >/dev/null || missing+=(iptables)
 command -v ip >/dev/null || missing+=(iproute2)
+# kubeparts-proxy and the stock kube-proxy program nftables; tests read rules with nft and conntrack entries with conntrack.
+command -v nft >/dev/null || missing+=(nftables)
+command -v conntrack >/dev/null || missing+=(conntrack)
 # A static busybox becomes the local cluster's busybox image (shell, wget, nc for examples and tests).
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -32,3 +35,4 @@ fi
 echo "deps: downloading Go modules"
 go mod download
 (cd hack/upstream && go mod download)
+(cd hack/upstream/coredns && go mod download)

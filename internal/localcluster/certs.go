@@ -12,10 +12,7 @@ import (
 	"github.com/kubeparts/kubeparts/internal/pki"
 )
 
-// serviceCIDR is the ClusterIP range; its first address is the kubernetes Service.
 const (
-	serviceCIDR      = "10.96.0.0/12"
-	kubernetesSvcIP  = "10.96.0.1"
 	clusterDomain    = "cluster.local"
 	frontProxyClient = "front-proxy-client"
 )
@@ -30,7 +27,10 @@ type certs struct {
 	saKey, saPub                        string
 	admin, controllerManager, scheduler string // kubeconfig paths
 	kubepartsCM, kubepartsAPIServer     string
-	nodes                               []nodeCerts // by node index
+	// proxies are the node proxies' kubeconfigs (system:kube-proxy, which the
+	// bootstrap ClusterRoleBinding system:node-proxier binds), by node index.
+	proxies []string
+	nodes   []nodeCerts // by node index
 }
 
 // nodeCerts are one node's: its agent's identity towards kube-apiserver and the serving
@@ -64,7 +64,7 @@ func (p *plan) ensureCerts() (*certs, error) {
 		{c.ca, "apiserver", &c.apiserver, pki.Spec{
 			CommonName: "kube-apiserver", Server: true,
 			DNSNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + clusterDomain},
-			IPs:      []net.IP{loopback, p.hostIP, net.ParseIP(kubernetesSvcIP)},
+			IPs:      []net.IP{loopback, p.hostIP, p.kubernetesServiceIP()},
 		}},
 		// system:masters lets kube-apiserver pass the kubelet's webhook authorization for
 		// logs, exec and port-forward without an extra RBAC binding.
@@ -116,6 +116,16 @@ func (p *plan) ensureCerts() (*certs, error) {
 		}
 		kubeconfigs = append(kubeconfigs, k)
 	}
+	// The proxies: one identity, a kubeconfig per node (workers reach
+	// kube-apiserver at the host's address).
+	c.proxies = make([]string, len(p.nodes))
+	for i, n := range p.nodes {
+		k := kubeconfig{&c.proxies[i], filepath.Join(p.layout.Kubeconfigs, "proxy-"+n.name+".kubeconfig"), "system:kube-proxy", nil, ""}
+		if n.netns != "" {
+			k.server = fmt.Sprintf("https://%s:%d", p.hostIP, p.ports.APIServer)
+		}
+		kubeconfigs = append(kubeconfigs, k)
+	}
 	for _, k := range kubeconfigs {
 		pair, err := c.ca.LoadOrIssue(dir, "client-"+sanitize(k.user), pki.Spec{CommonName: k.user, Organization: k.group, Client: true})
 		if err != nil {
@@ -141,6 +151,13 @@ func (p *plan) ensureCerts() (*certs, error) {
 		}
 	}
 	return &c, nil
+}
+
+// kubernetesServiceIP is the first address of the service range: the
+// kubernetes Service, which pods reach kube-apiserver through.
+func (p *plan) kubernetesServiceIP() net.IP {
+	ip := p.layout.ServiceCIDR.IP.To4()
+	return net.IPv4(ip[0], ip[1], ip[2], ip[3]+1).To4()
 }
 
 func sanitize(user string) string {

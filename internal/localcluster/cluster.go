@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -183,6 +185,14 @@ func (c *Cluster) startAll(ctx context.Context) error {
 		return err
 	}
 	var started []*process
+	// The proxies first: Services must work before anything in a pod needs one.
+	proxies, err := c.startProxies()
+	if err != nil {
+		return err
+	}
+	if err := applyDNS(ctx, c.client, p.dnsIP(), clusterDomain, dnsReplicas); err != nil {
+		return fmt.Errorf("cluster DNS: %w", err)
+	}
 	if p.runKubeparts[RoleControllerManager] || p.runKubeparts[RoleScheduler] {
 		if err := applyRBAC(ctx, c.client); err != nil {
 			return fmt.Errorf("RBAC for kubeparts pieces: %w", err)
@@ -270,6 +280,12 @@ func (c *Cluster) startAll(ctx context.Context) error {
 			return err
 		}
 	}
+	for i, proc := range proxies {
+		url := p.proxyHealthURL(p.nodes[i])
+		if err := c.waitFor(ctx, proc, 60*time.Second, func(ctx context.Context) (bool, string) { return httpOK(ctx, url) }); err != nil {
+			return err
+		}
+	}
 	for _, kubelet := range kubelets {
 		if err := c.waitFor(ctx, kubelet, p.ReadyTimeout, func(ctx context.Context) (bool, string) {
 			return c.nodeReady(ctx, kubelet.node, kubeletStarted)
@@ -303,6 +319,50 @@ func (c *Cluster) startRuntime(n nodeSpec) (*process, error) {
 	}
 	c.beforeStop[proc.name] = n.removePods
 	return proc, nil
+}
+
+// startProxies starts each node's proxy (kubeparts-proxy, or the stock
+// kube-proxy in nftables mode with --stock=proxy) in the node's network
+// namespace.
+func (c *Cluster) startProxies() ([]*process, error) {
+	p := c.plan
+	var procs []*process
+	for _, n := range p.nodes {
+		name, bin, args := "kubeparts-proxy", p.binaries["kubeparts-proxy"], p.proxyArgs(c.certs, n)
+		if !p.runKubeparts[RoleProxy] {
+			cfg, err := p.writeKubeProxyConfig(c.certs, n)
+			if err != nil {
+				return nil, err
+			}
+			name, bin, args = "kube-proxy", p.binaries["kube-proxy"], []string{"--config=" + cfg}
+		}
+		bin, args = n.command(p.binaries["nsenter"], bin, args)
+		proc, err := c.run(n.procName(name), bin, args, 10*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		proc.node = n.name
+		procs = append(procs, proc)
+	}
+	return procs, nil
+}
+
+// removeProxyRules removes the host node's proxy table, as `kube-proxy
+// --cleanup` does on a node given back: the rules would otherwise outlive
+// the cluster in the machine's network namespace (the workers' go with
+// their namespaces).
+func (p *plan) removeProxyRules() error {
+	bin, args := p.binaries["kubeparts-proxy"], []string{"--cleanup", "--nftables-table=" + p.layout.ProxyTable}
+	if !p.runKubeparts[RoleProxy] {
+		bin, args = p.binaries["kube-proxy"], []string{"--cleanup"}
+	}
+	if bin == "" {
+		return nil
+	}
+	if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s --cleanup: %v: %s", filepath.Base(bin), err, firstLine(string(out)))
+	}
+	return nil
 }
 
 // deleteRemovedWorkers deletes the Nodes of workers an earlier run had and this one has
@@ -489,6 +549,9 @@ func (c *Cluster) Stop() {
 	if err := killLeftovers(c.plan.layout, 15*time.Second); err != nil {
 		c.say("warning: %v", err)
 	}
+	if err := c.plan.removeProxyRules(); err != nil {
+		c.say("warning: %v", err)
+	}
 	if err := unmountUnder(c.plan.DataDir, c.plan.layout.RunDir); err != nil {
 		c.say("warning: %v", err)
 	}
@@ -526,6 +589,7 @@ func checkPorts(p Ports, wait time.Duration) error {
 		{"kubelet", p.Kubelet}, {"kubelet healthz", p.KubeletHealthz}, {"containerd streaming", p.Stream},
 		{"kubeparts-apiserver", p.KubepartsAPIServer}, {"kubeparts-controller-manager metrics", p.KubepartsCMMetrics},
 		{"kubeparts-controller-manager health", p.KubepartsCMHealth},
+		{"proxy healthz", p.ProxyHealthz}, {"proxy metrics", p.ProxyMetrics},
 	}
 	deadline := time.Now().Add(wait)
 	for _, n := range named {

@@ -47,7 +47,7 @@ func (p *plan) apiserverArgs(c *certs) []string {
 		"--tls-cert-file=" + c.apiserver.CertFile,
 		"--tls-private-key-file=" + c.apiserver.KeyFile,
 		"--cert-dir=" + filepath.Join(p.layout.PKI, "kube-apiserver"),
-		"--service-cluster-ip-range=" + serviceCIDR,
+		"--service-cluster-ip-range=" + p.layout.ServiceCIDR.String(),
 		"--service-account-issuer=https://kubernetes.default.svc." + clusterDomain,
 		"--service-account-key-file=" + c.saPub,
 		"--service-account-signing-key-file=" + c.saKey,
@@ -124,7 +124,7 @@ func (p *plan) controllerManagerArgs(c *certs) []string {
 		"--root-ca-file="+c.ca.CertFile,
 		"--cluster-signing-cert-file="+c.ca.CertFile,
 		"--cluster-signing-key-file="+c.ca.KeyFile,
-		"--service-cluster-ip-range="+serviceCIDR,
+		"--service-cluster-ip-range="+p.layout.ServiceCIDR.String(),
 	)
 }
 
@@ -188,4 +188,56 @@ func (p *plan) kubepartsAPIServerArgs(c *certs) []string {
 	}
 	sort.Strings(args)
 	return args
+}
+
+// proxyArgs runs kubeparts-proxy as node n's proxy: the cluster's own table
+// name and ports (the host's node shares its network namespace with any
+// other cluster on the machine), kube-proxy's identity, and the host's
+// conntrack settings left alone (a development cluster shares the machine).
+func (p *plan) proxyArgs(c *certs, n nodeSpec) []string {
+	return []string{
+		"--kubeconfig=" + c.proxies[n.index],
+		"--hostname-override=" + n.name,
+		"--cluster-cidr=" + p.layout.ClusterCIDR.String(),
+		"--nftables-table=" + p.layout.ProxyTable,
+		fmt.Sprintf("--healthz-bind-address=0.0.0.0:%d", p.ports.ProxyHealthz),
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", p.ports.ProxyMetrics),
+		"--conntrack-max-per-core=0",
+		"--conntrack-tcp-timeout-established=0",
+		"--conntrack-tcp-timeout-close-wait=0",
+	}
+}
+
+// writeKubeProxyConfig writes the stock kube-proxy's configuration for node
+// n: nftables mode, with the same settings as proxyArgs. Its table is always
+// named kube-proxy, so two clusters with --stock=proxy on one machine share it.
+func (p *plan) writeKubeProxyConfig(c *certs, n nodeSpec) (string, error) {
+	cfg := fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: nftables
+clientConnection:
+  kubeconfig: %q
+hostnameOverride: %q
+clusterCIDR: %q
+healthzBindAddress: "0.0.0.0:%d"
+metricsBindAddress: "127.0.0.1:%d"
+conntrack:
+  maxPerCore: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+`, c.proxies[n.index], n.name, p.layout.ClusterCIDR.String(), p.ports.ProxyHealthz, p.ports.ProxyMetrics)
+	path := filepath.Join(n.dir, "kube-proxy.yaml")
+	if err := os.MkdirAll(n.dir, 0o755); err != nil {
+		return "", err
+	}
+	return path, os.WriteFile(path, []byte(cfg), 0o644)
+}
+
+// proxyHealthURL is node n's proxy /healthz, reachable from the host.
+func (p *plan) proxyHealthURL(n nodeSpec) string {
+	host := "127.0.0.1"
+	if n.netns != "" {
+		host = n.ip.String()
+	}
+	return fmt.Sprintf("http://%s:%d/healthz", host, p.ports.ProxyHealthz)
 }

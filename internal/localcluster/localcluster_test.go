@@ -24,7 +24,7 @@ func fakeBinDir(t *testing.T, names ...string) string {
 	return dir
 }
 
-var allStock = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "pause", "kubeparts-controller-manager", "kubeparts-scheduler", "kubeparts-apiserver", "kubeparts-nodeagent"}
+var allStock = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "pause", "kubeparts-controller-manager", "kubeparts-scheduler", "kubeparts-apiserver", "kubeparts-nodeagent", "kubeparts-proxy", "kube-proxy", "coredns"}
 
 func TestNewPlanRejectsBadInput(t *testing.T) {
 	bins := fakeBinDir(t, allStock...)
@@ -62,7 +62,7 @@ func TestMissingBinariesAreAllNamed(t *testing.T) {
 	if err == nil {
 		t.Fatal("plan accepted a bin dir without the controller manager, scheduler, node agent and pause")
 	}
-	for _, b := range []string{"kube-controller-manager", "kubeparts-scheduler", "kubeparts-nodeagent", "pause"} {
+	for _, b := range []string{"kube-controller-manager", "kubeparts-scheduler", "kubeparts-nodeagent", "kubeparts-proxy", "coredns", "pause"} {
 		if !strings.Contains(err.Error(), b) {
 			t.Errorf("error %q does not name %s", err, b)
 		}
@@ -237,5 +237,37 @@ func TestNodeSpecs(t *testing.T) {
 	}
 	if bin, args := a[0].command("/usr/bin/nsenter", "/bin/x", []string{"y"}); bin != "/bin/x" || len(args) != 1 {
 		t.Errorf("node 0 command = %s %v, want it run as is", bin, args)
+	}
+}
+
+// TestClusterNetworksDeriveFromDataDir: each data dir gets its own service
+// range and proxy table (two clusters on one machine share the host's
+// network namespace), the pod CIDRs of every node fall in the cluster CIDR
+// the proxies masquerade by, and the DNS Service is the tenth address.
+func TestClusterNetworksDeriveFromDataDir(t *testing.T) {
+	a, b := layoutFor("/var/lib/kubeparts/a"), layoutFor("/var/lib/kubeparts/b")
+	if a.ProxyTable == b.ProxyTable {
+		t.Errorf("two data dirs share the proxy table %s", a.ProxyTable)
+	}
+	for _, l := range []Layout{a, b} {
+		if ones, _ := l.ServiceCIDR.Mask.Size(); ones != 16 || l.ServiceCIDR.IP[1] < 100 || l.ServiceCIDR.IP[1] > 199 {
+			t.Errorf("service range %s: want a /16 in 10.100-10.199", l.ServiceCIDR)
+		}
+		if l.ServiceCIDR.Contains(l.ClusterCIDR.IP) || l.ClusterCIDR.Contains(l.ServiceCIDR.IP) {
+			t.Errorf("service range %s overlaps the pod range %s", l.ServiceCIDR, l.ClusterCIDR)
+		}
+		for _, n := range nodeSpecs(l, Options{NodeName: "n", Nodes: 4}, net.IPv4(192, 0, 2, 1)) {
+			_, pods, err := net.ParseCIDR(n.podCIDR)
+			if err != nil || !l.ClusterCIDR.Contains(pods.IP) {
+				t.Errorf("node %s pod CIDR %s outside the cluster CIDR %s", n.name, n.podCIDR, l.ClusterCIDR)
+			}
+		}
+		p := &plan{layout: l}
+		if got, want := p.dnsIP().String(), fmt.Sprintf("10.%d.0.10", l.ServiceCIDR.IP[1]); got != want {
+			t.Errorf("DNS IP %s, want %s", got, want)
+		}
+		if got, want := p.kubernetesServiceIP().String(), fmt.Sprintf("10.%d.0.1", l.ServiceCIDR.IP[1]); got != want {
+			t.Errorf("kubernetes Service IP %s, want %s", got, want)
+		}
 	}
 }

@@ -155,6 +155,7 @@ enforceNodeAllocatable: [pods]
 failSwapOn: false
 oomScoreAdj: 0
 clusterDomain: %s
+clusterDNS: [%q]
 staticPodPath: %q
 podCIDR: %q
 serializeImagePulls: false
@@ -166,7 +167,7 @@ evictionHard:
   nodefs.available: "1%%"
   imagefs.available: "1%%"
 `, p.ports.Kubelet, p.ports.KubeletHealthz, c.nodes[0].serving.CertFile, c.nodes[0].serving.KeyFile, c.ca.CertFile,
-		"unix://"+n.containerdSocket(), n.cgroupRoot, clusterDomain, manifests, n.podCIDR)
+		"unix://"+n.containerdSocket(), n.cgroupRoot, clusterDomain, p.dnsIP().String(), manifests, n.podCIDR)
 	path := filepath.Join(dir, "config.yaml")
 	return path, os.WriteFile(path, []byte(config), 0o644)
 }
@@ -195,9 +196,10 @@ func (p *plan) nodeAgentArgs(c *certs, n nodeSpec) []string {
 		"--pod-log-dir=" + filepath.Join(n.dir, "pods"),
 		"--root-dir=" + filepath.Join(n.dir, "nodeagent"),
 		"--pod-manifest-path=" + filepath.Join(n.dir, "manifests"),
-		// As the kubelet's configuration: the cluster's domain, no cluster
-		// DNS server (none runs here), so ClusterFirst pods use the host's.
+		// As the kubelet's configuration: the cluster's domain and its DNS
+		// Service (CoreDNS, which `up` runs as kubeadm does).
 		"--cluster-domain=" + clusterDomain,
+		"--cluster-dns=" + p.dnsIP().String(),
 		// As the kubelet's configuration here: a small development disk is no pressure.
 		"--eviction-hard=memory.available<100Mi,nodefs.available<1%",
 		// The kubelet API with the kubelet's certificate and client CA, so
@@ -321,6 +323,11 @@ func (p *plan) localImages(ctx context.Context) ([]imageArchive, error) {
 	if bb, err := busyboxImage(ctx); err == nil {
 		images = append(images, bb)
 	}
+	dns, err := corednsImage(p.binaries["coredns"])
+	if err != nil {
+		return nil, fmt.Errorf("CoreDNS image: %w", err)
+	}
+	images = append(images, dns)
 	var out []imageArchive
 	for _, img := range images {
 		var buf bytes.Buffer

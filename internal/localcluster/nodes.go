@@ -53,7 +53,7 @@ type nodeSpec struct {
 func nodeSpecs(l Layout, o Options, host net.IP) []nodeSpec {
 	sum := sha256.Sum256([]byte(l.DataDir))
 	id := hex.EncodeToString(sum[:4])
-	octet2, octet3 := 200+int(sum[4])%50, int(sum[5])
+	octet2, octet3 := podOctet(sum), int(sum[5])
 	podCIDR := func(i int) string { return fmt.Sprintf("10.%d.%d.0/24", octet2, (octet3+i)%256) }
 	transit := func(i, host int) net.IP {
 		return net.IPv4(100, byte(64+int(sum[6])%64), sum[7], byte(4*i+host)).To4()
@@ -80,6 +80,9 @@ func nodeSpecs(l Layout, o Options, host net.IP) []nodeSpec {
 	}
 	return nodes
 }
+
+// podOctet is the second octet of the cluster's pod addresses (10.x.0.0/16).
+func podOctet(sum [32]byte) int { return 200 + int(sum[4])%50 }
 
 // netnsPrefix starts the name of every worker network namespace of the cluster in l.
 func netnsPrefix(l Layout) string {

@@ -23,10 +23,11 @@ const (
 	RoleScheduler         = "scheduler"
 	RoleAPIServer         = "apiserver"
 	RoleNodeAgent         = "nodeagent"
+	RoleProxy             = "proxy"
 )
 
 // Roles lists every role in start order.
-var Roles = []string{RoleControllerManager, RoleScheduler, RoleAPIServer, RoleNodeAgent}
+var Roles = []string{RoleControllerManager, RoleScheduler, RoleAPIServer, RoleNodeAgent, RoleProxy}
 
 // piece says, for one role, which kubeparts binary would take it over and whether it can
 // yet. Until a piece is implemented `up` runs the stock one and says so.
@@ -44,6 +45,7 @@ var pieces = map[string]piece{
 	// metrics.k8s.io is simply not served.
 	RoleAPIServer: {binary: "kubeparts-apiserver", implemented: true},
 	RoleNodeAgent: {binary: "kubeparts-nodeagent", stock: "kubelet", implemented: true},
+	RoleProxy:     {binary: "kubeparts-proxy", stock: "kube-proxy", implemented: true},
 }
 
 // Options configure a local cluster.
@@ -76,7 +78,7 @@ type Options struct {
 const DefaultPortBase = 16443
 
 // PortCount is how many ports from PortBase a cluster reserves.
-const PortCount = 12
+const PortCount = 14
 
 // Ports are the listening ports of one cluster, all derived from Options.PortBase.
 type Ports struct {
@@ -85,6 +87,9 @@ type Ports struct {
 	KubepartsAPIServer                                            int
 	// kubeparts-controller-manager's secure /metrics and plain /healthz, /readyz.
 	KubepartsCMMetrics, KubepartsCMHealth int
+	// The proxy's /healthz, /livez and its /metrics (kube-proxy's 10256 and
+	// 10249 would collide between two clusters on one machine).
+	ProxyHealthz, ProxyMetrics int
 }
 
 func portsFrom(base int) Ports {
@@ -92,6 +97,7 @@ func portsFrom(base int) Ports {
 		APIServer: base, EtcdClient: base + 1, EtcdPeer: base + 2, EtcdMetrics: base + 3,
 		ControllerManager: base + 4, Scheduler: base + 5, Kubelet: base + 6, KubeletHealthz: base + 7,
 		Stream: base + 8, KubepartsAPIServer: base + 9, KubepartsCMMetrics: base + 10, KubepartsCMHealth: base + 11,
+		ProxyHealthz: base + 12, ProxyMetrics: base + 13,
 	}
 }
 
@@ -105,12 +111,25 @@ type Layout struct {
 	CgroupRoot string
 	// AdminKubeconfig is what users export as KUBECONFIG.
 	AdminKubeconfig string
+	// ServiceCIDR is the cluster's ClusterIP range and ClusterCIDR the range
+	// its pod CIDRs come from; both derive from the data dir like everything
+	// else, so two clusters' Services never collide on one machine.
+	ServiceCIDR, ClusterCIDR *net.IPNet
+	// ProxyTable is the nftables table of the host's node proxy.
+	ProxyTable string
 }
 
 func layoutFor(dataDir string) Layout {
 	sum := sha256.Sum256([]byte(dataDir))
 	id := hex.EncodeToString(sum[:4])
+	// Services take a /16 from 10.100.0.0 to 10.199.0.0; pod CIDRs live in
+	// 10.200.0.0 to 10.249.0.0 (nodeSpecs), transit links in 100.64.0.0/10.
+	_, services, _ := net.ParseCIDR(fmt.Sprintf("10.%d.0.0/16", 100+int(sum[8])%100))
+	_, pods, _ := net.ParseCIDR(fmt.Sprintf("10.%d.0.0/16", podOctet(sum)))
 	return Layout{
+		ServiceCIDR:     services,
+		ClusterCIDR:     pods,
+		ProxyTable:      "kubeparts-proxy-" + id,
 		DataDir:         dataDir,
 		PKI:             filepath.Join(dataDir, "pki"),
 		Etcd:            filepath.Join(dataDir, "etcd"),
@@ -231,7 +250,8 @@ func newPlan(o Options) (*plan, error) {
 		}
 	}
 	if p.runsNode() {
-		need = append(need, "pause")
+		// coredns: cluster DNS runs as pods, from an image built of bin/coredns.
+		need = append(need, "pause", "coredns")
 	}
 	var missing []string
 	for _, name := range need {
@@ -246,14 +266,15 @@ func newPlan(o Options) (*plan, error) {
 		return nil, fmt.Errorf("missing binaries in %s: %s (run `make build upstream`)", o.BinDir, strings.Join(missing, ", "))
 	}
 	if p.runsNode() {
-		tools := []string{"containerd", "ctr", "runc"}
+		// nft: both proxies program nftables through it.
+		tools := []string{"containerd", "ctr", "runc", "nft"}
 		if len(p.nodes) > 1 {
 			tools = append(tools, "ip", "nsenter")
 		}
 		for _, tool := range tools {
 			path, err := lookPath(tool)
 			if err != nil {
-				return nil, fmt.Errorf("%s not found: the node needs Debian's containerd, runc, containernetworking-plugins and iproute2 (run `make deps` as root)", tool)
+				return nil, fmt.Errorf("%s not found: the node needs Debian's containerd, runc, containernetworking-plugins, iproute2 and nftables (run `make deps` as root)", tool)
 			}
 			p.binaries[tool] = path
 		}

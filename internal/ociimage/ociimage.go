@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -26,6 +27,10 @@ type File struct {
 	Data []byte
 	// Link makes the file a symbolic link to this target (busybox's applets).
 	Link string
+	// Xattrs are extended attributes of a regular file, written as PAX SCHILY.xattr
+	// records, which containerd sets when it unpacks the layer: security.capability
+	// gives a binary file capabilities (CapabilityXattr), as `setcap` does.
+	Xattrs map[string]string
 }
 
 // Image describes what to write.
@@ -36,6 +41,9 @@ type Image struct {
 	Entrypoint []string
 	Cmd        []string
 	Env        []string
+	// User is the image config's user ("uid" or "uid:gid"); the runtime runs the
+	// entrypoint as it unless the pod's securityContext says otherwise. Empty is root.
+	User string
 }
 
 // Normalize completes a short image reference the way the CRI resolves it
@@ -81,16 +89,20 @@ func Write(w io.Writer, img Image) error {
 	if err := zw.Close(); err != nil {
 		return err
 	}
+	imgConfig := map[string]any{
+		"Entrypoint": img.Entrypoint,
+		"Cmd":        img.Cmd,
+		"Env":        img.Env,
+	}
+	if img.User != "" { // absent rather than "", so images without a user keep their digests
+		imgConfig["User"] = img.User
+	}
 	config, err := json.Marshal(map[string]any{
 		"architecture": runtime.GOARCH,
 		"os":           "linux",
 		"created":      epoch.Format(time.RFC3339),
-		"config": map[string]any{
-			"Entrypoint": img.Entrypoint,
-			"Cmd":        img.Cmd,
-			"Env":        img.Env,
-		},
-		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{digest(layerTar)}},
+		"config":       imgConfig,
+		"rootfs":       map[string]any{"type": "layers", "diff_ids": []string{digest(layerTar)}},
 	})
 	if err != nil {
 		return err
@@ -137,7 +149,7 @@ func Write(w io.Writer, img Image) error {
 		}
 	}
 	for _, e := range entries {
-		if err := writeFile(tw, e.name, 0o644, e.data); err != nil {
+		if err := writeFile(tw, e.name, 0o644, e.data, nil); err != nil {
 			return err
 		}
 	}
@@ -170,7 +182,7 @@ func layer(files []File) ([]byte, error) {
 			}
 			continue
 		}
-		if err := writeFile(tw, f.Path, f.Mode, f.Data); err != nil {
+		if err := writeFile(tw, f.Path, f.Mode, f.Data, f.Xattrs); err != nil {
 			return nil, err
 		}
 	}
@@ -180,12 +192,37 @@ func layer(files []File) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func writeFile(tw *tar.Writer, name string, mode int64, data []byte) error {
-	if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: mode, Size: int64(len(data)), ModTime: epoch}); err != nil {
+func writeFile(tw *tar.Writer, name string, mode int64, data []byte, xattrs map[string]string) error {
+	h := &tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: mode, Size: int64(len(data)), ModTime: epoch}
+	if len(xattrs) > 0 {
+		// archive/tar writes PAX records sorted by key, so the layer stays reproducible.
+		h.PAXRecords = map[string]string{}
+		for k, v := range xattrs {
+			h.PAXRecords["SCHILY.xattr."+k] = v
+		}
+		h.Format = tar.FormatPAX
+	}
+	if err := tw.WriteHeader(h); err != nil {
 		return err
 	}
 	_, err := tw.Write(data)
 	return err
+}
+
+// CapabilityXattr is the security.capability value (struct vfs_cap_data, revision 2,
+// little-endian) that `setcap CAPS=+ep` writes: the capabilities (numbers from
+// linux/capability.h, below 64, e.g. 10 for CAP_NET_BIND_SERVICE) are permitted and
+// effective on exec. A non-root entrypoint keeps a capability the container adds only this way: exec
+// as a non-root user clears the capabilities the runtime gave the process, and
+// containerd's CRI sets no ambient ones.
+func CapabilityXattr(caps ...uint) string {
+	var b [20]byte
+	binary.LittleEndian.PutUint32(b[0:], 0x02000000|0x1) // VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE
+	for _, c := range caps {
+		word := 4 + 8*(c/32) // data[c/32].permitted; inheritable stays 0
+		binary.LittleEndian.PutUint32(b[word:], binary.LittleEndian.Uint32(b[word:])|1<<(c%32))
+	}
+	return string(b[:])
 }
 
 func digest(b []byte) string {

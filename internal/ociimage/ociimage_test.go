@@ -162,3 +162,103 @@ func TestNormalize(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteUserAndXattrs checks the image config's User and a file's extended attributes,
+// which the CoreDNS image needs to bind port 53 as a non-root user.
+func TestWriteUserAndXattrs(t *testing.T) {
+	caps := CapabilityXattr(10)
+	img := Image{
+		Name:       "registry.k8s.io/coredns/coredns:v1",
+		Files:      []File{{Path: "coredns", Mode: 0o755, Data: []byte("bin"), Xattrs: map[string]string{"security.capability": caps}}},
+		Entrypoint: []string{"/coredns"},
+		User:       "65532:65532",
+	}
+	var buf bytes.Buffer
+	if err := Write(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	files := readTar(t, bytes.NewReader(buf.Bytes()))
+	var index struct{ Manifests []struct{ Digest string } }
+	var manifest struct {
+		Config struct{ Digest string }
+		Layers []struct{ Digest string }
+	}
+	var config struct{ Config struct{ User string } }
+	if err := json.Unmarshal(files["index.json"], &index); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(blob(t, files, index.Manifests[0].Digest), &manifest); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(blob(t, files, manifest.Config.Digest), &config); err != nil {
+		t.Fatal(err)
+	}
+	if config.Config.User != "65532:65532" {
+		t.Fatalf("config User = %q", config.Config.User)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(blob(t, files, manifest.Layers[0].Digest)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	found := false
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Name == "coredns" {
+			found = true
+			if got := h.PAXRecords["SCHILY.xattr.security.capability"]; got != caps {
+				t.Fatalf("security.capability = %x, want %x", got, caps)
+			}
+		} else if len(h.PAXRecords) != 0 {
+			t.Fatalf("%s has PAX records %v", h.Name, h.PAXRecords)
+		}
+	}
+	if !found {
+		t.Fatal("coredns missing from the layer")
+	}
+
+	// Without User the config has no User key, so existing images keep their digests.
+	img.User = ""
+	buf.Reset()
+	if err := Write(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	if files := readTar(t, bytes.NewReader(buf.Bytes())); bytes.Contains(configOf(t, files), []byte(`"User"`)) {
+		t.Fatal("config has a User key although Image.User is empty")
+	}
+}
+
+func configOf(t *testing.T, files map[string][]byte) []byte {
+	t.Helper()
+	var index struct{ Manifests []struct{ Digest string } }
+	var manifest struct{ Config struct{ Digest string } }
+	if err := json.Unmarshal(files["index.json"], &index); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(blob(t, files, index.Manifests[0].Digest), &manifest); err != nil {
+		t.Fatal(err)
+	}
+	return blob(t, files, manifest.Config.Digest)
+}
+
+// TestCapabilityXattr compares with what `setcap ...=+ep` writes (read back with getxattr).
+func TestCapabilityXattr(t *testing.T) {
+	for _, tc := range []struct {
+		caps []uint
+		want string
+	}{
+		{[]uint{10}, "0100000200040000000000000000000000000000"},         // cap_net_bind_service
+		{[]uint{10, 25, 31}, "0100000200040082000000000000000000000000"}, // + cap_sys_time, cap_setfcap
+		{[]uint{32}, "0100000200000000000000000100000000000000"},         // cap_mac_override: second word
+	} {
+		if got := hex.EncodeToString([]byte(CapabilityXattr(tc.caps...))); got != tc.want {
+			t.Errorf("CapabilityXattr(%v) = %s, want %s", tc.caps, got, tc.want)
+		}
+	}
+}
