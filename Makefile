@@ -38,6 +38,7 @@ build: ## Build the kubeparts binaries and the sandbox (pause) binary into bin/.
 	@mkdir -p $(BIN)
 	@$(GO_BUILD) -tags $(BUILD_TAGS) -ldflags '$(VERSION_LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
 	@$(GO_BUILD) -ldflags '-s -w' -o $(BIN)/pause ./hack/images/pause
+	@$(GO_BUILD) -ldflags '-s -w' -o $(BIN)/nettool ./hack/images/nettool
 
 .PHONY: image
 IMAGES := kubeparts-controller-manager kubeparts-scheduler kubeparts-apiserver
@@ -130,4 +131,4 @@ verify: generate manifests ## Regenerate and fail when the tree changed.
 
 .PHONY: clean
 clean: ## Remove built kubeparts binaries (keeps the stock ones).
-	@rm -f $(addprefix $(BIN)/,$(BINARIES) pause)
+	@rm -f $(addprefix $(BIN)/,$(BINARIES) pause nettool)

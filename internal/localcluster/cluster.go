@@ -341,7 +341,9 @@ func (c *Cluster) startProxies() ([]*process, error) {
 		if err != nil {
 			return nil, err
 		}
-		proc.node = n.name
+		// As kube-proxy, a DaemonSet pod the kubelet restarts: a proxy that
+		// dies is started again; the rules it left serve meanwhile.
+		proc.node, proc.restart = n.name, true
 		procs = append(procs, proc)
 	}
 	return procs, nil
@@ -421,7 +423,7 @@ func (c *Cluster) RestartAfter(name string, whileStopped func() error) error {
 		if err != nil {
 			return err
 		}
-		proc.node = p.node
+		proc.node, proc.restart = p.node, p.restart
 		c.procs[i] = proc
 		return nil
 	}
@@ -510,10 +512,21 @@ func (c *Cluster) Wait(ctx context.Context) error {
 	reap := time.NewTicker(5 * time.Second)
 	defer reap.Stop()
 	for {
-		for _, p := range c.procs {
+		for i, p := range c.procs {
 			select {
 			case <-p.done:
-				return p.failure()
+				if !p.restart {
+					return p.failure()
+				}
+				proc, err := c.restartCrashed(ctx, p)
+				if err != nil {
+					return err
+				}
+				if proc == nil {
+					return nil // interrupted during the back-off
+				}
+				c.procs[i] = proc
+				own[proc.cmd.Process.Pid] = true
 			default:
 			}
 		}
@@ -525,6 +538,32 @@ func (c *Cluster) Wait(ctx context.Context) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// restartCrashed starts a component that exited again after a back-off
+// (1 s, doubling to 30 s; back to 1 s once a run lasted a minute), saying so
+// in one line. It returns nil when ctx ended during the back-off.
+func (c *Cluster) restartCrashed(ctx context.Context, p *process) (*process, error) {
+	delay := time.Second
+	if time.Since(p.began) < time.Minute {
+		delay = min(time.Second<<min(p.restarts, 5), 30*time.Second)
+	}
+	status := "exited"
+	if p.err != nil {
+		status = p.err.Error()
+	}
+	c.say("%s %s; restarting it in %s (restart %d; log %s)", p.name, status, delay, p.restarts+1, p.logPath)
+	select {
+	case <-ctx.Done():
+		return nil, nil
+	case <-time.After(delay):
+	}
+	proc, err := start(c.plan.layout.Logs, p.name, p.bin, p.args, p.stopTimeout)
+	if err != nil {
+		return nil, err
+	}
+	proc.node, proc.restart, proc.restarts = p.node, true, p.restarts+1
+	return proc, nil
 }
 
 // Stop stops the components in reverse start order, removes the pods, sweeps any process

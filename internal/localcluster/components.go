@@ -195,7 +195,7 @@ func (p *plan) kubepartsAPIServerArgs(c *certs) []string {
 // other cluster on the machine), kube-proxy's identity, and the host's
 // conntrack settings left alone (a development cluster shares the machine).
 func (p *plan) proxyArgs(c *certs, n nodeSpec) []string {
-	return []string{
+	return append([]string{
 		"--kubeconfig=" + c.proxies[n.index],
 		"--hostname-override=" + n.name,
 		"--cluster-cidr=" + p.layout.ClusterCIDR.String(),
@@ -205,7 +205,7 @@ func (p *plan) proxyArgs(c *certs, n nodeSpec) []string {
 		"--conntrack-max-per-core=0",
 		"--conntrack-tcp-timeout-established=0",
 		"--conntrack-tcp-timeout-close-wait=0",
-	}
+	}, p.ProxyArgs...)
 }
 
 // writeKubeProxyConfig writes the stock kube-proxy's configuration for node

@@ -31,6 +31,8 @@ const (
 	// Debian busybox-static binary (hack/install-deps.sh installs it) when present.
 	BusyboxImage = "docker.io/library/busybox:1.35"
 	busyboxPath  = "/bin/busybox"
+	// NettoolImage serves and checks HTTP, TCP and UDP (hack/images/nettool).
+	NettoolImage = "docker.io/kubeparts/nettool:dev"
 )
 
 func lookPath(name string) (string, error) { return exec.LookPath(name) }
@@ -322,6 +324,15 @@ func (p *plan) localImages(ctx context.Context) ([]imageArchive, error) {
 	}}
 	if bb, err := busyboxImage(ctx); err == nil {
 		images = append(images, bb)
+	}
+	// nettool: the network test tool (hack/images/nettool), for examples
+	// and tests of Services; optional like busybox.
+	if bin, err := os.ReadFile(filepath.Join(p.BinDir, "nettool")); err == nil {
+		images = append(images, ociimage.Image{
+			Name:       NettoolImage,
+			Files:      []ociimage.File{{Path: "nettool", Mode: 0o755, Data: bin}},
+			Entrypoint: []string{"/nettool"},
+		})
 	}
 	dns, err := corednsImage(p.binaries["coredns"])
 	if err != nil {

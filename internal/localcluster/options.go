@@ -68,6 +68,8 @@ type Options struct {
 	// NodeAgentArgs are appended to every kubeparts-nodeagent's flags (a later
 	// flag wins: tests set eviction thresholds this way).
 	NodeAgentArgs []string
+	// ProxyArgs are appended to every kubeparts-proxy's flags.
+	ProxyArgs []string
 	// ReadyTimeout bounds the wait for /readyz and Ready nodes.
 	ReadyTimeout time.Duration
 	// Out receives the progress lines; os.Stdout when nil.

@@ -23,6 +23,12 @@ type process struct {
 	node        string        // the node a kubelet or agent runs as
 	done        chan struct{} // closed when the child exited
 	err         error         // its exit status, valid after done
+	// restart: an exit is not the cluster's end; the child is started again
+	// after a back-off (node daemons, as the kubelet restarts a DaemonSet's
+	// pod). restarts counts them, began is when this run started.
+	restart  bool
+	restarts int
+	began    time.Time
 }
 
 // start runs bin with args in its own process group, output appended to logs/<name>.log.
@@ -45,7 +51,7 @@ func start(logDir, name, bin string, args []string, stopTimeout time.Duration) (
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &process{name: name, bin: bin, args: args, cmd: cmd, logPath: logPath, stopTimeout: stopTimeout, done: make(chan struct{})}
+	p := &process{name: name, bin: bin, args: args, cmd: cmd, logPath: logPath, stopTimeout: stopTimeout, done: make(chan struct{}), began: time.Now()}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)
