@@ -270,7 +270,7 @@ func TestUpProxy(t *testing.T) {
 		}{{nodes[1], http.StatusOK, 1}, {nodes[0], http.StatusServiceUnavailable, 0}, {nodes[2], http.StatusServiceUnavailable, 0}} {
 			code, body := httpGet(t, fmt.Sprintf("http://%s:%s/", ips[tc.node], hc))
 			var payload struct {
-				Service struct{ Namespace, Name string }
+				Service             struct{ Namespace, Name string }
 				LocalEndpoints      int
 				ServiceProxyHealthy bool
 			}
