@@ -41,10 +41,11 @@ build: ## Build the kubeparts binaries and the sandbox (pause) binary into bin/.
 	@$(GO_BUILD) -ldflags '-s -w' -o $(BIN)/nettool ./hack/images/nettool
 
 .PHONY: image
-IMAGES := kubeparts-controller-manager kubeparts-scheduler kubeparts-apiserver
-image: build ## Build the in-cluster images (controller manager, scheduler) as OCI archives in bin/images/ (ctr import / kind load).
+IMAGES := kubeparts-controller-manager kubeparts-scheduler kubeparts-apiserver kubeparts-proxy
+image: build ## Build the in-cluster images (controller manager, scheduler, apiserver, proxy) as OCI archives in bin/images/ (ctr import / kind load).
 	@for i in $(IMAGES); do \
-	  go run ./hack/images/build --binary $(BIN)/$$i --name kubeparts/$$i:dev --out $(BIN)/images/$$i.tar && \
+	  extra=""; [ $$i = kubeparts-proxy ] && extra="--host-binary $$(command -v nft)"; \
+	  go run ./hack/images/build --binary $(BIN)/$$i --name kubeparts/$$i:dev --out $(BIN)/images/$$i.tar $$extra && \
 	  echo "image: $(BIN)/images/$$i.tar (kubeparts/$$i:dev)"; done
 
 .PHONY: upstream
@@ -85,7 +86,7 @@ run: deps build upstream ## Start a local cluster in the foreground (Ctrl-C stop
 
 ##@ Test
 .PHONY: test
-test: deps build upstream lint verify test-unit test-integration test-e2e ## Everything CI runs: lint, generated files, unit, integration, e2e.
+test: deps build upstream image lint verify test-unit test-integration test-e2e ## Everything CI runs: lint, generated files, unit, integration, e2e.
 
 .PHONY: test-unit
 test-unit: ## Unit tests (no apiserver).

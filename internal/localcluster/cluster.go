@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -292,6 +293,13 @@ func (c *Cluster) startAll(ctx context.Context) error {
 		}); err != nil {
 			return err
 		}
+	}
+	// The host's node is the control plane, labelled as kubeadm labels it (the
+	// node may not label itself so: NodeRestriction), so manifests for control-plane
+	// pieces find it. It is not tainted: on a single node everything runs there.
+	patch := []byte(`{"metadata":{"labels":{"node-role.kubernetes.io/control-plane":""}}}`)
+	if _, err := c.client.CoreV1().Nodes().Patch(ctx, p.nodes[0].name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("label the control-plane node: %w", err)
 	}
 	return nil
 }

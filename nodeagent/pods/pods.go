@@ -34,6 +34,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kubeparts/kubeparts/nodeagent/events"
+	"github.com/kubeparts/kubeparts/nodeagent/fieldpath"
 	"github.com/kubeparts/kubeparts/nodeagent/kubeclient"
 	"github.com/kubeparts/kubeparts/nodeagent/probes"
 	"github.com/kubeparts/kubeparts/nodeagent/volumes"
@@ -525,6 +526,9 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 		for _, k := range sortedEnv(env) {
 			cc.Envs = append(cc.Envs, &runtimeapi.KeyValue{Key: k, Value: []byte(env[k])})
 		}
+		// $(VAR) in command and args are the container's variables, as the
+		// kubelet expands them ($$ escapes, unknown names stay as written).
+		cc.Command, cc.Args = expandAll(c.Command, env), expandAll(c.Args, env)
 		cc.Metadata.Attempt = attempt
 		if cc.LogPath != "" {
 			cc.LogPath = filepath.Join(c.Name, fmt.Sprintf("%d.log", attempt))
@@ -824,6 +828,17 @@ func namespaces(pod *corev1.Pod) *runtimeapi.NamespaceOption {
 		ns.Pid = runtimeapi.NamespaceMode_POD
 	}
 	return ns
+}
+
+func expandAll(in []string, env map[string]string) []string {
+	if in == nil {
+		return nil
+	}
+	out := make([]string, len(in))
+	for i, v := range in {
+		out[i] = fieldpath.Expand(v, env)
+	}
+	return out
 }
 
 // containerConfig is the CRI container of c: command, args, its log file,

@@ -3,29 +3,42 @@
 //
 //	go run ./hack/images/build --binary bin/kubeparts-controller-manager \
 //	  --name kubeparts/kubeparts-controller-manager:dev --out bin/images/kubeparts-controller-manager.tar
+//
+// --host-binary adds a program of this machine with the shared libraries it
+// links (as ldd lists them) at their paths: kubeparts-proxy programs nftables
+// through Debian's nft, as kube-proxy's image carries its own.
 package main
 
 import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"github.com/kubeparts/kubeparts/internal/ociimage"
 )
+
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 
 func main() {
 	binary := flag.String("binary", "", "static binary to put in the image as its entrypoint")
 	name := flag.String("name", "", "image reference, e.g. kubeparts/kubeparts-controller-manager:dev")
 	out := flag.String("out", "", "OCI archive to write")
+	var host multi
+	flag.Var(&host, "host-binary", "absolute path of a dynamically linked program of this machine to add with its libraries (repeatable)")
 	flag.Parse()
-	if err := run(*binary, *name, *out); err != nil {
+	if err := run(*binary, *name, *out, host); err != nil {
 		fmt.Fprintln(os.Stderr, "build:", err)
 		os.Exit(1)
 	}
 }
 
-func run(binary, name, out string) error {
+func run(binary, name, out string, host []string) error {
 	if binary == "" || name == "" || out == "" {
 		return fmt.Errorf("--binary, --name and --out are required")
 	}
@@ -41,14 +54,56 @@ func run(binary, name, out string) error {
 		return err
 	}
 	base := filepath.Base(binary)
+	files := []ociimage.File{{Path: base, Mode: 0o755, Data: data}}
+	path := "/"
+	for _, h := range host {
+		more, err := withLibraries(h)
+		if err != nil {
+			return err
+		}
+		files = append(files, more...)
+		path += ":" + filepath.Dir(h)
+	}
 	err = ociimage.Write(f, ociimage.Image{
 		Name:       name,
-		Files:      []ociimage.File{{Path: base, Mode: 0o755, Data: data}},
+		Files:      files,
 		Entrypoint: []string{"/" + base},
-		Env:        []string{"PATH=/"},
+		Env:        []string{"PATH=" + path},
 	})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	return err
+}
+
+// withLibraries reads program and the libraries ldd resolves for it (and the
+// dynamic loader), each at the path it is loaded from.
+func withLibraries(program string) ([]ociimage.File, error) {
+	if !filepath.IsAbs(program) {
+		return nil, fmt.Errorf("--host-binary %q: need an absolute path", program)
+	}
+	out, err := exec.Command("ldd", program).Output()
+	if err != nil {
+		return nil, fmt.Errorf("ldd %s: %w", program, err)
+	}
+	paths := []string{program}
+	for _, line := range strings.Split(string(out), "\n") {
+		// "libx.so.1 => /lib/x86_64-linux-gnu/libx.so.1 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
+			paths = append(paths, f[2])
+		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
+			paths = append(paths, f[0])
+		}
+	}
+	var files []ociimage.File
+	for _, p := range paths {
+		data, err := os.ReadFile(p) // follows symbolic links: the image holds the file itself
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, ociimage.File{Path: strings.TrimPrefix(p, "/"), Mode: 0o755, Data: data})
+	}
+	return files, nil
 }
