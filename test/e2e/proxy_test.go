@@ -42,7 +42,7 @@ spec:
 const proxyServices = `apiVersion: v1
 kind: Pod
 metadata:
-  name: client
+  name: tester
 spec:
   nodeName: '@CLIENTNODE@'
   terminationGracePeriodSeconds: 1
@@ -173,7 +173,7 @@ func TestUpProxy(t *testing.T) {
 	}
 	svcs := strings.NewReplacer("@CLIENTNODE@", nodes[2], "@LOCALNODE@", nodes[1]).Replace(proxyServices)
 	apply(t, bin, kc, strings.Join(append(docs, svcs), "---\n"))
-	eventually(t, 90*time.Second, "echo pods, client and udp pods ready", func() error {
+	eventually(t, 90*time.Second, "echo pods, tester and udp pods ready", func() error {
 		out, err := kubectl(t, bin, kc, "get", "pods", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
 		if err != nil {
 			return err
@@ -184,7 +184,7 @@ func TestUpProxy(t *testing.T) {
 		return nil
 	})
 	exec := func(args ...string) (string, error) {
-		return kubectl(t, bin, kc, append([]string{"exec", "client", "--", "/nettool"}, args...)...)
+		return kubectl(t, bin, kc, append([]string{"exec", "tester", "--", "/nettool"}, args...)...)
 	}
 
 	t.Run("ClusterIP by DNS name across nodes, round robin", func(t *testing.T) {
@@ -204,6 +204,43 @@ func TestUpProxy(t *testing.T) {
 			}
 		}
 		t.Logf("round-robin evenness over 999 connections: %v", counts)
+	})
+
+	t.Run("the README's Services quick start", func(t *testing.T) {
+		// The lines a newcomer copies from the README, run as they are.
+		readme, err := os.ReadFile("../../README.md")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, block, ok := strings.Cut(string(readme), "<!-- services-quickstart")
+		block, _, ok2 := strings.Cut(block, "<!-- /services-quickstart -->")
+		if !ok || !ok2 {
+			t.Fatal("README has no services-quickstart block")
+		}
+		var last string
+		for _, line := range strings.Split(block, "\n") {
+			args, isKubectl := strings.CutPrefix(strings.TrimSpace(line), "kubectl ")
+			if !isKubectl {
+				continue
+			}
+			if strings.HasPrefix(args, "logs ") {
+				last = args
+				continue
+			}
+			if _, err := kubectl(t, bin, kc, strings.Fields(args)...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eventually(t, 60*time.Second, "kubectl "+last, func() error {
+			out, err := kubectl(t, bin, kc, strings.Fields(last)...)
+			if err != nil {
+				return err
+			}
+			if c := tally(out); c[""] > 0 || len(strings.Fields(out)) != 4 || !strings.HasPrefix(out, "web-") {
+				return fmt.Errorf("%q: want four answers from the web pods", out)
+			}
+			return nil
+		})
 	})
 
 	t.Run("headless Service has an A record per pod", func(t *testing.T) {
@@ -475,18 +512,21 @@ spec:
 		// Random choice (this cluster's default) over 999 connections from the
 		// host: every endpoint gets a fair share (each expects 333; below
 		// 200 is about 9 standard deviations away).
-		var counts map[string]int
-		eventually(t, 90*time.Second, "second cluster's echo from the host", func() error {
-			out, err := nettoolErr(bin, "", "get", "--count", "999", "http://"+ip2+"/")
+		// First all three endpoints in the rules, then the measured run.
+		eventually(t, 90*time.Second, "second cluster's echo from the host reaching three pods", func() error {
+			out, err := nettoolErr(bin, "", "get", "--count", "30", "http://"+ip2+"/")
 			if err != nil {
 				return fmt.Errorf("%v: %s", err, out)
 			}
-			counts = tally(out)
-			if total := counts["echo-0"] + counts["echo-1"] + counts["echo-2"]; len(counts) != 3 || total != 999 {
-				return fmt.Errorf("endpoints reached: %v", counts)
+			if c := tally(out); len(c) != 3 {
+				return fmt.Errorf("endpoints reached: %v", c)
 			}
 			return nil
 		})
+		counts := tally(nettool(t, bin, "", "get", "--count", "999", "http://"+ip2+"/"))
+		if total := counts["echo-0"] + counts["echo-1"] + counts["echo-2"]; len(counts) != 3 || total != 999 {
+			t.Errorf("999 connections answered by %v", counts)
+		}
 		for pod, n := range counts {
 			if n < 200 {
 				t.Errorf("random choice: %s got %d of 999 (%v)", pod, n, counts)

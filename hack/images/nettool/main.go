@@ -7,7 +7,8 @@
 //	nettool serve [--http 8080] [--tcp 7000] [--udp 9000]
 //	    HTTP: "/" answers the host name, "/clientip" the caller's address.
 //	    TCP: echoes each line. UDP: answers each datagram with the host name.
-//	nettool get [--count N] URL        N requests, one connection each; one body a line
+//	nettool get [--count N] [--retry D] URL
+//	                                   N requests, one connection each; one body a line
 //	nettool udp [--sport P] [--count N] [--interval D] HOST:PORT
 //	                                   N datagrams from one source port; one answer a line
 //	nettool lookup NAME               its IPv4 addresses, sorted, one a line
@@ -123,13 +124,19 @@ func get(args []string) error {
 	fs := flag.NewFlagSet("get", flag.ExitOnError)
 	count := fs.Int("count", 1, "requests")
 	timeout := fs.Duration("timeout", 3*time.Second, "per request")
+	retry := fs.Duration("retry", 0, "keep retrying a failed request this long (a Service just created may not answer for a second)")
 	_ = fs.Parse(args)
 	if fs.NArg() != 1 {
 		return fmt.Errorf("get: one URL")
 	}
 	client := &http.Client{Timeout: *timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	deadline := time.Now().Add(*retry)
 	for i := 0; i < *count; i++ {
 		resp, err := client.Get(fs.Arg(0))
+		for err != nil && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+			resp, err = client.Get(fs.Arg(0))
+		}
 		if err != nil {
 			return err
 		}
