@@ -317,16 +317,34 @@ func (p *Proxier) renderContext() renderContext {
 
 // renderService computes the rules of every port of one Service from the
 // caches, with the problems to report.
-func (p *Proxier) renderService(key string, node nodeInfo, rc renderContext) (map[string]*serviceRules, map[string]*servicePort, []string, *corev1.Service) {
+// problem is something of a Service that was not programmed, with the
+// reason its Warning Event carries.
+type problem struct{ reason, message string }
+
+const (
+	reasonNotSupported  = "ServiceNotSupported"  // e.g. no IPv4 cluster IP
+	reasonInvalidSlice  = "InvalidEndpointSlice" // addresses, ports
+	reasonDestinationIn = "DestinationInUse"     // an external IP and port another Service holds
+)
+
+func problemsOf(reason string, messages []string) []problem {
+	out := make([]problem, 0, len(messages))
+	for _, m := range messages {
+		out = append(out, problem{reason, m})
+	}
+	return out
+}
+
+func (p *Proxier) renderService(key string, node nodeInfo, rc renderContext) (map[string]*serviceRules, map[string]*servicePort, []problem, *corev1.Service) {
 	obj, exists, _ := p.services.GetIndexer().GetByKey(key)
 	if !exists {
 		return nil, nil, nil, nil
 	}
 	svc := obj.(*corev1.Service)
-	ports, problem := servicePorts(svc)
-	var problems []string
-	if problem != "" {
-		problems = append(problems, problem)
+	ports, unsupported := servicePorts(svc)
+	var problems []problem
+	if unsupported != "" {
+		problems = append(problems, problem{reasonNotSupported, unsupported})
 	}
 	objs, _ := p.slices.GetIndexer().ByIndex(serviceIndex, key)
 	var sl []*discoveryv1.EndpointSlice
@@ -334,7 +352,7 @@ func (p *Proxier) renderService(key string, node nodeInfo, rc renderContext) (ma
 		sl = append(sl, o.(*discoveryv1.EndpointSlice))
 	}
 	eps, slProblems := sliceEndpoints(sl, ports)
-	problems = append(problems, slProblems...)
+	problems = append(problems, problemsOf(reasonInvalidSlice, slProblems)...)
 	rules := map[string]*serviceRules{}
 	byKey := map[string]*servicePort{}
 	for _, sp := range ports {
@@ -348,13 +366,14 @@ func (p *Proxier) renderService(key string, node nodeInfo, rc renderContext) (ma
 // claim makes sure no two service ports write the same map element (two
 // Services sharing an external IP and port): the first keeps it, the other
 // loses that destination and says so.
-func (p *Proxier) claim(portKey string, r *serviceRules, problems *[]string) {
+func (p *Proxier) claim(portKey string, r *serviceRules, problems *[]problem) {
 	for m, elems := range r.elements {
 		for key := range elems {
 			id := m + "|" + key
 			if owner, ok := p.claims[id]; ok && owner != portKey {
 				delete(elems, key)
-				*problems = append(*problems, fmt.Sprintf("destination %s is already used by Service port %s; it is not programmed for this one", key, owner))
+				*problems = append(*problems, problem{reasonDestinationIn,
+					fmt.Sprintf("destination %s is already used by Service port %s; it is not programmed for this one", key, owner)})
 				continue
 			}
 			p.claims[id] = portKey
@@ -582,8 +601,12 @@ func (p *Proxier) checkTable(ctx context.Context) {
 
 // report sends a Warning Event on the Service when what was skipped of it
 // changes, and logs it; the same problems are not repeated at every sync.
-func (p *Proxier) report(key string, svc *corev1.Service, problems []string) {
-	text := strings.Join(problems, "; ")
+func (p *Proxier) report(key string, svc *corev1.Service, problems []problem) {
+	var parts []string
+	for _, pr := range problems {
+		parts = append(parts, pr.reason+": "+pr.message)
+	}
+	text := strings.Join(parts, "; ")
 	if svc == nil || text == "" {
 		delete(p.problems, key)
 		p.metrics.invalidServicesSkipped.Set(float64(len(p.problems)))
@@ -595,12 +618,19 @@ func (p *Proxier) report(key string, svc *corev1.Service, problems []string) {
 	p.problems[key] = text
 	p.metrics.invalidServicesSkipped.Set(float64(len(p.problems)))
 	klog.InfoS("Service not fully programmed", "service", key, "problems", text)
-	reason := "InvalidEndpointSlice"
-	if strings.HasPrefix(text, "Service ") {
-		reason = "ServiceNotSupported"
+	// One Event per reason, as an operator reads them in kubectl describe.
+	byReason := map[string][]string{}
+	var reasons []string
+	for _, pr := range problems {
+		if byReason[pr.reason] == nil {
+			reasons = append(reasons, pr.reason)
+		}
+		byReason[pr.reason] = append(byReason[pr.reason], pr.message)
 	}
-	p.event(&corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: svc.Namespace, Name: svc.Name, UID: svc.UID, ResourceVersion: svc.ResourceVersion},
-		svc.Namespace, corev1.EventTypeWarning, reason, text)
+	ref := &corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: svc.Namespace, Name: svc.Name, UID: svc.UID, ResourceVersion: svc.ResourceVersion}
+	for _, r := range reasons {
+		p.event(ref, svc.Namespace, corev1.EventTypeWarning, r, strings.Join(byReason[r], "; "))
+	}
 }
 
 func (p *Proxier) event(ref *corev1.ObjectReference, namespace, typ, reason, msg string) {

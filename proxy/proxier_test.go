@@ -1,0 +1,190 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/knftables"
+
+	"github.com/kubeparts/kubeparts/proxy/config"
+)
+
+// fakeCluster runs a Proxier against client-go's fake clientset and
+// knftables' fake: the loop (informers, batching, partial and full syncs,
+// Events, health) without a kernel or an API server.
+type fakeCluster struct {
+	cs     *fake.Clientset
+	nft    *knftables.Fake
+	p      *Proxier
+	mu     sync.Mutex
+	events []*corev1.Event
+}
+
+func startFake(t *testing.T, objs ...runtime.Object) *fakeCluster {
+	t.Helper()
+	f := &fakeCluster{cs: fake.NewClientset(objs...), nft: knftables.NewFake(knftables.IPv4Family, "kubeparts-proxy")}
+	lw := func(list func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error), w func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error)) cache.ListerWatcher {
+		// The fake clientset cannot stream lists (watch-list): say so, as
+		// client-go's generated informers do for it.
+		return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{ListWithContextFunc: list, WatchFuncWithContext: w}, f.cs)
+	}
+	core, disc := f.cs.CoreV1(), f.cs.DiscoveryV1()
+	sources := Sources{
+		Services: lw(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return core.Services("").List(ctx, o)
+		},
+			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				return core.Services("").Watch(ctx, o)
+			}),
+		EndpointSlices: lw(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return disc.EndpointSlices("").List(ctx, o)
+		},
+			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				return disc.EndpointSlices("").Watch(ctx, o)
+			}),
+		Node: lw(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return core.Nodes().List(ctx, o)
+		},
+			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				return core.Nodes().Watch(ctx, o)
+			}),
+		CreateEvent: func(_ context.Context, e *corev1.Event) error {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.events = append(f.events, e)
+			return nil
+		},
+	}
+	cfg := &config.Config{HostnameOverride: "node-a", MinSyncPeriod: 10 * time.Millisecond, SyncPeriod: time.Hour,
+		MasqueradeBit: 14, LoadBalancing: config.LoadBalancingRandom, NodePortAddresses: []string{config.NodePortAddressesPrimary}}
+	f.p = New(cfg, f.nft, sources, clock.RealClock{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := f.p.Run(ctx); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return f
+}
+
+func (f *fakeCluster) eventually(t *testing.T, what string, check func(dump string) error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := check(f.nft.Dump())
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v\n%s", what, err, f.nft.Dump())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func contains(want ...string) func(string) error {
+	return func(dump string) error {
+		for _, w := range want {
+			if !strings.Contains(dump, w) {
+				return fmt.Errorf("table lacks %q", w)
+			}
+		}
+		return nil
+	}
+}
+
+func lacks(unwanted ...string) func(string) error {
+	return func(dump string) error {
+		for _, w := range unwanted {
+			if strings.Contains(dump, w) {
+				return fmt.Errorf("table still has %q", w)
+			}
+		}
+		return nil
+	}
+}
+
+// TestProxierFollowsTheAPI: Services and EndpointSlices created, changed and
+// deleted reach the table; the node's address becomes a NodePort address;
+// health follows the syncs.
+func TestProxierFollowsTheAPI(t *testing.T) {
+	ctx := context.Background()
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}, Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.168.1.10"}}}}
+	f := startFake(t, node)
+	svc := makeService("ns", "web", "10.96.0.20").port("http", tcp, 80, 30080).typ(corev1.ServiceTypeNodePort).obj()
+	if _, err := f.cs.CoreV1().Services("ns").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.eventually(t, "a Service without endpoints is refused", contains("10.96.0.20 . tcp . 80 : goto reject-chain", "tcp . 30080 : goto reject-chain", "nodeport-ips { 192.168.1.10 }"))
+	slice := web("10.244.0.7")
+	if _, err := f.cs.DiscoveryV1().EndpointSlices("ns").Create(ctx, slice, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.eventually(t, "endpoint programmed", contains("dnat to 10.244.0.7:8080", "service-ips { 10.96.0.20 . tcp . 80 : goto service-"))
+	f.eventually(t, "no reject left", lacks("goto reject-chain }"))
+	slice = web("10.244.0.7", "10.244.0.8")
+	if _, err := f.cs.DiscoveryV1().EndpointSlices("ns").Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.eventually(t, "second endpoint", contains("dnat to 10.244.0.8:8080", "numgen random mod 2"))
+	if err := f.cs.CoreV1().Services("ns").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.eventually(t, "Service gone", lacks("10.96.0.20", "dnat to"))
+
+	rec := httptest.NewRecorder()
+	f.p.health.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"nodeEligible": true`) {
+		t.Errorf("/healthz after syncs: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestProxierReportsBadInput: a slice port matching no Service port and two
+// Services claiming one external IP give a Warning Event each, once, and the
+// good parts are served.
+func TestProxierReportsBadInput(t *testing.T) {
+	a := makeService("ns", "a", "10.96.0.30").port("", tcp, 80, 0).externalIPs("198.51.100.7").obj()
+	b := makeService("ns", "b", "10.96.0.31").port("", tcp, 80, 0).externalIPs("198.51.100.7").obj()
+	bad := makeSlice("ns", "a-1", "a").port("", tcp, 8080).ep("10.244.0.7", "node-a", "ready").port("nope", tcp, 9090).obj()
+	f := startFake(t, a, b, bad, makeSlice("ns", "b-1", "b").port("", tcp, 8080).ep("10.244.0.9", "node-a", "ready").obj())
+	f.eventually(t, "both Services served", contains("dnat to 10.244.0.7:8080", "dnat to 10.244.0.9:8080", "198.51.100.7 . tcp . 80 : goto external-"))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f.mu.Lock()
+		var reasons []string
+		for _, e := range f.events {
+			if e.Type == corev1.EventTypeWarning {
+				reasons = append(reasons, e.InvolvedObject.Name+":"+e.Reason+":"+e.Message)
+			}
+		}
+		f.mu.Unlock()
+		all := strings.Join(reasons, "\n")
+		if strings.Contains(all, `a:InvalidEndpointSlice:EndpointSlice a-1: port "nope" (TCP) matches no port of the Service`) &&
+			strings.Contains(all, "b:DestinationInUse:destination 198.51.100.7 . tcp . 80 is already used by Service port ns/a/tcp/") {
+			if len(reasons) != 2 {
+				t.Errorf("want one Event per problem, got:\n%s", all)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Events:\n%s", all)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
