@@ -174,10 +174,10 @@ func applyDNS(ctx context.Context, client kubernetes.Interface, dnsIP net.IP, cl
 	if cur, err := deployments.Get(ctx, corednsName, metav1.GetOptions{}); err == nil && cur.Spec.Replicas != nil {
 		replicas = *cur.Spec.Replicas
 	} else if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("Deployment %s/%s: %w", ns, corednsName, err)
+		return fmt.Errorf("deployment %s/%s: %w", ns, corednsName, err)
 	}
 	if err := upsert(ctx, corednsDeployment(replicas), deployments); err != nil {
-		return fmt.Errorf("Deployment %s/%s: %w", ns, corednsName, err)
+		return fmt.Errorf("deployment %s/%s: %w", ns, corednsName, err)
 	}
 	return applyDNSService(ctx, client, dnsIP)
 }
@@ -321,17 +321,17 @@ func applyDNSService(ctx context.Context, client kubernetes.Interface, dnsIP net
 			return nil
 		case apierrors.IsInvalid(err):
 			// Typically "provided IP is already allocated": another Service holds dnsIP.
-			return fmt.Errorf("Service %s/%s with ClusterIP %s: %w", ns, kubeDNSService, dnsIP, err)
+			return fmt.Errorf("service %s/%s with ClusterIP %s: %w", ns, kubeDNSService, dnsIP, err)
 		case !apierrors.IsAlreadyExists(err):
-			return fmt.Errorf("Service %s/%s: %w", ns, kubeDNSService, err)
+			return fmt.Errorf("service %s/%s: %w", ns, kubeDNSService, err)
 		}
 		cur, err = services.Get(ctx, kubeDNSService, metav1.GetOptions{})
 	}
 	if err != nil {
-		return fmt.Errorf("Service %s/%s: %w", ns, kubeDNSService, err)
+		return fmt.Errorf("service %s/%s: %w", ns, kubeDNSService, err)
 	}
 	if got := net.ParseIP(cur.Spec.ClusterIP); got == nil || !got.Equal(dnsIP) {
-		return fmt.Errorf("Service %s/%s has ClusterIP %q, the cluster DNS address is %s: a ClusterIP cannot change; delete the Service (or the cluster's data) to recreate it",
+		return fmt.Errorf("service %s/%s has ClusterIP %q, the cluster DNS address is %s: a ClusterIP cannot change; delete the Service (or the cluster's data) to recreate it",
 			ns, kubeDNSService, cur.Spec.ClusterIP, dnsIP)
 	}
 	// Keep what the apiserver allocated and defaulted that an update may not change.
@@ -341,7 +341,7 @@ func applyDNSService(ctx context.Context, client kubernetes.Interface, dnsIP net
 	svc.Spec.IPFamilies = cur.Spec.IPFamilies
 	svc.Spec.IPFamilyPolicy = cur.Spec.IPFamilyPolicy
 	if _, err := services.Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("Service %s/%s: %w", ns, kubeDNSService, err)
+		return fmt.Errorf("service %s/%s: %w", ns, kubeDNSService, err)
 	}
 	return nil
 }
