@@ -120,6 +120,16 @@ func writeChain(tx *knftables.Transaction, name string, rules []string) {
 	}
 }
 
+// removeChains deletes chains, all flushed first: one may still jump to another.
+func removeChains(tx *knftables.Transaction, names []string) {
+	for _, c := range names {
+		tx.Flush(&knftables.Chain{Name: c})
+	}
+	for _, c := range names {
+		tx.Delete(&knftables.Chain{Name: c})
+	}
+}
+
 // fullSync writes the whole table: the skeleton, every service port and the
 // NodePort addresses, and removes chains and sets that nothing wants any
 // more. Chains are flushed and rewritten in one atomic transaction, so rules
@@ -182,13 +192,7 @@ func (t *table) fullSync(ctx context.Context, desired map[string]*serviceRules, 
 			stale = append(stale, c)
 		}
 	}
-	// Flush first, delete after: a stale chain may still jump to another.
-	for _, c := range stale {
-		tx.Flush(&knftables.Chain{Name: c})
-	}
-	for _, c := range stale {
-		tx.Delete(&knftables.Chain{Name: c})
-	}
+	removeChains(tx, stale)
 	existingSets, err := t.nft.List(ctx, "sets")
 	if err != nil && !knftables.IsNotFound(err) {
 		return fmt.Errorf("list sets: %w", err)
@@ -210,63 +214,55 @@ func (t *table) fullSync(ctx context.Context, desired map[string]*serviceRules, 
 // the given service ports and what they want now (nil: the port is gone).
 func (t *table) partialSync(ctx context.Context, changed map[string]*serviceRules) (int, error) {
 	tx := t.nft.NewTransaction()
+	// Each changed port as (what the kernel holds, what it wants); an empty
+	// rule set stands for "none" on either side.
 	empty := newServiceRules()
-	keys := slices.Sorted(maps.Keys(changed))
+	type change struct{ old, cur *serviceRules }
+	var changes []change
+	for _, k := range slices.Sorted(maps.Keys(changed)) {
+		c := change{t.applied[k], changed[k]}
+		if c.old == nil {
+			c.old = empty
+		}
+		if c.cur == nil {
+			c.cur = empty
+		}
+		changes = append(changes, c)
+	}
 	// 1. new chains and sets exist before anything refers to them.
-	for _, k := range keys {
-		old, cur := t.applied[k], changed[k]
-		if old == nil {
-			old = empty
-		}
-		if cur == nil {
-			continue
-		}
-		for name, timeout := range cur.affinitySets {
-			if _, ok := old.affinitySets[name]; !ok || old.affinitySets[name] != timeout {
+	for _, c := range changes {
+		for name, timeout := range c.cur.affinitySets {
+			if old, ok := c.old.affinitySets[name]; !ok || old != timeout {
 				addAffinitySet(tx, name, timeout)
 			}
 		}
-		for name := range cur.chains {
-			if _, ok := old.chains[name]; !ok {
+		for name := range c.cur.chains {
+			if _, ok := c.old.chains[name]; !ok {
 				tx.Add(&knftables.Chain{Name: name})
 			}
 		}
 	}
 	// 2. chains whose rules changed are rewritten.
-	for _, k := range keys {
-		old, cur := t.applied[k], changed[k]
-		if old == nil {
-			old = empty
-		}
-		if cur == nil {
-			continue
-		}
-		for _, name := range slices.Sorted(maps.Keys(cur.chains)) {
-			if prev, ok := old.chains[name]; !ok || !slices.Equal(prev, cur.chains[name]) {
-				writeChain(tx, name, cur.chains[name])
+	for _, c := range changes {
+		for _, name := range slices.Sorted(maps.Keys(c.cur.chains)) {
+			if prev, ok := c.old.chains[name]; !ok || !slices.Equal(prev, c.cur.chains[name]) {
+				writeChain(tx, name, c.cur.chains[name])
 			}
 		}
 	}
 	// 3. map elements: removed or changed ones out, then new ones in.
 	var adds [][3]string
-	for _, k := range keys {
-		old, cur := t.applied[k], changed[k]
-		if old == nil {
-			old = empty
-		}
-		if cur == nil {
-			cur = empty
-		}
-		for m, elems := range old.elements {
+	for _, c := range changes {
+		for m, elems := range c.old.elements {
 			for key, value := range elems {
-				if nv, ok := cur.elements[m][key]; !ok || nv != value {
+				if nv, ok := c.cur.elements[m][key]; !ok || nv != value {
 					deleteElement(tx, m, key, value)
 				}
 			}
 		}
-		for m, elems := range cur.elements {
+		for m, elems := range c.cur.elements {
 			for key, value := range elems {
-				if ov, ok := old.elements[m][key]; !ok || ov != value {
+				if ov, ok := c.old.elements[m][key]; !ok || ov != value {
 					adds = append(adds, [3]string{m, key, value})
 				}
 			}
@@ -276,33 +272,20 @@ func (t *table) partialSync(ctx context.Context, changed map[string]*serviceRule
 		addElement(tx, a[0], a[1], a[2])
 	}
 	// 4. chains and sets nothing refers to any more.
-	var gone []string
-	var goneSets []string
-	for _, k := range keys {
-		old, cur := t.applied[k], changed[k]
-		if old == nil {
-			continue
-		}
-		if cur == nil {
-			cur = empty
-		}
-		for name := range old.chains {
-			if _, ok := cur.chains[name]; !ok {
+	var gone, goneSets []string
+	for _, c := range changes {
+		for name := range c.old.chains {
+			if _, ok := c.cur.chains[name]; !ok {
 				gone = append(gone, name)
 			}
 		}
-		for name := range old.affinitySets {
-			if _, ok := cur.affinitySets[name]; !ok {
+		for name := range c.old.affinitySets {
+			if _, ok := c.cur.affinitySets[name]; !ok {
 				goneSets = append(goneSets, name)
 			}
 		}
 	}
-	for _, c := range gone {
-		tx.Flush(&knftables.Chain{Name: c})
-	}
-	for _, c := range gone {
-		tx.Delete(&knftables.Chain{Name: c})
-	}
+	removeChains(tx, gone)
 	for _, s := range goneSets {
 		tx.Delete(&knftables.Set{Name: s})
 	}

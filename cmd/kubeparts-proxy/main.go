@@ -5,20 +5,18 @@ package main
 
 import (
 	"context"
-	goflag "flag"
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
-	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/knftables"
 
+	"github.com/kubeparts/kubeparts/internal/leanflags"
 	"github.com/kubeparts/kubeparts/proxy"
 	"github.com/kubeparts/kubeparts/proxy/config"
 )
@@ -29,29 +27,11 @@ func main() {
 
 func run(args []string) int {
 	o := config.NewOptions()
-	fs := pflag.NewFlagSet("kubeparts-proxy", pflag.ContinueOnError)
-	fs.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
-		return pflag.NormalizedName(strings.ReplaceAll(name, "_", "-"))
-	})
-	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "kubeparts-proxy: the kube-proxy role on nftables\n\nUsage:\n  kubeparts-proxy [flags]\n\nFlags:\n%s", fs.FlagUsages())
-	}
-	o.AddFlags(fs)
-	klogFlags := goflag.NewFlagSet("klog", goflag.ContinueOnError)
-	klog.InitFlags(klogFlags)
-	fs.AddGoFlagSet(klogFlags)
-	if err := fs.Parse(args); err != nil {
-		if err == pflag.ErrHelp {
-			return 0
-		}
-		fmt.Fprintln(os.Stderr, "Error:", err)
-		return 1
+	fs, klogFlags, code, ok := leanflags.Parse("kubeparts-proxy", "the kube-proxy role on nftables", args, os.Stderr, o.AddFlags)
+	if !ok {
+		return code
 	}
 	defer klog.Flush()
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "Error: unexpected arguments %v\n", fs.Args())
-		return 1
-	}
 	cfg, err := o.Complete(fs)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
