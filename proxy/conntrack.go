@@ -15,46 +15,68 @@ import (
 	"github.com/kubeparts/kubeparts/proxy/config"
 )
 
-// conntrackFlow names UDP flows to delete: to destination (an IP, or any
-// local address when nodePort is set) and answered by replySrc.
+// conntrackFlow names UDP flows to delete: to dst:port (any local address
+// when nodePort is set), answered by the endpoint replyIP:replyPort (any when
+// replyIP is empty).
 type conntrackFlow struct {
-	dst      string
-	port     int32
-	nodePort bool
-	replySrc string // "" for any
+	dst       string
+	port      int32
+	nodePort  bool
+	replyIP   string
+	replyPort int32
+}
+
+// MatchConntrackFlow makes conntrackFlow a netlink filter. netlink's own
+// filter cannot match the reply's source port, which a changed target port
+// (same pod, other port) needs.
+func (f conntrackFlow) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
+	if flow.Forward.Protocol != unix.IPPROTO_UDP || flow.Forward.DstPort != uint16(f.port) {
+		return false
+	}
+	if !f.nodePort && !flow.Forward.DstIP.Equal(net.ParseIP(f.dst)) {
+		return false
+	}
+	if f.replyIP == "" {
+		return true
+	}
+	return flow.Reverse.SrcIP.Equal(net.ParseIP(f.replyIP)) && flow.Reverse.SrcPort == uint16(f.replyPort)
 }
 
 // staleUDPFlows works out which UDP conntrack entries outlived their
 // endpoints. UDP has no connection to close: without this, a client that
 // keeps its source port (a DNS resolver) keeps sending to a pod that is gone
-// until the entry times out — the classic DNS black hole after a CoreDNS
-// restart. Entries of a port that just got its first endpoint go too: they
-// were made while nothing answered and would keep bypassing the new rules.
+// (or to a port it no longer serves) until the entry times out: the classic
+// DNS black hole after a CoreDNS restart. Entries of a port that just got
+// its first endpoint go too: they were made while nothing answered and would
+// keep bypassing the new rules.
 func staleUDPFlows(old, cur *serviceRules, sp *servicePort) []conntrackFlow {
-	if (old != nil && !old.udp) || (cur != nil && !cur.udp) || old == nil {
+	if old == nil || !old.udp || (cur != nil && !cur.udp) {
 		return nil
 	}
 	var flows []conntrackFlow
 	kept := map[string]bool{}
 	if cur != nil {
-		for _, ip := range cur.endpointIPs {
-			kept[ip] = true
+		for _, e := range cur.endpoints {
+			kept[e.String()] = true
 		}
 	}
-	for _, ip := range old.endpointIPs {
-		if kept[ip] {
+	for _, e := range old.endpoints {
+		if kept[e.String()] {
 			continue
 		}
 		for _, dst := range old.destinations {
-			flows = append(flows, conntrackFlow{dst: dst, port: sp.port, replySrc: ip})
+			flows = append(flows, conntrackFlow{dst: dst, port: sp.port, replyIP: e.ip, replyPort: e.port})
 		}
 		if old.nodePort != 0 {
-			flows = append(flows, conntrackFlow{nodePort: true, port: old.nodePort, replySrc: ip})
+			flows = append(flows, conntrackFlow{nodePort: true, port: old.nodePort, replyIP: e.ip, replyPort: e.port})
 		}
 	}
 	if cur != nil && !old.hasEndpoints && cur.hasEndpoints {
 		for _, dst := range cur.destinations {
 			flows = append(flows, conntrackFlow{dst: dst, port: sp.port})
+		}
+		if cur.nodePort != 0 {
+			flows = append(flows, conntrackFlow{nodePort: true, port: cur.nodePort})
 		}
 	}
 	return flows
@@ -66,30 +88,9 @@ func deleteFlows(flows []conntrackFlow) (uint, error) {
 	if len(flows) == 0 {
 		return 0, nil
 	}
-	var filters []netlink.CustomConntrackFilter
-	for _, f := range flows {
-		filter := &netlink.ConntrackFilter{}
-		if err := filter.AddProtocol(unix.IPPROTO_UDP); err != nil {
-			return 0, err
-		}
-		if f.nodePort {
-			if err := filter.AddPort(netlink.ConntrackOrigDstPort, uint16(f.port)); err != nil {
-				return 0, err
-			}
-		} else {
-			if err := filter.AddIP(netlink.ConntrackOrigDstIP, net.ParseIP(f.dst)); err != nil {
-				return 0, err
-			}
-			if err := filter.AddPort(netlink.ConntrackOrigDstPort, uint16(f.port)); err != nil {
-				return 0, err
-			}
-		}
-		if f.replySrc != "" {
-			if err := filter.AddIP(netlink.ConntrackReplySrcIP, net.ParseIP(f.replySrc)); err != nil {
-				return 0, err
-			}
-		}
-		filters = append(filters, filter)
+	filters := make([]netlink.CustomConntrackFilter, len(flows))
+	for i, f := range flows {
+		filters[i] = f
 	}
 	return netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, filters...)
 }

@@ -41,7 +41,7 @@ type serviceRules struct {
 	udp          bool
 	destinations []string // cluster IP, external and load-balancer IPs
 	nodePort     int32
-	endpointIPs  []string // every endpoint traffic may be sent to
+	endpoints    []endpoint // every endpoint traffic may be sent to
 	hasEndpoints bool
 	healthCheck  int32 // healthCheckNodePort, 0 when none
 	localReady   int
@@ -196,7 +196,7 @@ func renderServicePort(sp *servicePort, choice endpointChoice, rc renderContext)
 		}
 		rules = append(rules, fmt.Sprintf("meta l4proto %s dnat to %s", proto, e.String()))
 		r.chains[chain] = rules
-		r.endpointIPs = append(r.endpointIPs, e.ip)
+		r.endpoints = append(r.endpoints, e)
 	}
 	return r
 }

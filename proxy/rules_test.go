@@ -329,7 +329,7 @@ func TestBadInputSkipped(t *testing.T) {
 		t.Errorf("IPv6-only Service was rendered")
 	}
 	mixed := rules["ns/mixed/tcp/http"]
-	if mixed == nil || len(mixed.endpointIPs) != 1 || mixed.endpointIPs[0] != "10.244.0.9" {
+	if mixed == nil || len(mixed.endpoints) != 1 || mixed.endpoints[0].ip != "10.244.0.9" {
 		t.Errorf("mixed Service should keep its one valid endpoint, got %+v", mixed)
 	}
 	dump, _, _ := fullDump(t, rules, nil)

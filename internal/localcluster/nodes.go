@@ -46,6 +46,10 @@ type nodeSpec struct {
 	netns   string
 	veth    string
 	gateway net.IP
+	// hostIP is node 0's InternalIP: the host reaches a worker and its pods
+	// from it, as nodes of a real network talk from their node addresses
+	// (the veth's own address would show up as the client of NodePorts).
+	hostIP net.IP
 }
 
 // nodeSpecs lays out o.Nodes nodes. Everything derives from the data dir, so two
@@ -76,6 +80,7 @@ func nodeSpecs(l Layout, o Options, host net.IP) []nodeSpec {
 			netns:      netnsPrefix(l) + w,
 			veth:       "kp" + id + "w" + strconv.Itoa(i),
 			gateway:    transit(i, 1),
+			hostIP:     host,
 		})
 	}
 	return nodes
@@ -121,7 +126,8 @@ func (n nodeSpec) setupNetwork(ip, nsenter string) error {
 		{"-n", n.netns, "addr", "add", self + "/30", "dev", "eth0"},
 		{"-n", n.netns, "link", "set", "eth0", "up"},
 		{"-n", n.netns, "route", "add", "default", "via", gw},
-		{"route", "replace", n.podCIDR, "via", self, "dev", n.veth},
+		{"route", "replace", transitNet(n.ip), "dev", n.veth, "scope", "link", "src", n.hostIP.String()},
+		{"route", "replace", n.podCIDR, "via", self, "dev", n.veth, "src", n.hostIP.String()},
 	} {
 		if out, err := exec.Command(ip, args...).CombinedOutput(); err != nil {
 			return fmt.Errorf("node %s network: ip %s: %v: %s", n.name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
@@ -136,6 +142,11 @@ func (n nodeSpec) setupNetwork(ip, nsenter string) error {
 		return fmt.Errorf("enable IPv4 forwarding on the host: %w", err)
 	}
 	return nil
+}
+
+// transitNet is the /30 of a worker's link.
+func transitNet(ip net.IP) string {
+	return (&net.IPNet{IP: ip.Mask(net.CIDRMask(30, 32)), Mask: net.CIDRMask(30, 32)}).String()
 }
 
 // teardownNetwork removes the worker's namespace; its veth pair and the route through

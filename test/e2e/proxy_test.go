@@ -287,13 +287,10 @@ func TestUpProxy(t *testing.T) {
 		port := jsonpath(t, bin, kc, "svc/local", "{.spec.ports[0].nodePort}")
 		hc := jsonpath(t, bin, kc, "svc/local", "{.spec.healthCheckNodePort}")
 		worker := ips[nodes[1]]
-		// The host reaches worker1 over its veth; the host end is the worker's
-		// address minus one (a /30).
-		w := net.ParseIP(worker).To4()
-		gateway := net.IPv4(w[0], w[1], w[2], w[3]-1).String()
+		// The host (node px) reaches worker1 from its own InternalIP.
 		out := nettool(t, bin, "", "get", fmt.Sprintf("http://%s:%s/clientip", worker, port))
-		if host, _, _ := net.SplitHostPort(out); host != gateway {
-			t.Errorf("Local policy: the pod saw client %q, want the host's own address %s", out, gateway)
+		if host, _, _ := net.SplitHostPort(out); host != ips[nodes[0]] {
+			t.Errorf("Local policy: the pod saw client %q, want the client node's address %s", out, ips[nodes[0]])
 		}
 		clusterPort := jsonpath(t, bin, kc, "svc/echo", `{.spec.ports[?(@.name=="http")].nodePort}`)
 		out = nettool(t, bin, "", "get", fmt.Sprintf("http://%s:%s/", worker, clusterPort))
