@@ -290,12 +290,13 @@ func (t *table) partialSync(ctx context.Context, changed map[string]*serviceRule
 		tx.Delete(&knftables.Set{Name: s})
 	}
 	n := tx.NumOperations()
-	if n == 0 {
-		return 0, nil
+	if n > 0 {
+		if err := t.nft.Run(ctx, tx); err != nil {
+			return n, err
+		}
 	}
-	if err := t.nft.Run(ctx, tx); err != nil {
-		return n, err
-	}
+	// Also when nothing had to be written: what else the rules carry (ready
+	// local endpoints for the health check, endpoints for conntrack) changed.
 	for k, r := range changed {
 		if r == nil {
 			delete(t.applied, k)

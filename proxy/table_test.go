@@ -155,3 +155,23 @@ func TestFullSyncRepairsAndRemovesStale(t *testing.T) {
 		t.Errorf("after restart the table differs from a fresh one:\n%s", diffLines(want, got))
 	}
 }
+
+// TestPartialSyncKeepsNonRuleChanges: a change that alters no rule (the only
+// local endpoint starts terminating: it still serves, as the fallback) must
+// still replace what the proxier knows, or the health check node port keeps
+// answering 200 for an endpoint that is going away.
+func TestPartialSyncKeepsNonRuleChanges(t *testing.T) {
+	svc := makeService("ns", "lb", "10.96.0.40").port("", tcp, 80, 30080).lb().externalLocal(31000).obj()
+	ready, _ := render(t, me, renderContext{}, []*corev1.Service{svc},
+		[]*discoveryv1.EndpointSlice{makeSlice("ns", "lb-1", "lb").port("", tcp, 80).ep("10.244.0.7", "node-a", "ready").obj()})
+	_, _, tb := fullDump(t, ready, nil)
+	terminating, _ := render(t, me, renderContext{}, []*corev1.Service{svc},
+		[]*discoveryv1.EndpointSlice{makeSlice("ns", "lb-1", "lb").port("", tcp, 80).ep("10.244.0.7", "node-a", "terminating").obj()})
+	n, err := tb.partialSync(context.Background(), terminating)
+	if err != nil || n != 0 {
+		t.Fatalf("%d operations, err %v; the rules are the same", n, err)
+	}
+	if got := tb.applied["ns/lb/tcp/"].localReady; got != 0 {
+		t.Errorf("ready local endpoints after the change: %d, want 0", got)
+	}
+}
