@@ -32,3 +32,20 @@ func TestStockControllersSwitchedOffMatchImplemented(t *testing.T) {
 		}
 	}
 }
+
+// The files that leave kube-proxy out, for kubeparts-proxy, say so in the
+// fields kubeadm and kind read.
+func TestNoKubeProxyFiles(t *testing.T) {
+	for file, want := range map[string]string{
+		"kubeadm/init-configuration-no-kube-proxy.yaml": "skipPhases:\n- addon/kube-proxy\n",
+		"kind/cluster-no-kube-proxy.yaml":               "kubeProxyMode: none\n",
+	} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(data), want) {
+			t.Errorf("%s lacks %q", file, want)
+		}
+	}
+}
