@@ -63,6 +63,8 @@ type Proxier struct {
 	events       chan *corev1.Event
 	lastFullSync time.Time
 	syncedOnce   bool
+	// fullSyncFailed: the last full sync failed (owned by the sync loop).
+	fullSyncFailed bool
 
 	// Owned by the sync loop.
 	rendered  map[string]*serviceRules // port key -> what it wants
@@ -149,6 +151,11 @@ func (p *Proxier) Run(ctx context.Context) error {
 		return ctx.Err()
 	}
 	klog.InfoS("Caches synced; programming nftables", "table", p.cfg.TableName, "node", p.node)
+	if len(p.nodes.GetStore().List()) == 0 {
+		// As kube-proxy: Services still work, but NodePorts on the node's
+		// primary addresses and topology need the Node; they follow when it appears.
+		klog.InfoS("No Node object for this node yet (check --hostname-override); NodePorts on its addresses wait for it", "node", p.node)
+	}
 	p.event(&corev1.ObjectReference{Kind: "Node", Name: p.node, UID: "", APIVersion: "v1"}, "default", corev1.EventTypeNormal, "Starting", "Starting kubeparts-proxy.")
 
 	periodic := p.clock.NewTicker(p.cfg.SyncPeriod)
@@ -461,6 +468,18 @@ func (p *Proxier) syncOnce(ctx context.Context) error {
 			}
 		}
 		err = p.table.fullSync(ctx, desired, p.nodePortAddresses(nodeIPs))
+		if err != nil && p.fullSyncFailed {
+			// A second full sync in a row failing means the table holds
+			// something it cannot be reconciled with (an object of another
+			// shape, from another version or another hand): start it anew.
+			// Established connections keep their conntrack entries; only
+			// session affinity memories are lost.
+			klog.ErrorS(err, "Full sync failed again; deleting and rewriting the table", "table", p.cfg.TableName)
+			if cerr := cleanup(ctx, p.table.nft); cerr == nil {
+				err = p.table.fullSync(ctx, desired, p.nodePortAddresses(nodeIPs))
+			}
+		}
+		p.fullSyncFailed = err != nil
 	} else {
 		_, err = p.table.partialSync(ctx, changed)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -35,7 +36,12 @@ type fakeCluster struct {
 
 func startFake(t *testing.T, objs ...runtime.Object) *fakeCluster {
 	t.Helper()
-	f := &fakeCluster{cs: fake.NewClientset(objs...), nft: knftables.NewFake(knftables.IPv4Family, "kubeparts-proxy")}
+	return startFakeWith(t, knftables.NewFake(knftables.IPv4Family, "kubeparts-proxy"), objs...)
+}
+
+func startFakeWith(t *testing.T, nft knftables.Interface, objs ...runtime.Object) *fakeCluster {
+	t.Helper()
+	f := &fakeCluster{cs: fake.NewClientset(objs...), nft: fakeOf(nft)}
 	lw := func(list func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error), w func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error)) cache.ListerWatcher {
 		// The fake clientset cannot stream lists (watch-list): say so, as
 		// client-go's generated informers do for it.
@@ -70,7 +76,7 @@ func startFake(t *testing.T, objs ...runtime.Object) *fakeCluster {
 	}
 	cfg := &config.Config{HostnameOverride: "node-a", MinSyncPeriod: 10 * time.Millisecond, SyncPeriod: time.Hour,
 		MasqueradeBit: 14, LoadBalancing: config.LoadBalancingRandom, NodePortAddresses: []string{config.NodePortAddressesPrimary}}
-	f.p = New(cfg, f.nft, sources, clock.RealClock{})
+	f.p = New(cfg, nft, sources, clock.RealClock{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -81,6 +87,19 @@ func startFake(t *testing.T, objs ...runtime.Object) *fakeCluster {
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	return f
+}
+
+func fakeOf(nft knftables.Interface) *knftables.Fake {
+	if r, ok := nft.(*refusingUntilDeleted); ok {
+		return r.Fake
+	}
+	return nft.(*knftables.Fake)
+}
+
+func testutilCounter(c interface{ Write(*dto.Metric) error }) float64 {
+	var m dto.Metric
+	_ = c.Write(&m)
+	return m.GetCounter().GetValue()
 }
 
 func (f *fakeCluster) eventually(t *testing.T, what string, check func(dump string) error) {
@@ -187,4 +206,37 @@ func TestProxierReportsBadInput(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestProxierRecoversFromAForeignTable: a table holding something a sync
+// cannot be reconciled with (an object of the same name and another shape,
+// from an older version or by hand: the kernel refuses every transaction)
+// makes full syncs fail; the second failure in a row deletes the table and
+// writes it anew instead of failing forever.
+func TestProxierRecoversFromAForeignTable(t *testing.T) {
+	nft := &refusingUntilDeleted{Fake: knftables.NewFake(knftables.IPv4Family, "kubeparts-proxy"), refusing: true}
+	f := startFakeWith(t, nft, makeService("ns", "web", "10.96.0.20").port("http", tcp, 80, 0).obj(), web("10.244.0.7"))
+	f.eventually(t, "table rewritten", contains("dnat to 10.244.0.7:8080"))
+	if got := testutilCounter(f.p.metrics.syncFailures); got < 1 {
+		t.Errorf("sync failures counted: %v, want at least 1", got)
+	}
+}
+
+// refusingUntilDeleted refuses every transaction until one deletes the table.
+type refusingUntilDeleted struct {
+	*knftables.Fake
+	mu       sync.Mutex
+	refusing bool
+}
+
+func (r *refusingUntilDeleted) Run(ctx context.Context, tx *knftables.Transaction) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if strings.Contains(tx.String(), "delete table") {
+		r.refusing = false
+	}
+	if r.refusing {
+		return fmt.Errorf("Error: Could not process rule: File exists")
+	}
+	return r.Fake.Run(ctx, tx)
 }
