@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -18,8 +19,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// The proxy reads three resources and writes Events: a scheme with just
-// core/v1 and discovery/v1 keeps client-go's every-group clientset (and most
+// The proxy reads four resources and writes Events: a scheme with just
+// core/v1, discovery/v1 and networking/v1 keeps client-go's every-group clientset (and most
 // of its memory) out of a binary that runs on every node.
 var (
 	scheme         = runtime.NewScheme()
@@ -30,13 +31,14 @@ var (
 func init() {
 	utilruntime.Must(corev1.AddToScheme(scheme))
 	utilruntime.Must(discoveryv1.AddToScheme(scheme))
+	utilruntime.Must(networkingv1.AddToScheme(scheme))
 	metav1.AddToGroupVersion(scheme, schema.GroupVersion{Version: "v1"})
 }
 
 // Client is the proxy's API access: list/watch of what it programs, and
 // Event creation.
 type Client struct {
-	core, discovery rest.Interface
+	core, discovery, networking rest.Interface
 }
 
 // NewClient builds the clients over one transport, as a clientset would.
@@ -61,6 +63,9 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 	}
 	if cl.discovery, err = mk(discoveryv1.GroupName, "/apis"); err != nil {
 		return nil, fmt.Errorf("discovery/v1 client: %w", err)
+	}
+	if cl.networking, err = mk(networkingv1.GroupName, "/apis"); err != nil {
+		return nil, fmt.Errorf("networking/v1 client: %w", err)
 	}
 	return &cl, nil
 }
@@ -99,6 +104,9 @@ func listWatch[L runtime.Object](rc rest.Interface, resource string, fieldSelect
 // Sources are the list/watch sources of the proxier; tests substitute fakes.
 type Sources struct {
 	Services, EndpointSlices, Node cache.ListerWatcher
+	// ServiceCIDRs are the cluster's service ranges (nil: unknown, then
+	// traffic to unallocated cluster IPs is not dropped).
+	ServiceCIDRs cache.ListerWatcher
 	// CreateEvent writes an Event (nil: Events are only logged).
 	CreateEvent func(ctx context.Context, e *corev1.Event) error
 }
@@ -116,6 +124,9 @@ func (c *Client) Sources(nodeName string) Sources {
 			return &discoveryv1.EndpointSliceList{}
 		}),
 		Node: listWatch(c.core, "nodes", fields.OneTermEqualSelector("metadata.name", nodeName), "", func() *corev1.NodeList { return &corev1.NodeList{} }),
+		ServiceCIDRs: listWatch(c.networking, "servicecidrs", nil, "", func() *networkingv1.ServiceCIDRList {
+			return &networkingv1.ServiceCIDRList{}
+		}),
 		CreateEvent: func(ctx context.Context, e *corev1.Event) error {
 			return c.core.Post().Namespace(e.Namespace).Resource("events").Body(e).Do(ctx).Error()
 		},

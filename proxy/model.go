@@ -45,6 +45,8 @@ type servicePort struct {
 	// topologyAware: the Service asks for topology-aware routing (trafficDistribution
 	// or the topology-mode annotation), so endpoint hints are honoured.
 	topologyAware bool
+	// firstPort: the Service's first port, which speaks for the Service as a whole.
+	firstPort bool
 }
 
 // hasExternal reports whether traffic can reach the port from outside the cluster.
@@ -120,7 +122,7 @@ func servicePorts(svc *corev1.Service) ([]*servicePort, string) {
 		topology = true
 	}
 	var out []*servicePort
-	for _, p := range svc.Spec.Ports {
+	for i, p := range svc.Spec.Ports {
 		proto := p.Protocol
 		if proto == "" {
 			proto = corev1.ProtocolTCP
@@ -135,6 +137,7 @@ func servicePorts(svc *corev1.Service) ([]*servicePort, string) {
 			externalLocal:   externalLocal,
 			internalLocal:   internalLocal,
 			topologyAware:   topology,
+			firstPort:       i == 0,
 		}
 		if svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
 			sp.nodePort = p.NodePort

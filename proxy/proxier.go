@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/cache"
@@ -50,7 +51,7 @@ type Proxier struct {
 	// localAddrs lists this machine's IPv4 addresses (NodePorts on CIDRs).
 	localAddrs func() []string
 
-	services, slices, nodes cache.SharedIndexInformer
+	services, slices, nodes, serviceCIDRInf cache.SharedIndexInformer
 
 	mu           sync.Mutex
 	dirty        map[string]time.Time // Service key -> oldest trigger time (zero: unknown)
@@ -59,6 +60,7 @@ type Proxier struct {
 	needFull     bool
 	nodeInfo     nodeInfo
 	nodeIPs      []string
+	serviceCIDRs []string // IPv4 service ranges from ServiceCIDR objects
 	trigger      chan struct{}
 	events       chan *corev1.Event
 	lastFullSync time.Time
@@ -145,6 +147,19 @@ func (p *Proxier) Run(ctx context.Context) error {
 	go p.services.RunWithContext(ctx)
 	go p.slices.RunWithContext(ctx)
 	go p.nodes.RunWithContext(ctx)
+	// The service ranges only add the drop of unallocated cluster IPs: they
+	// are not waited for (an apiserver or RBAC without them must not keep
+	// Services from working), and their arrival rewrites the table.
+	if p.sources.ServiceCIDRs != nil {
+		p.serviceCIDRInf = cache.NewSharedIndexInformer(p.sources.ServiceCIDRs, &networkingv1.ServiceCIDR{}, 0, cache.Indexers{})
+		changed := func(any) { p.serviceCIDRsChanged() }
+		if _, err := p.serviceCIDRInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: changed, UpdateFunc: func(_, o any) { changed(o) }, DeleteFunc: changed,
+		}); err != nil {
+			return err
+		}
+		go p.serviceCIDRInf.RunWithContext(ctx)
+	}
 	go p.sendEvents(ctx)
 	defer p.hc.close()
 	if !cache.WaitForCacheSync(ctx.Done(), p.services.HasSynced, p.slices.HasSynced, p.nodes.HasSynced) {
@@ -282,6 +297,32 @@ func (p *Proxier) nodeChanged(obj any) {
 	}
 }
 
+// serviceCIDRsChanged follows the cluster's ServiceCIDR objects; a change of
+// the ranges rewrites the table.
+func (p *Proxier) serviceCIDRsChanged() {
+	var cidrs []string
+	for _, o := range p.serviceCIDRInf.GetStore().List() {
+		sc := o.(*networkingv1.ServiceCIDR)
+		for _, c := range sc.Spec.CIDRs {
+			if pfx, err := netip.ParsePrefix(c); err == nil && pfx.Addr().Is4() {
+				cidrs = append(cidrs, pfx.Masked().String())
+			}
+		}
+	}
+	slices.Sort(cidrs)
+	cidrs = slices.Compact(cidrs)
+	p.mu.Lock()
+	changed := !slices.Equal(cidrs, p.serviceCIDRs)
+	p.serviceCIDRs = cidrs
+	if changed {
+		p.needFull = true
+	}
+	p.mu.Unlock()
+	if changed {
+		p.kick()
+	}
+}
+
 // nodePortAddresses are the addresses NodePorts answer on.
 func (p *Proxier) nodePortAddresses(nodeIPs []string) []string {
 	if len(p.cfg.NodePortAddresses) == 1 && p.cfg.NodePortAddresses[0] == config.NodePortAddressesPrimary {
@@ -409,7 +450,7 @@ func (p *Proxier) syncOnce(ctx context.Context) error {
 	p.dirty = map[string]time.Time{}
 	full := p.needFull || p.clock.Since(p.lastFullSync) > fullSyncPeriod
 	p.needFull = false
-	node, nodeIPs := p.nodeInfo, p.nodeIPs
+	node, nodeIPs, serviceCIDRs := p.nodeInfo, p.nodeIPs, p.serviceCIDRs
 	p.pendingEPs, p.pendingSvcs = 0, 0
 	p.mu.Unlock()
 	p.metrics.endpointChangesPend.Set(0)
@@ -467,7 +508,7 @@ func (p *Proxier) syncOnce(ctx context.Context) error {
 				desired[k] = r
 			}
 		}
-		err = p.table.fullSync(ctx, desired, p.nodePortAddresses(nodeIPs))
+		err = p.table.fullSync(ctx, desired, p.nodePortAddresses(nodeIPs), serviceCIDRs)
 		if err != nil && p.fullSyncFailed {
 			// A second full sync in a row failing means the table holds
 			// something it cannot be reconciled with (an object of another
@@ -476,7 +517,7 @@ func (p *Proxier) syncOnce(ctx context.Context) error {
 			// session affinity memories are lost.
 			klog.ErrorS(err, "Full sync failed again; deleting and rewriting the table", "table", p.cfg.TableName)
 			if cerr := cleanup(ctx, p.table.nft); cerr == nil {
-				err = p.table.fullSync(ctx, desired, p.nodePortAddresses(nodeIPs))
+				err = p.table.fullSync(ctx, desired, p.nodePortAddresses(nodeIPs), serviceCIDRs)
 			}
 		}
 		p.fullSyncFailed = err != nil

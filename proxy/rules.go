@@ -16,6 +16,8 @@ const (
 	noEndpointServicesMap  = "no-endpoint-services"
 	noEndpointNodePortsMap = "no-endpoint-nodeports"
 	nodePortIPsSet         = "nodeport-ips"
+	clusterIPsSet          = "cluster-ips"
+	serviceCIDRsSet        = "service-cidrs"
 	markForMasqueradeChain = "mark-for-masquerade"
 	rejectChain            = "reject-chain"
 )
@@ -85,6 +87,11 @@ func renderServicePort(sp *servicePort, choice endpointChoice, rc renderContext)
 	r.localReady = choice.localReady
 	r.destinations = append(append([]string{sp.clusterIP}, sp.externalIPs...), sp.loadBalancerIPs...)
 	r.hasEndpoints = len(choice.cluster) > 0
+	// The cluster IP is known (other ports of it are refused, not dropped):
+	// one element per Service, from its first port.
+	if sp.firstPort {
+		r.element(clusterIPsSet, sp.clusterIP, "")
+	}
 	key := func(ip string, port int32) string { return fmt.Sprintf("%s . %s . %d", ip, proto, port) }
 	nodePortKey := fmt.Sprintf("%s . %d", proto, sp.nodePort)
 	reject := "goto " + rejectChain

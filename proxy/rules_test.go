@@ -126,7 +126,7 @@ func fullDump(t *testing.T, rules map[string]*serviceRules, nodeIPs []string) (s
 	t.Helper()
 	fake := knftables.NewFake(knftables.IPv4Family, "kubeparts-proxy")
 	tb := newTable(fake, 14)
-	if err := tb.fullSync(context.Background(), rules, nodeIPs); err != nil {
+	if err := tb.fullSync(context.Background(), rules, nodeIPs, []string{"10.96.0.0/12"}); err != nil {
 		t.Fatalf("full sync: %v", err)
 	}
 	return fake.Dump(), fake, tb

@@ -41,6 +41,7 @@ func (t *table) baseChains() []struct {
 		return knftables.Chain{Name: name, Type: ptr.To(typ), Hook: ptr.To(hook), Priority: ptr.To(prio)}
 	}
 	check := "ct state new jump service-endpoints-check"
+	clusterIPs := "ct state new jump cluster-ips-check"
 	return []struct {
 		chain knftables.Chain
 		rules []string
@@ -48,9 +49,13 @@ func (t *table) baseChains() []struct {
 		{base("nat-prerouting", knftables.NATType, knftables.PreroutingHook, knftables.DNATPriority), []string{"jump services"}},
 		{base("nat-output", knftables.NATType, knftables.OutputHook, knftables.DNATPriority), []string{"jump services"}},
 		{base("nat-postrouting", knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority), []string{"jump masquerading"}},
-		{base("filter-input", knftables.FilterType, knftables.InputHook, "-110"), []string{check}},
-		{base("filter-forward", knftables.FilterType, knftables.ForwardHook, "-110"), []string{check}},
+		// Input and forward come after prerouting's DNAT: traffic to a
+		// Service that answers no longer has its cluster IP as destination.
+		{base("filter-input", knftables.FilterType, knftables.InputHook, "-110"), []string{check, clusterIPs}},
+		{base("filter-forward", knftables.FilterType, knftables.ForwardHook, "-110"), []string{check, clusterIPs}},
 		{base("filter-output", knftables.FilterType, knftables.OutputHook, "-110"), []string{check}},
+		// Output's DNAT runs at -100: the cluster IP check waits for it.
+		{base("filter-output-post-dnat", knftables.FilterType, knftables.OutputHook, "-90"), []string{clusterIPs}},
 		{knftables.Chain{Name: "services"}, []string{
 			"ip daddr . meta l4proto . th dport vmap @" + serviceIPsMap,
 			"ip daddr @" + nodePortIPsSet + " meta l4proto . th dport vmap @" + serviceNodePortsMap,
@@ -58,6 +63,13 @@ func (t *table) baseChains() []struct {
 		{knftables.Chain{Name: "service-endpoints-check"}, []string{
 			"ip daddr . meta l4proto . th dport vmap @" + noEndpointServicesMap,
 			"ip daddr @" + nodePortIPsSet + " meta l4proto . th dport vmap @" + noEndpointNodePortsMap,
+		}},
+		// What is left addressed to the service range matched no Service
+		// port: a known cluster IP on another port is refused, an address
+		// no Service holds is dropped (never routed out of the node).
+		{knftables.Chain{Name: "cluster-ips-check"}, []string{
+			"ip daddr @" + clusterIPsSet + " goto " + rejectChain,
+			"ip daddr @" + serviceCIDRsSet + " drop",
 		}},
 		{knftables.Chain{Name: markForMasqueradeChain}, []string{"meta mark set meta mark | " + mark}},
 		{knftables.Chain{Name: "masquerading"}, []string{
@@ -130,12 +142,12 @@ func removeChains(tx *knftables.Transaction, names []string) {
 	}
 }
 
-// fullSync writes the whole table: the skeleton, every service port and the
-// NodePort addresses, and removes chains and sets that nothing wants any
+// fullSync writes the whole table: the skeleton, every service port, the
+// NodePort addresses and the service ranges, and removes chains and sets that nothing wants any
 // more. Chains are flushed and rewritten in one atomic transaction, so rules
 // changed or removed behind our back are repaired and no packet ever sees a
 // half-written table; session-affinity sets keep their entries.
-func (t *table) fullSync(ctx context.Context, desired map[string]*serviceRules, nodePortIPs []string) error {
+func (t *table) fullSync(ctx context.Context, desired map[string]*serviceRules, nodePortIPs, serviceCIDRs []string) error {
 	tx := t.nft.NewTransaction()
 	tx.Add(&knftables.Table{Comment: ptr.To("rules for Kubernetes Services (kubeparts-proxy)")})
 	wanted := map[string]bool{}
@@ -154,8 +166,17 @@ func (t *table) fullSync(ctx context.Context, desired map[string]*serviceRules, 
 	for _, ip := range nodePortIPs {
 		addElement(tx, nodePortIPsSet, ip, "")
 	}
+	cips := &knftables.Set{Name: clusterIPsSet, Type: "ipv4_addr"}
+	tx.Add(cips)
+	tx.Flush(cips)
+	cidrs := &knftables.Set{Name: serviceCIDRsSet, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}}
+	tx.Add(cidrs)
+	tx.Flush(cidrs)
+	for _, c := range serviceCIDRs {
+		addElement(tx, serviceCIDRsSet, c, "")
+	}
 	keys := slices.Sorted(maps.Keys(desired))
-	wantedSets := map[string]bool{nodePortIPsSet: true}
+	wantedSets := map[string]bool{nodePortIPsSet: true, clusterIPsSet: true, serviceCIDRsSet: true}
 	for _, k := range keys {
 		for name, timeout := range desired[k].affinitySets {
 			addAffinitySet(tx, name, timeout)

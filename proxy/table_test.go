@@ -147,7 +147,7 @@ func TestFullSyncRepairsAndRemovesStale(t *testing.T) {
 	now, _ := render(t, me, rc, []*corev1.Service{makeService("ns", "web", "10.96.0.20").port("http", tcp, 80, 0).obj()},
 		[]*discoveryv1.EndpointSlice{web("10.244.0.7")})
 	restarted := newTable(fake, 14)
-	if err := restarted.fullSync(context.Background(), now, nil); err != nil {
+	if err := restarted.fullSync(context.Background(), now, nil, []string{"10.96.0.0/12"}); err != nil {
 		t.Fatal(err)
 	}
 	want, _, _ := fullDump(t, now, nil)

@@ -326,6 +326,21 @@ func TestUpProxy(t *testing.T) {
 		}
 	})
 
+	t.Run("the service range answers only where a Service port is", func(t *testing.T) {
+		// Another port of a cluster IP is refused; an address of the range no
+		// Service holds is dropped, never routed off the node (this machine's
+		// gateway would answer any HTTP request).
+		ip := jsonpath(t, bin, kc, "svc/echo", "{.spec.clusterIP}")
+		if out, err := nettoolErr(bin, "", "get", "http://"+ip+":81/"); err == nil || !strings.Contains(out, "connection refused") {
+			t.Errorf("cluster IP, port without a Service port: %v %s, want connection refused", err, out)
+		}
+		unallocated := layout.ServiceCIDR.IP.To4()
+		free := net.IPv4(unallocated[0], unallocated[1], 255, 254).String()
+		if out, err := nettoolErr(bin, "", "get", "--timeout", "2s", "http://"+free+"/"); err == nil {
+			t.Errorf("unallocated cluster IP %s answered: %s", free, out)
+		}
+	})
+
 	t.Run("UDP conntrack entries of a gone endpoint are removed", func(t *testing.T) {
 		ip := jsonpath(t, bin, kc, "svc/udp", "{.spec.clusterIP}")
 		send := func() string {
