@@ -103,6 +103,11 @@ test-e2e: ## `kubeparts up` end to end: cluster start, kubectl, restart, pods on
 	@echo "test: e2e (kubeparts up with containerd)"
 	@go test $(TEST_FLAGS) -count=1 -timeout 20m ./test/e2e/...
 
+.PHONY: e2e-upstream
+e2e-upstream: deps build upstream ## The upstream e2e network sets (Conformance) on `kubeparts up`, kubeparts-proxy then the stock kube-proxy (FOCUS=..., SKIP=...).
+	@hack/e2e-upstream/run.sh $(if $(FOCUS),'$(FOCUS)')
+	@hack/e2e-upstream/run.sh --stock=proxy $(if $(FOCUS),'$(FOCUS)')
+
 .PHONY: bench
 bench: deps build upstream ## Benchmarks: Go benchmarks, controllers vs stock, `kubeparts up` time to ready/stop.
 	@echo "bench: Go benchmarks"
