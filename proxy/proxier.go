@@ -124,6 +124,11 @@ func (p *Proxier) Run(ctx context.Context) error {
 	p.services = cache.NewSharedIndexInformer(p.sources.Services, &corev1.Service{}, 0, cache.Indexers{})
 	p.slices = cache.NewSharedIndexInformer(p.sources.EndpointSlices, &discoveryv1.EndpointSlice{}, 0, cache.Indexers{serviceIndex: sliceServiceKey})
 	p.nodes = cache.NewSharedIndexInformer(p.sources.Node, &corev1.Node{}, 0, cache.Indexers{})
+	for _, inf := range []cache.SharedIndexInformer{p.services, p.slices, p.nodes} {
+		if err := inf.SetTransform(trimObject); err != nil {
+			return err
+		}
+	}
 	if _, err := p.services.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { p.serviceChanged(obj) },
 		UpdateFunc: func(_, obj any) { p.serviceChanged(obj) },
@@ -211,6 +216,34 @@ func (p *Proxier) kick() {
 	case p.trigger <- struct{}{}:
 	default:
 	}
+}
+
+// trimObject drops what the proxy never reads before an object enters its
+// cache: managed fields, and annotations other than the two it reads. With
+// thousands of Services and EndpointSlices they are most of the cache.
+func trimObject(obj any) (any, error) {
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		return obj, nil
+	}
+	m.SetManagedFields(nil)
+	if a := m.GetAnnotations(); len(a) > 0 {
+		keep := map[string]string{}
+		for _, k := range []string{triggerTimeAnnotation, topologyModeAnnotation} {
+			if v, ok := a[k]; ok {
+				keep[k] = v
+			}
+		}
+		if len(keep) == 0 {
+			keep = nil
+		}
+		m.SetAnnotations(keep)
+	}
+	if n, ok := obj.(*corev1.Node); ok {
+		// Only the name, labels, taints, deletion and addresses matter.
+		n.Status.Images, n.Status.Conditions, n.Status.VolumesAttached, n.Status.VolumesInUse = nil, nil, nil, nil
+	}
+	return obj, nil
 }
 
 func sliceServiceKey(obj any) ([]string, error) {
@@ -500,11 +533,11 @@ func (p *Proxier) syncOnce(ctx context.Context) error {
 
 	var err error
 	if full {
-		desired := maps.Clone(p.rendered)
+		// A full sync rendered every Service anew (all are dirty): the
+		// table is exactly what was rendered now.
+		desired := map[string]*serviceRules{}
 		for k, r := range changed {
-			if r == nil {
-				delete(desired, k)
-			} else {
+			if r != nil {
 				desired[k] = r
 			}
 		}
@@ -635,7 +668,7 @@ func (p *Proxier) checkTable(ctx context.Context) {
 	default:
 		want := 0
 		for _, r := range p.table.applied {
-			want += len(r.chains)
+			want += len(r.chainNames())
 		}
 		if len(chains) != want+len(p.table.baseChains()) {
 			broken = fmt.Sprintf("%d chains, expected %d", len(chains), want+len(p.table.baseChains()))

@@ -12,6 +12,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -239,4 +240,18 @@ func (r *refusingUntilDeleted) Run(ctx context.Context, tx *knftables.Transactio
 		return fmt.Errorf("Error: Could not process rule: File exists")
 	}
 	return r.Fake.Run(ctx, tx)
+}
+
+func TestTrimObject(t *testing.T) {
+	slice := web("10.244.0.7")
+	slice.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager"}}
+	slice.Annotations = map[string]string{triggerTimeAnnotation: "2026-12-06T00:00:00Z", "kubectl.kubernetes.io/last-applied-configuration": "{...}"}
+	out, err := trimObject(slice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.(*discoveryv1.EndpointSlice)
+	if got.ManagedFields != nil || len(got.Annotations) != 1 || got.Annotations[triggerTimeAnnotation] == "" || len(got.Endpoints) != 1 {
+		t.Errorf("trimmed slice: %+v", got.ObjectMeta)
+	}
 }

@@ -142,6 +142,8 @@ func removeChains(tx *knftables.Transaction, names []string) {
 	}
 }
 
+// fullSync's desired rules must all be freshly rendered (not compacted).
+//
 // fullSync writes the whole table: the skeleton, every service port, the
 // NodePort addresses and the service ranges, and removes chains and sets that nothing wants any
 // more. Chains are flushed and rewritten in one atomic transaction, so rules
@@ -226,6 +228,9 @@ func (t *table) fullSync(ctx context.Context, desired map[string]*serviceRules, 
 	if err := t.nft.Run(ctx, tx); err != nil {
 		return err
 	}
+	for _, r := range desired {
+		r.compact()
+	}
 	t.applied = desired
 	t.nodePortIPs = nodePortIPs
 	return nil
@@ -233,6 +238,7 @@ func (t *table) fullSync(ctx context.Context, desired map[string]*serviceRules, 
 
 // partialSync writes only the differences between what the kernel holds for
 // the given service ports and what they want now (nil: the port is gone).
+// The wanted rules must be freshly rendered (not compacted).
 func (t *table) partialSync(ctx context.Context, changed map[string]*serviceRules) (int, error) {
 	tx := t.nft.NewTransaction()
 	// Each changed port as (what the kernel holds, what it wants); an empty
@@ -258,7 +264,7 @@ func (t *table) partialSync(ctx context.Context, changed map[string]*serviceRule
 			}
 		}
 		for name := range c.cur.chains {
-			if _, ok := c.old.chains[name]; !ok {
+			if !c.old.has(name) {
 				tx.Add(&knftables.Chain{Name: name})
 			}
 		}
@@ -266,7 +272,7 @@ func (t *table) partialSync(ctx context.Context, changed map[string]*serviceRule
 	// 2. chains whose rules changed are rewritten.
 	for _, c := range changes {
 		for _, name := range slices.Sorted(maps.Keys(c.cur.chains)) {
-			if prev, ok := c.old.chains[name]; !ok || !slices.Equal(prev, c.cur.chains[name]) {
+			if !c.old.sameChain(name, c.cur.chains[name]) {
 				writeChain(tx, name, c.cur.chains[name])
 			}
 		}
@@ -295,7 +301,7 @@ func (t *table) partialSync(ctx context.Context, changed map[string]*serviceRule
 	// 4. chains and sets nothing refers to any more.
 	var gone, goneSets []string
 	for _, c := range changes {
-		for name := range c.old.chains {
+		for _, name := range c.old.chainNames() {
 			if _, ok := c.cur.chains[name]; !ok {
 				gone = append(gone, name)
 			}
@@ -322,6 +328,7 @@ func (t *table) partialSync(ctx context.Context, changed map[string]*serviceRule
 		if r == nil {
 			delete(t.applied, k)
 		} else {
+			r.compact()
 			t.applied[k] = r
 		}
 	}
