@@ -721,3 +721,47 @@ func metricValue(text, name string) float64 {
 	}
 	return -1
 }
+
+// TestUpStockProxy: `up --stock=proxy` runs the stock kube-proxy in nftables
+// mode instead (the comparison the upstream e2e runs and benchmarks rely
+// on): a Service answers by name from a pod through kube-proxy's table, and
+// stopping the cluster removes that table (kube-proxy --cleanup).
+func TestUpStockProxy(t *testing.T) {
+	needRoot(t)
+	bin := binDir(t)
+	dataDir := tempDataDir(t)
+	up := startUp(t, bin, "--data-dir", dataDir, "--port-base", "28443", "--node-name", "sp", "--stock", "proxy")
+	kc := up.waitReady(t, 3*time.Minute)
+	if !strings.Contains(up.output(), "(kube-proxy)") {
+		t.Errorf("up does not say it runs kube-proxy:\n%s", up.output())
+	}
+	apply(t, bin, kc, strings.ReplaceAll(proxyManifest, "@NODE@", "sp")+`---
+apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  selector: {app: echo}
+  ports:
+  - {port: 80, targetPort: 8080}
+`)
+	eventually(t, 90*time.Second, "echo through kube-proxy by name", func() error {
+		out, err := kubectl(t, bin, kc, "exec", "echo-sp", "--", "/nettool", "get", "http://echo.default.svc.cluster.local/")
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(out) != "echo-sp" {
+			return fmt.Errorf("answer %q", out)
+		}
+		return nil
+	})
+	if out, err := exec2("nft", "list", "map", "ip", "kube-proxy", "service-ips"); err != nil || !strings.Contains(out, jsonpath(t, bin, kc, "svc/echo", "{.spec.clusterIP}")) {
+		t.Errorf("kube-proxy's table lacks the Service: %v\n%s", err, out)
+	}
+	if code := up.stop(t, syscall.SIGINT, 90*time.Second); code != 0 {
+		t.Errorf("up exit %d:\n%s", code, up.output())
+	}
+	if out, err := exec2("nft", "list", "table", "ip", "kube-proxy"); err == nil {
+		t.Errorf("kube-proxy's table outlived the cluster:\n%s", out)
+	}
+	assertNothingLeft(t, dataDir)
+}
