@@ -449,7 +449,10 @@ func (p *Proxier) renderService(key string, node nodeInfo, rc renderContext) (ma
 // loses that destination and says so.
 func (p *Proxier) claim(portKey string, r *serviceRules, problems *[]problem) {
 	for m, elems := range r.elements {
-		for key := range elems {
+		for key, value := range elems {
+			if value == "" {
+				continue // set elements may be shared (the table counts them)
+			}
 			id := m + "|" + key
 			if owner, ok := p.claims[id]; ok && owner != portKey {
 				delete(elems, key)
@@ -649,9 +652,10 @@ func (p *Proxier) syncHealthChecks() {
 	}
 }
 
-// checkTable is the cheap periodic check: if the table, one of our chains or
-// the dispatch rules are gone or changed behind our back, a full sync
-// rewrites them now rather than within the hour.
+// checkTable is the cheap periodic check: if the table or one of our chains
+// is gone (listed over netlink, no nft run), or while the table is small a
+// rule of the skeleton changed, behind our back, a full sync rewrites them
+// now rather than within the hour.
 func (p *Proxier) checkTable(ctx context.Context) {
 	p.mu.Lock()
 	synced := p.syncedOnce
@@ -674,7 +678,10 @@ func (p *Proxier) checkTable(ctx context.Context) {
 			broken = fmt.Sprintf("%d chains, expected %d", len(chains), want+len(p.table.baseChains()))
 		}
 	}
-	if broken == "" {
+	// The rules of the skeleton's chains too, while the table is small: nft
+	// reads the whole table for any listing of rules, seconds at 100,000
+	// endpoints; there a changed rule waits for the hourly full sync.
+	if broken == "" && len(chains) < 2000 {
 		for _, b := range p.table.baseChains() {
 			rules, err := p.table.nft.ListRules(ctx, b.chain.Name)
 			if err != nil || len(rules) != len(b.rules) {

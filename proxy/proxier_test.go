@@ -156,17 +156,17 @@ func TestProxierFollowsTheAPI(t *testing.T) {
 	if _, err := f.cs.DiscoveryV1().EndpointSlices("ns").Create(ctx, slice, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	f.eventually(t, "endpoint programmed", contains("dnat to 10.244.0.7:8080", "service-ips { 10.96.0.20 . tcp . 80 : goto service-"))
+	f.eventually(t, "endpoint programmed", contains("10.244.0.7 . 8080", "service-ips { 10.96.0.20 . tcp . 80 : goto service-"))
 	f.eventually(t, "no reject left", lacks("goto reject-chain }"))
 	slice = web("10.244.0.7", "10.244.0.8")
 	if _, err := f.cs.DiscoveryV1().EndpointSlices("ns").Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	f.eventually(t, "second endpoint", contains("dnat to 10.244.0.8:8080", "numgen random mod 2"))
+	f.eventually(t, "second endpoint", contains("10.244.0.8 . 8080", "numgen random mod 2"))
 	if err := f.cs.CoreV1().Services("ns").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	f.eventually(t, "Service gone", lacks("10.96.0.20", "dnat to"))
+	f.eventually(t, "Service gone", lacks("10.96.0.20", "10.244.0.7 . 8080"))
 
 	rec := httptest.NewRecorder()
 	f.p.health.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
@@ -183,7 +183,7 @@ func TestProxierReportsBadInput(t *testing.T) {
 	b := makeService("ns", "b", "10.96.0.31").port("", tcp, 80, 0).externalIPs("198.51.100.7").obj()
 	bad := makeSlice("ns", "a-1", "a").port("", tcp, 8080).ep("10.244.0.7", "node-a", "ready").port("nope", tcp, 9090).obj()
 	f := startFake(t, a, b, bad, makeSlice("ns", "b-1", "b").port("", tcp, 8080).ep("10.244.0.9", "node-a", "ready").obj())
-	f.eventually(t, "both Services served", contains("dnat to 10.244.0.7:8080", "dnat to 10.244.0.9:8080", "198.51.100.7 . tcp . 80 : goto external-"))
+	f.eventually(t, "both Services served", contains("10.244.0.7 . 8080", "10.244.0.9 . 8080", "198.51.100.7 . tcp . 80 : goto external-"))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		f.mu.Lock()
@@ -217,7 +217,7 @@ func TestProxierReportsBadInput(t *testing.T) {
 func TestProxierRecoversFromAForeignTable(t *testing.T) {
 	nft := &refusingUntilDeleted{Fake: knftables.NewFake(knftables.IPv4Family, "kubeparts-proxy"), refusing: true}
 	f := startFakeWith(t, nft, makeService("ns", "web", "10.96.0.20").port("http", tcp, 80, 0).obj(), web("10.244.0.7"))
-	f.eventually(t, "table rewritten", contains("dnat to 10.244.0.7:8080"))
+	f.eventually(t, "table rewritten", contains("10.244.0.7 . 8080"))
 	if got := testutilCounter(f.p.metrics.syncFailures); got < 1 {
 		t.Errorf("sync failures counted: %v, want at least 1", got)
 	}

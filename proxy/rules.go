@@ -18,6 +18,7 @@ const (
 	noEndpointNodePortsMap = "no-endpoint-nodeports"
 	nodePortIPsSet         = "nodeport-ips"
 	clusterIPsSet          = "cluster-ips"
+	hairpinSet             = "hairpin-connections"
 	serviceCIDRsSet        = "service-cidrs"
 	markForMasqueradeChain = "mark-for-masquerade"
 	rejectChain            = "reject-chain"
@@ -164,22 +165,29 @@ func renderServicePort(sp *servicePort, choice endpointChoice, rc renderContext)
 	}
 
 	used := map[string]endpoint{}
+	gen := "random"
+	if rc.roundRobin {
+		gen = "inc"
+	}
+	// balance picks an endpoint. Without affinity the chain DNATs through a
+	// numgen-indexed map, no chain per endpoint: a Service with 10,000
+	// endpoints is one rule, and a full sync writes one chain per Service
+	// port. With ClientIP affinity each endpoint keeps a chain of its own,
+	// which remembers the client in the endpoint's set.
 	balance := func(eps []endpoint) []string {
-		var rules []string
-		if sp.affinityTimeout > 0 {
-			for _, e := range eps {
-				rules = append(rules, fmt.Sprintf("ip saddr @%s goto %s", affinitySetName(sp, e), endpointChainName(sp, e)))
-			}
-		}
 		for _, e := range eps {
 			used[e.String()] = e
 		}
-		if len(eps) == 1 {
-			return append(rules, "goto "+endpointChainName(sp, eps[0]))
+		if sp.affinityTimeout == 0 {
+			targets := make([]string, len(eps))
+			for i, e := range eps {
+				targets[i] = fmt.Sprintf("%d : %s . %d", i, e.ip, e.port)
+			}
+			return []string{fmt.Sprintf("meta l4proto %s dnat ip to numgen %s mod %d map { %s }", proto, gen, len(eps), strings.Join(targets, ", "))}
 		}
-		gen := "random"
-		if rc.roundRobin {
-			gen = "inc"
+		var rules []string
+		for _, e := range eps {
+			rules = append(rules, fmt.Sprintf("ip saddr @%s goto %s", affinitySetName(sp, e), endpointChainName(sp, e)))
 		}
 		targets := make([]string, len(eps))
 		for i, e := range eps {
@@ -247,18 +255,19 @@ func renderServicePort(sp *servicePort, choice endpointChoice, rc renderContext)
 
 	for _, id := range slices.Sorted(maps.Keys(used)) {
 		e := used[id]
-		chain := endpointChainName(sp, e)
 		// Hairpin: a pod reaching itself through the Service must see a
-		// source other than its own address, or its reply never leaves it.
-		rules := []string{fmt.Sprintf("ip saddr %s jump %s", e.ip, markForMasqueradeChain)}
+		// source other than its own address, or its reply never leaves it;
+		// postrouting masquerades the connections in this set.
+		r.element(hairpinSet, fmt.Sprintf("%s . %s . %s . %d", e.ip, e.ip, proto, e.port), "")
+		r.endpoints = append(r.endpoints, e)
 		if sp.affinityTimeout > 0 {
 			set := affinitySetName(sp, e)
 			r.affinitySets[set] = sp.affinityTimeout
-			rules = append(rules, fmt.Sprintf("update @%s { ip saddr }", set))
+			r.chains[endpointChainName(sp, e)] = []string{
+				fmt.Sprintf("update @%s { ip saddr }", set),
+				fmt.Sprintf("meta l4proto %s dnat to %s", proto, e.String()),
+			}
 		}
-		rules = append(rules, fmt.Sprintf("meta l4proto %s dnat to %s", proto, e.String()))
-		r.chains[chain] = rules
-		r.endpoints = append(r.endpoints, e)
 	}
 	return r
 }

@@ -333,7 +333,7 @@ func TestBadInputSkipped(t *testing.T) {
 		t.Errorf("mixed Service should keep its one valid endpoint, got %+v", mixed)
 	}
 	dump, _, _ := fullDump(t, rules, nil)
-	for _, want := range []string{"10.96.0.41 . tcp . 80 : goto service-", "dnat to 10.244.0.10:80", "dnat to 10.244.0.9:8080"} {
+	for _, want := range []string{"10.96.0.41 . tcp . 80 : goto service-", "10.244.0.10 . 80", "10.244.0.9 . 8080"} {
 		if !strings.Contains(dump, want) {
 			t.Errorf("table lacks %q", want)
 		}

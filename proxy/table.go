@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"k8s.io/utils/ptr"
@@ -23,10 +25,13 @@ type table struct {
 	// successful sync.
 	applied     map[string]*serviceRules
 	nodePortIPs []string
+	// setRefs counts the service ports holding each set element ("set|key"):
+	// set elements may be shared, map elements may not (the proxier's claims).
+	setRefs map[string]int
 }
 
 func newTable(nft knftables.Interface, masqueradeBit int) *table {
-	return &table{nft: nft, masqBit: 1 << masqueradeBit, applied: map[string]*serviceRules{}}
+	return &table{nft: nft, masqBit: 1 << masqueradeBit, applied: map[string]*serviceRules{}, setRefs: map[string]int{}}
 }
 
 // baseChains are the chains of the skeleton, with their hooks and rules.
@@ -73,6 +78,7 @@ func (t *table) baseChains() []struct {
 		}},
 		{knftables.Chain{Name: markForMasqueradeChain}, []string{"meta mark set meta mark | " + mark}},
 		{knftables.Chain{Name: "masquerading"}, []string{
+			"ct status dnat ip saddr . ip daddr . meta l4proto . th dport @" + hairpinSet + " masquerade fully-random",
 			fmt.Sprintf("meta mark & %s == 0 return", mark),
 			"meta mark set meta mark ^ " + mark,
 			"masquerade fully-random",
@@ -171,6 +177,9 @@ func (t *table) fullSync(ctx context.Context, desired map[string]*serviceRules, 
 	cips := &knftables.Set{Name: clusterIPsSet, Type: "ipv4_addr"}
 	tx.Add(cips)
 	tx.Flush(cips)
+	hp := &knftables.Set{Name: hairpinSet, Type: "ipv4_addr . ipv4_addr . inet_proto . inet_service"}
+	tx.Add(hp)
+	tx.Flush(hp)
 	cidrs := &knftables.Set{Name: serviceCIDRsSet, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}}
 	tx.Add(cidrs)
 	tx.Flush(cidrs)
@@ -178,7 +187,7 @@ func (t *table) fullSync(ctx context.Context, desired map[string]*serviceRules, 
 		addElement(tx, serviceCIDRsSet, c, "")
 	}
 	keys := slices.Sorted(maps.Keys(desired))
-	wantedSets := map[string]bool{nodePortIPsSet: true, clusterIPsSet: true, serviceCIDRsSet: true}
+	wantedSets := map[string]bool{nodePortIPsSet: true, clusterIPsSet: true, serviceCIDRsSet: true, hairpinSet: true}
 	for _, k := range keys {
 		for name, timeout := range desired[k].affinitySets {
 			addAffinitySet(tx, name, timeout)
@@ -192,6 +201,7 @@ func (t *table) fullSync(ctx context.Context, desired map[string]*serviceRules, 
 	for _, b := range t.baseChains() {
 		writeChain(tx, b.chain.Name, b.rules)
 	}
+	refs := map[string]int{}
 	for _, k := range keys {
 		r := desired[k]
 		for _, name := range slices.Sorted(maps.Keys(r.chains)) {
@@ -199,14 +209,22 @@ func (t *table) fullSync(ctx context.Context, desired map[string]*serviceRules, 
 		}
 		for _, m := range slices.Sorted(maps.Keys(r.elements)) {
 			for _, key := range slices.Sorted(maps.Keys(r.elements[m])) {
-				addElement(tx, m, key, r.elements[m][key])
+				value := r.elements[m][key]
+				if value == "" {
+					// A set element several ports share (two Services on
+					// one pod port): added once, counted.
+					if refs[m+"|"+key]++; refs[m+"|"+key] > 1 {
+						continue
+					}
+				}
+				addElement(tx, m, key, value)
 			}
 		}
 	}
 	// What the table holds beyond that: chains of Services gone while we were
 	// not looking (or before a restart), sets of old affinity settings.
 	existingChains, err := t.nft.List(ctx, "chains")
-	if err != nil && !knftables.IsNotFound(err) {
+	if err != nil && !notFound(err) {
 		return fmt.Errorf("list chains: %w", err)
 	}
 	var stale []string
@@ -216,9 +234,13 @@ func (t *table) fullSync(ctx context.Context, desired map[string]*serviceRules, 
 		}
 	}
 	removeChains(tx, stale)
-	existingSets, err := t.nft.List(ctx, "sets")
-	if err != nil && !knftables.IsNotFound(err) {
-		return fmt.Errorf("list sets: %w", err)
+	// No chain of ours: a new table, with no stale set either (and netlink
+	// answers a listing of a missing table's sets with a bare error).
+	var existingSets []string
+	if len(existingChains) > 0 {
+		if existingSets, err = t.nft.List(ctx, "sets"); err != nil && !notFound(err) {
+			return fmt.Errorf("list sets: %w", err)
+		}
 	}
 	for _, s := range existingSets {
 		if !wantedSets[s] {
@@ -232,6 +254,7 @@ func (t *table) fullSync(ctx context.Context, desired map[string]*serviceRules, 
 		r.compact()
 	}
 	t.applied = desired
+	t.setRefs = refs
 	t.nodePortIPs = nodePortIPs
 	return nil
 }
@@ -277,24 +300,41 @@ func (t *table) partialSync(ctx context.Context, changed map[string]*serviceRule
 			}
 		}
 	}
-	// 3. map elements: removed or changed ones out, then new ones in.
+	// 3. map elements: removed or changed ones out, then new ones in. A set
+	// element goes when its last holder lets go and comes with its first.
+	refs := maps.Clone(t.setRefs)
 	var adds [][3]string
 	for _, c := range changes {
 		for m, elems := range c.old.elements {
 			for key, value := range elems {
-				if nv, ok := c.cur.elements[m][key]; !ok || nv != value {
-					deleteElement(tx, m, key, value)
+				if nv, ok := c.cur.elements[m][key]; ok && nv == value {
+					continue
 				}
+				if value == "" {
+					if refs[m+"|"+key]--; refs[m+"|"+key] > 0 {
+						continue
+					}
+					delete(refs, m+"|"+key)
+				}
+				deleteElement(tx, m, key, value)
 			}
 		}
 		for m, elems := range c.cur.elements {
 			for key, value := range elems {
-				if ov, ok := c.old.elements[m][key]; !ok || ov != value {
-					adds = append(adds, [3]string{m, key, value})
+				if ov, ok := c.old.elements[m][key]; ok && ov == value {
+					continue
 				}
+				if value == "" {
+					if refs[m+"|"+key]++; refs[m+"|"+key] > 1 {
+						continue
+					}
+				}
+				adds = append(adds, [3]string{m, key, value})
 			}
 		}
 	}
+	// An element one port drops and another adds in this same sync is
+	// deleted then added: both in one transaction, it never leaves.
 	for _, a := range adds {
 		addElement(tx, a[0], a[1], a[2])
 	}
@@ -322,6 +362,7 @@ func (t *table) partialSync(ctx context.Context, changed map[string]*serviceRule
 			return n, err
 		}
 	}
+	t.setRefs = refs
 	// Also when nothing had to be written: what else the rules carry (ready
 	// local endpoints for the health check, endpoints for conntrack) changed.
 	for k, r := range changed {
@@ -335,11 +376,17 @@ func (t *table) partialSync(ctx context.Context, changed map[string]*serviceRule
 	return n, nil
 }
 
+// notFound: the table is not there. Listings through nft say so as
+// knftables' not-found error, listings over netlink as a bare ENOENT.
+func notFound(err error) bool {
+	return knftables.IsNotFound(err) || errors.Is(err, syscall.ENOENT) || strings.Contains(err.Error(), "no such file or directory")
+}
+
 // cleanup deletes the whole table: everything kubeparts-proxy created.
 func cleanup(ctx context.Context, nft knftables.Interface) error {
 	tx := nft.NewTransaction()
 	tx.Delete(&knftables.Table{})
-	if err := nft.Run(ctx, tx); err != nil && !knftables.IsNotFound(err) {
+	if err := nft.Run(ctx, tx); err != nil && !notFound(err) {
 		return err
 	}
 	return nil

@@ -179,3 +179,31 @@ func TestPartialSyncKeepsNonRuleChanges(t *testing.T) {
 		t.Errorf("ready local endpoints after the change: %d, want 0", got)
 	}
 }
+
+// TestSharedSetElements: two Services on the same pod port share its
+// hairpin element; when one goes, the element stays for the other, and it
+// leaves with the last.
+func TestSharedSetElements(t *testing.T) {
+	rc := renderContext{}
+	a := makeService("ns", "a", "10.96.0.50").port("", tcp, 80, 0).obj()
+	b := makeService("ns", "b", "10.96.0.51").port("", tcp, 80, 0).obj()
+	slice := func(svc string) *discoveryv1.EndpointSlice {
+		return makeSlice("ns", svc+"-1", svc).port("", tcp, 8080).ep("10.244.0.7", "node-a", "ready").obj()
+	}
+	both, _ := render(t, me, rc, []*corev1.Service{a, b}, []*discoveryv1.EndpointSlice{slice("a"), slice("b")})
+	_, fake, tb := fullDump(t, both, nil)
+	const hairpin = "hairpin-connections { 10.244.0.7 . 10.244.0.7 . tcp . 8080 }"
+	onlyB, _ := render(t, me, rc, []*corev1.Service{b}, []*discoveryv1.EndpointSlice{slice("b")})
+	if _, err := tb.partialSync(context.Background(), map[string]*serviceRules{"ns/a/tcp/": nil, "ns/b/tcp/": onlyB["ns/b/tcp/"]}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(fake.Dump(), hairpin) {
+		t.Errorf("the hairpin element left with the first of its two Services")
+	}
+	if _, err := tb.partialSync(context.Background(), map[string]*serviceRules{"ns/b/tcp/": nil}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(fake.Dump(), "10.244.0.7 . 10.244.0.7") {
+		t.Errorf("the hairpin element outlived both Services")
+	}
+}

@@ -43,7 +43,13 @@ func run(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	nft, err := knftables.New(knftables.IPv4Family, cfg.TableName)
+	// Listings over netlink: the periodic check of the table must not make
+	// nft read and print a table of 100,000 elements every sync period.
+	nft, err := knftables.New(knftables.IPv4Family, cfg.TableName, knftables.UseNetlink)
+	if err != nil {
+		klog.InfoS("nftables over netlink unavailable; listing through nft", "err", err)
+		nft, err = knftables.New(knftables.IPv4Family, cfg.TableName)
+	}
 	if err != nil {
 		klog.ErrorS(err, "nftables is not usable")
 		return 1

@@ -243,6 +243,18 @@ func TestUpProxy(t *testing.T) {
 		})
 	})
 
+	t.Run("hairpin: a pod reaches itself through its Service", func(t *testing.T) {
+		// Round robin over three endpoints: every third connection comes back
+		// to the calling pod, which answers only if it was masqueraded.
+		out, err := kubectl(t, bin, kc, "exec", "echo-"+nodes[0], "--", "/nettool", "get", "--count", "9", "http://echo/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := tally(out); c["echo-"+nodes[0]] == 0 || len(strings.Fields(out)) != 9 {
+			t.Errorf("answers %v: want 9, some from the calling pod itself", c)
+		}
+	})
+
 	t.Run("headless Service has an A record per pod", func(t *testing.T) {
 		want := podIPs(t, bin, kc, "app=echo")
 		eventually(t, 30*time.Second, "headless lookup", func() error {
