@@ -112,8 +112,8 @@ e2e-upstream: deps build upstream ## The upstream e2e network sets (Conformance)
 bench: deps build upstream ## Benchmarks: Go benchmarks, controllers vs stock, `kubeparts up` time to ready/stop.
 	@echo "bench: Go benchmarks"
 	@go test -run '^$$' -bench . -benchmem $$(go list ./... | grep -v /test/)
-	@echo "bench: controller managers side by side (stock vs kubeparts, same apiserver; BENCH_ROUNDS=n for more rounds)"
-	@go test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/bench/...
+	@echo "bench: side by side with the stock binaries (controller managers, scheduler, node agent, proxy; one package at a time; BENCH_ROUNDS=n for more rounds)"
+	@go test -p 1 -count=1 -run '^$$' -bench . -benchtime 1x -timeout 90m ./test/bench/...
 	@echo "bench: kubeparts up, warm start to ready and Ctrl-C to exit"
 	@go test -count=1 -run '^$$' -bench . -benchtime 3x ./test/e2e/
 

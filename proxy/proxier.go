@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -67,6 +68,11 @@ type Proxier struct {
 	syncedOnce   bool
 	// fullSyncFailed: the last full sync failed (owned by the sync loop).
 	fullSyncFailed bool
+	// For the periodic check, beside the loop: started plus finished syncs,
+	// the chains the table should have, whether a check runs.
+	syncs      atomic.Int64
+	wantChains atomic.Int64
+	checking   atomic.Bool
 
 	// Owned by the sync loop.
 	rendered  map[string]*serviceRules // port key -> what it wants
@@ -187,7 +193,17 @@ func (p *Proxier) Run(ctx context.Context) error {
 			return nil
 		case <-p.trigger:
 		case <-periodic.C():
-			p.checkTable(ctx)
+			// Beside the loop, never blocking a sync: listing a large table
+			// takes time, and changes must not wait for it.
+			if p.checking.CompareAndSwap(false, true) {
+				go func() {
+					defer p.checking.Store(false)
+					p.checkTable(ctx)
+				}()
+			}
+			if p.clock.Since(p.lastFullSync) <= fullSyncPeriod {
+				continue
+			}
 		}
 		// At most one sync per min-sync-period: changes arriving meanwhile
 		// are batched into the next one.
@@ -480,6 +496,8 @@ func (p *Proxier) release(portKey string) {
 // syncOnce brings the table up to date: a full sync when asked (start, node
 // change, failure, hourly), else a partial one of the Services that changed.
 func (p *Proxier) syncOnce(ctx context.Context) error {
+	p.syncs.Add(1)
+	defer p.syncs.Add(1)
 	began := p.clock.Now()
 	p.mu.Lock()
 	dirty := p.dirty
@@ -596,6 +614,11 @@ func (p *Proxier) syncOnce(ctx context.Context) error {
 		}
 	}
 	p.syncHealthChecks()
+	chains := len(p.table.baseChains())
+	for _, r := range p.table.applied {
+		chains += len(r.chainNames())
+	}
+	p.wantChains.Store(int64(chains))
 
 	now := p.clock.Now()
 	elapsed := now.Sub(began).Seconds()
@@ -657,26 +680,21 @@ func (p *Proxier) syncHealthChecks() {
 // rule of the skeleton changed, behind our back, a full sync rewrites them
 // now rather than within the hour.
 func (p *Proxier) checkTable(ctx context.Context) {
-	p.mu.Lock()
-	synced := p.syncedOnce
-	p.mu.Unlock()
-	if !synced {
-		p.kick()
+	// A sync running or starting while the table is listed makes the
+	// listing meaningless: syncs counts started and finished syncs (odd
+	// while one runs).
+	before := p.syncs.Load()
+	if before == 0 || before%2 == 1 {
 		return
 	}
+	want := p.wantChains.Load()
 	broken := ""
 	chains, err := p.table.nft.List(ctx, "chains")
 	switch {
 	case err != nil:
 		broken = "table: " + err.Error()
-	default:
-		want := 0
-		for _, r := range p.table.applied {
-			want += len(r.chainNames())
-		}
-		if len(chains) != want+len(p.table.baseChains()) {
-			broken = fmt.Sprintf("%d chains, expected %d", len(chains), want+len(p.table.baseChains()))
-		}
+	case int64(len(chains)) != want:
+		broken = fmt.Sprintf("%d chains, expected %d", len(chains), want)
 	}
 	// The rules of the skeleton's chains too, while the table is small: nft
 	// reads the whole table for any listing of rules, seconds at 100,000
@@ -690,13 +708,14 @@ func (p *Proxier) checkTable(ctx context.Context) {
 			}
 		}
 	}
-	if broken != "" {
-		klog.InfoS("nftables table changed behind kubeparts-proxy's back; rewriting it", "table", p.cfg.TableName, "reason", broken)
-		p.mu.Lock()
-		p.needFull = true
-		p.mu.Unlock()
-		p.kick()
+	if broken == "" || p.syncs.Load() != before || ctx.Err() != nil {
+		return
 	}
+	klog.InfoS("nftables table changed behind kubeparts-proxy's back; rewriting it", "table", p.cfg.TableName, "reason", broken)
+	p.mu.Lock()
+	p.needFull = true
+	p.mu.Unlock()
+	p.kick()
 }
 
 // report sends a Warning Event on the Service when what was skipped of it
