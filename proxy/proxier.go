@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -626,6 +627,11 @@ func (p *Proxier) syncOnce(ctx context.Context) error {
 	if full {
 		p.metrics.fullSyncDuration.Observe(elapsed)
 		p.lastFullSync = now
+		// A full sync builds the whole table as text for nft: tens of MB at
+		// 10,000 Services, garbage once written. Give it back to the node
+		// now rather than when the runtime's scavenger gets to it (full
+		// syncs are rare: start, hourly, after failures).
+		debug.FreeOSMemory()
 	} else {
 		p.metrics.partialSyncDuration.Observe(elapsed)
 	}
