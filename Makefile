@@ -101,7 +101,7 @@ test-integration: ## Tests against a real etcd and kube-apiserver from bin/.
 .PHONY: test-e2e
 test-e2e: ## `kubeparts up` end to end: cluster start, kubectl, restart, pods on containerd, clean stop.
 	@echo "test: e2e (kubeparts up with containerd)"
-	@go test $(TEST_FLAGS) -count=1 -timeout 20m ./test/e2e/...
+	@go test $(TEST_FLAGS) -count=1 -timeout 35m ./test/e2e/...
 
 .PHONY: e2e-upstream
 e2e-upstream: deps build upstream ## The upstream e2e network sets (Conformance) on `kubeparts up`, kubeparts-proxy then the stock kube-proxy (FOCUS=..., SKIP=...).

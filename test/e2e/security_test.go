@@ -173,15 +173,17 @@ func testSecurityContext(t *testing.T, bin, kc, dataDir string) {
 	if out := get("named", "{.metadata.generation} {.status.observedGeneration}"); out != "1 1" {
 		t.Errorf("generation and observedGeneration: %q", out)
 	}
-	// No cluster DNS server here: ClusterFirst pods fall back to the node's
-	// resolver, with the kubelet's warning.
-	eventually(t, 30*time.Second, "MissingClusterDNS event", func() error {
-		out, _ := kubectl(t, bin, kc, "get", "events", "--field-selector", "involvedObject.name=secure,reason=MissingClusterDNS", "-o", "jsonpath={.items[*].message}")
-		if !strings.Contains(out, `kubelet does not have ClusterDNS IP configured and cannot create Pod using "ClusterFirst" policy. Falling back to "Default" policy.`) {
-			return &unexpected{out}
-		}
-		return nil
-	})
+	// up runs cluster DNS (CoreDNS, kube-dns) and gives the agent --cluster-dns:
+	// a ClusterFirst pod's resolver is the kube-dns Service. (Without
+	// --cluster-dns the agent falls back with MissingClusterDNS: unit-tested
+	// in nodeagent/pods.)
+	dnsIP, err := kubectl(t, bin, kc, "-n", "kube-system", "get", "svc", "kube-dns", "-o", "jsonpath={.spec.clusterIP}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resolv := in("secure", "cat /etc/resolv.conf"); !strings.Contains(resolv, "nameserver "+strings.TrimSpace(dnsIP)+"\n") {
+		t.Errorf("ClusterFirst pod's resolv.conf does not name kube-dns %s:\n%s", dnsIP, resolv)
+	}
 	testResize(t, bin, kc, in, get)
 	uid, _ := kubectl(t, bin, kc, "get", "pod", "nonroot", "-o", "jsonpath={.metadata.uid}")
 	eventually(t, 60*time.Second, "runAsNonRoot refused for an image running as root", func() error {
