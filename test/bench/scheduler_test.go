@@ -20,8 +20,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/yaml"
 
@@ -122,22 +120,10 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
-// fastClient is a clientset for the benchmark's own bulk writes.
-func fastClient(b *testing.B) kubernetes.Interface {
-	cfg := rest.CopyConfig(env.Config)
-	cfg.QPS, cfg.Burst = 5000, 5000
-	cfg.ContentType = "application/vnd.kubernetes.protobuf"
-	c, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return c
-}
-
 // makeFakeNodes grows the fake nodes from have to want. Pods tolerate the
 // not-ready taint the apiserver puts on new nodes, so the nodes stay as created.
 func makeFakeNodes(b *testing.B, have, want int) int {
-	c := fastClient(b)
+	c := env.FastClient(b)
 	alloc := corev1.ResourceList{
 		corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourceMemory: resource.MustParse("32Gi"), corev1.ResourcePods: resource.MustParse("110"),
 	}
@@ -166,7 +152,7 @@ func scheduleBurst(b *testing.B, s schedulerUnderTest, n int) (podsPerSec, cpuPe
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := fastClient(b)
+	c := env.FastClient(b)
 	framework.Parallel(b, n, func(i int) error {
 		_, err := c.CoreV1().Pods(ns).Create(ctx, benchPod(ns, fmt.Sprintf("p-%05d", i)), metav1.CreateOptions{})
 		return err

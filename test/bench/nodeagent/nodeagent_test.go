@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,7 +87,7 @@ func BenchmarkPodStartup(b *testing.B) {
 	}
 	for _, n := range sizes {
 		for _, q := range []float64{0.5, 0.99} {
-			stock, ours := quantile(lat["stock"][n], q), quantile(lat["kubeparts"][n], q)
+			stock, ours := framework.Quantile(lat["stock"][n], q), framework.Quantile(lat["kubeparts"][n], q)
 			label := fmt.Sprintf("%dpods_p%d", n, int(q*100))
 			b.ReportMetric(ours.Seconds(), label+"_kubeparts_s")
 			b.ReportMetric(stock.Seconds(), label+"_stock_s")
@@ -200,28 +199,10 @@ func deletePods(ctx context.Context, b *testing.B, client kubernetes.Interface) 
 	}
 }
 
-// rssMB is a process's resident set size in MB (VmRSS).
+// rssMB is a process's resident set size in MB (0 if it is gone).
 func rssMB(pid int) float64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
-
-func quantile(d []time.Duration, q float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[min(len(s)-1, int(q*float64(len(s))))]
+	v, _ := framework.RSSBytes(pid)
+	return v / (1 << 20)
 }
 
 func mean(v []float64) float64 {

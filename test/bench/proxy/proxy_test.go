@@ -29,7 +29,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -154,7 +153,7 @@ func BenchmarkProxy(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = env.Stop() })
-	client := fastClient(b, env)
+	client := env.FastClient(b)
 	createNode(b, client)
 	kubeconfig := env.WriteKubeconfig(b)
 	impls := proxies(b)
@@ -176,7 +175,7 @@ func BenchmarkProxy(b *testing.B) {
 				results[sc.name][p.name] = append(results[sc.name][p.name], r)
 				logf("%s round %d %-9s full sync %.2fs (metric) %.2fs (wall), programming p50 %.0fms p99 %.0fms (%d probes), big +1 endpoint %.0fms, RSS %.0fMB",
 					sc.name, round+1, p.name, r.fullSyncMetric.Seconds(), r.fullSyncWall.Seconds(),
-					ms(quantile(r.latencies, 0.5)), ms(quantile(r.latencies, 0.99)), len(r.latencies), ms(r.bigEndpoint), r.rssSynced)
+					ms(framework.Quantile(r.latencies, 0.5)), ms(framework.Quantile(r.latencies, 0.99)), len(r.latencies), ms(r.bigEndpoint), r.rssSynced)
 			}
 		}
 		deleteScale(b, client, objs.ns)
@@ -212,7 +211,7 @@ func report(b *testing.B, scales []scale, results map[string]map[string][]result
 			for _, r := range rs {
 				all = append(all, r.latencies...)
 			}
-			return quantile(all, q).Seconds()
+			return framework.Quantile(all, q).Seconds()
 		}
 	}
 	rows := []row{
@@ -264,19 +263,6 @@ func format(v float64, unit string) string {
 		return fmt.Sprintf("%.3f", v)
 	}
 	return fmt.Sprintf("%.1f", v)
-}
-
-// fastClient is a clientset for the benchmark's own bulk writes, so fixtures
-// never wait on client-side rate limiting.
-func fastClient(b *testing.B, env *framework.Env) kubernetes.Interface {
-	cfg := rest.CopyConfig(env.Config)
-	cfg.QPS, cfg.Burst = 5000, 5000
-	cfg.ContentType = "application/vnd.kubernetes.protobuf"
-	c, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return c
 }
 
 // createNode creates the proxies' Node with an InternalIP: both read their
@@ -631,35 +617,19 @@ func runProxy(b *testing.B, env *framework.Env, c kubernetes.Interface, kubeconf
 	return res
 }
 
-// rssMB is a process's resident set size in MB (VmRSS).
+// rssMB is a process's resident set size in MB.
 func rssMB(b *testing.B, pid int) float64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	v, err := framework.RSSBytes(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	b.Fatalf("no VmRSS for pid %d", pid)
-	return 0
+	return v / (1 << 20)
 }
 
 func tail(path string, n int) string {
 	data, _ := os.ReadFile(path)
 	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-func quantile(d []time.Duration, q float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[min(len(s)-1, int(q*float64(len(s))))]
 }
 
 func median(v []float64) float64 {
