@@ -47,6 +47,9 @@ type servicePort struct {
 	topologyAware bool
 	// firstPort: the Service's first port, which speaks for the Service as a whole.
 	firstPort bool
+	// slot is where the port's endpoints go in the endpoint maps (set by
+	// the proxier; without one the port dispatches through an anonymous map).
+	slot endpointSlot
 }
 
 // hasExternal reports whether traffic can reach the port from outside the cluster.
@@ -160,6 +163,13 @@ func sliceEndpoints(slicesOfService []*discoveryv1.EndpointSlice, ports []*servi
 	out := map[servicePortName][]endpoint{}
 	var problems []string
 	wanted := map[string]*servicePort{}
+	// Where each address and port already is in out: a Service of 10,000
+	// endpoints must not be deduplicated by scanning.
+	type addrPort struct {
+		ip   string
+		port int32
+	}
+	index := map[servicePortName]map[addrPort]int{}
 	for _, sp := range ports {
 		wanted[sp.name.Port+"/"+string(sp.name.Protocol)] = sp
 	}
@@ -211,13 +221,18 @@ func sliceEndpoints(slicesOfService []*discoveryv1.EndpointSlice, ports []*servi
 						e.nodeHints = append(e.nodeHints, n.Name)
 					}
 				}
-				list := out[sp.name]
-				if i := slices.IndexFunc(list, func(o endpoint) bool { return o.ip == e.ip && o.port == e.port }); i >= 0 {
+				list, at := out[sp.name], index[sp.name]
+				if at == nil {
+					at = map[addrPort]int{}
+					index[sp.name] = at
+				}
+				if i, ok := at[addrPort{e.ip, e.port}]; ok {
 					if !list[i].ready && e.ready {
 						list[i] = e
 					}
 					continue
 				}
+				at[addrPort{e.ip, e.port}] = len(list)
 				out[sp.name] = append(list, e)
 			}
 		}

@@ -6,7 +6,9 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
+	"os"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -79,6 +81,7 @@ type Proxier struct {
 	rendered  map[string]*serviceRules // port key -> what it wants
 	portsOf   map[string][]string      // Service key -> its port keys
 	portByKey map[string]*servicePort
+	slots     *slots            // where each port's endpoints are in the endpoint maps
 	claims    map[string]string // "map|key" -> port key holding it
 	problems  map[string]string // Service key -> last problems reported
 }
@@ -94,12 +97,19 @@ func New(cfg *config.Config, nft knftables.Interface, sources Sources, c clock.W
 		hc:      newServiceHealthServers(),
 		dirty:   map[string]time.Time{}, trigger: make(chan struct{}, 1), events: make(chan *corev1.Event, 100),
 		needFull: true, nodeInfo: nodeInfo{name: cfg.HostnameOverride},
-		rendered: map[string]*serviceRules{}, portsOf: map[string][]string{}, portByKey: map[string]*servicePort{},
+		rendered: map[string]*serviceRules{}, portsOf: map[string][]string{}, portByKey: map[string]*servicePort{}, slots: newSlots(),
 		claims: map[string]string{}, problems: map[string]string{},
 		localAddrs: interfaceAddrs,
 	}
 	p.hc.healthy = func() bool { ok, _, _ := p.health.healthy(); return ok }
 	return p
+}
+
+// StreamFullSyncs makes full syncs stream their transaction to the nft
+// binary at path as they write it, instead of building it whole in memory
+// first (see newBatch). Partial syncs, small, still go through knftables.
+func (p *Proxier) StreamFullSyncs(path string) {
+	p.table.nftCommand, p.table.name = path, p.cfg.TableName
 }
 
 // Serve starts the health server (/healthz, /livez) and the metrics server
@@ -113,6 +123,13 @@ func (p *Proxier) Serve(ctx context.Context) error {
 	mux.Handle("/metrics", promhttp.HandlerFor(p.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/proxyMode", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "nftables") })
 	mux.Handle("/healthz", p.health.handler())
+	if p.cfg.EnableProfiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	if err := serve(ctx, p.cfg.MetricsBindAddress, mux); err != nil {
 		return fmt.Errorf("metrics server: %w", err)
 	}
@@ -244,6 +261,9 @@ func trimObject(obj any) (any, error) {
 		return obj, nil
 	}
 	m.SetManagedFields(nil)
+	m.SetOwnerReferences(nil)
+	m.SetFinalizers(nil)
+	m.SetGenerateName("")
 	if a := m.GetAnnotations(); len(a) > 0 {
 		keep := map[string]string{}
 		for _, k := range []string{triggerTimeAnnotation, topologyModeAnnotation} {
@@ -256,11 +276,47 @@ func trimObject(obj any) (any, error) {
 		}
 		m.SetAnnotations(keep)
 	}
-	if n, ok := obj.(*corev1.Node); ok {
+	switch o := obj.(type) {
+	case *corev1.Node:
 		// Only the name, labels, taints, deletion and addresses matter.
-		n.Status.Images, n.Status.Conditions, n.Status.VolumesAttached, n.Status.VolumesInUse = nil, nil, nil, nil
+		o.Status.Images, o.Status.Conditions, o.Status.VolumesAttached, o.Status.VolumesInUse = nil, nil, nil, nil
+	case *corev1.Service:
+		// Selection by label happened on the server; the pod selector is
+		// the EndpointSlice controller's business.
+		o.Labels, o.Spec.Selector = nil, nil
+	case *discoveryv1.EndpointSlice:
+		// At 10,000 Services the slices are most of what the proxy keeps:
+		// of each endpoint only addresses, conditions, node, zone and
+		// hints are read. Node and zone names repeat across every slice, so
+		// one copy of each is shared.
+		if name := o.Labels[discoveryv1.LabelServiceName]; name != "" {
+			o.Labels = map[string]string{discoveryv1.LabelServiceName: name}
+		}
+		// Decoding grew the list by doubling: keep only what is used.
+		o.Endpoints = slices.Clone(o.Endpoints)
+		for i := range o.Endpoints {
+			e := &o.Endpoints[i]
+			e.TargetRef, e.Hostname, e.DeprecatedTopology = nil, nil, nil
+			e.NodeName = internPtr(e.NodeName)
+			e.Zone = internPtr(e.Zone)
+		}
 	}
 	return obj, nil
+}
+
+// interned holds one copy of each node and zone name seen in EndpointSlices.
+// It only grows with the cluster's nodes and zones, never with Services.
+var interned sync.Map // string -> *string
+
+func internPtr(s *string) *string {
+	if s == nil {
+		return nil
+	}
+	if v, ok := interned.Load(*s); ok {
+		return v.(*string)
+	}
+	v, _ := interned.LoadOrStore(*s, s)
+	return v.(*string)
 }
 
 func sliceServiceKey(obj any) ([]string, error) {
@@ -455,6 +511,7 @@ func (p *Proxier) renderService(key string, node nodeInfo, rc renderContext) (ma
 	byKey := map[string]*servicePort{}
 	for _, sp := range ports {
 		k := sp.name.key()
+		sp.slot = p.slots.assign(k, strings.ToLower(string(sp.name.Protocol)))
 		rules[k] = renderServicePort(sp, chooseEndpoints(sp, eps[sp.name], node), rc)
 		byKey[k] = sp
 	}
@@ -467,8 +524,8 @@ func (p *Proxier) renderService(key string, node nodeInfo, rc renderContext) (ma
 func (p *Proxier) claim(portKey string, r *serviceRules, problems *[]problem) {
 	for m, elems := range r.elements {
 		for key, value := range elems {
-			if value == "" {
-				continue // set elements may be shared (the table counts them)
+			if value == "" || isEndpointMap(m) {
+				continue // set elements may be shared (the table counts them); endpoint keys are the port's own
 			}
 			id := m + "|" + key
 			if owner, ok := p.claims[id]; ok && owner != portKey {
@@ -484,13 +541,14 @@ func (p *Proxier) claim(portKey string, r *serviceRules, problems *[]problem) {
 
 func (p *Proxier) release(portKey string) {
 	if old := p.rendered[portKey]; old != nil {
-		for m, elems := range old.elements {
-			for key := range elems {
-				if p.claims[m+"|"+key] == portKey {
-					delete(p.claims, m+"|"+key)
-				}
+		old.eachElement(func(m, key, _ string) {
+			if isEndpointMap(m) {
+				return
 			}
-		}
+			if p.claims[m+"|"+key] == portKey {
+				delete(p.claims, m+"|"+key)
+			}
+		})
 	}
 }
 
@@ -510,6 +568,9 @@ func (p *Proxier) syncOnce(ctx context.Context) error {
 	p.mu.Unlock()
 	p.metrics.endpointChangesPend.Set(0)
 	p.metrics.serviceChangesPend.Set(0)
+	if full && len(p.services.GetIndexer().ListKeys()) >= eagerGCServices {
+		defer eagerGC()()
+	}
 	requeue := func() {
 		p.mu.Lock()
 		for k, t := range dirty {
@@ -532,6 +593,17 @@ func (p *Proxier) syncOnce(ctx context.Context) error {
 			}
 		}
 	}
+	// A full sync renders every Service anew (all are dirty) and writes
+	// each port into the transaction as soon as it is rendered: the table
+	// becomes exactly what is rendered now.
+	var fw *fullSyncWriter
+	if full {
+		var err error
+		if fw, err = p.table.beginFullSync(ctx, p.nodePortAddresses(nodeIPs), serviceCIDRs); err != nil {
+			requeue()
+			return err
+		}
+	}
 	rc := p.renderContext()
 	changed := map[string]*serviceRules{}
 	newPorts := map[string]*servicePort{}
@@ -548,6 +620,9 @@ func (p *Proxier) syncOnce(ctx context.Context) error {
 			p.claim(k, rules[k], &problems)
 			changed[k] = rules[k]
 			newPorts[k] = byKey[k]
+			if fw != nil {
+				fw.write(k, rules[k])
+			}
 		}
 		newPortsOf[svcKey] = slices.Sorted(maps.Keys(rules))
 		p.report(svcKey, svc, problems)
@@ -555,25 +630,19 @@ func (p *Proxier) syncOnce(ctx context.Context) error {
 
 	var err error
 	if full {
-		// A full sync rendered every Service anew (all are dirty): the
-		// table is exactly what was rendered now.
-		desired := map[string]*serviceRules{}
-		for k, r := range changed {
-			if r != nil {
-				desired[k] = r
-			}
-		}
-		err = p.table.fullSync(ctx, desired, p.nodePortAddresses(nodeIPs), serviceCIDRs)
+		err = fw.commit()
 		if err != nil && p.fullSyncFailed {
 			// A second full sync in a row failing means the table holds
 			// something it cannot be reconciled with (an object of another
-			// shape, from another version or another hand): start it anew.
-			// Established connections keep their conntrack entries; only
-			// session affinity memories are lost.
-			klog.ErrorS(err, "Full sync failed again; deleting and rewriting the table", "table", p.cfg.TableName)
-			if cerr := cleanup(ctx, p.table.nft); cerr == nil {
-				err = p.table.fullSync(ctx, desired, p.nodePortAddresses(nodeIPs), serviceCIDRs)
+			// shape, from another version or another hand): delete it, and
+			// the next sync (a full one) writes it anew. Established
+			// connections keep their conntrack entries; only session
+			// affinity memories are lost.
+			klog.ErrorS(err, "Full sync failed again; deleting the table to write it anew", "table", p.cfg.TableName)
+			if cerr := cleanup(ctx, p.table.nft); cerr != nil {
+				klog.ErrorS(cerr, "Deleting the table failed", "table", p.cfg.TableName)
 			}
+			p.table.applied, p.table.setRefs = map[string]*serviceRules{}, map[string]int{}
 		}
 		p.fullSyncFailed = err != nil
 	} else {
@@ -610,6 +679,7 @@ func (p *Proxier) syncOnce(ctx context.Context) error {
 		}
 		if r == nil {
 			delete(p.portByKey, k)
+			p.slots.release(k)
 		} else {
 			p.portByKey[k] = newPorts[k]
 		}
@@ -647,6 +717,42 @@ func (p *Proxier) syncOnce(ctx context.Context) error {
 	p.mu.Unlock()
 	klog.V(2).InfoS("Synced nftables rules", "full", full, "services", len(dirty), "servicePorts", len(p.rendered), "elapsed", time.Duration(elapsed*float64(time.Second)))
 	return nil
+}
+
+// steadyGCPercent is the garbage collector's target between full syncs,
+// unless GOGC is set. A proxy runs on every node and mostly waits: memory
+// matters more there than the CPU of a few more collections, and Go's
+// default of 100 lets the heap grow to twice what is live.
+const steadyGCPercent = 50
+
+// TuneGC sets the process's GC target to steadyGCPercent unless the GOGC
+// environment variable says otherwise.
+func TuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(steadyGCPercent)
+	}
+}
+
+// fullSyncGCPercent is the garbage collector's target while a full sync
+// runs. A full sync holds every rule twice at once (rendered, then as the text
+// written to nft): at 10,000 Services that is the proxy's peak memory, and at
+// Go's default of 100 the heap may grow to twice what is live before a
+// collection. Full syncs are rare, so the extra collections cost little.
+const fullSyncGCPercent = 25
+
+// eagerGCServices is from how many Services a full sync collects eagerly:
+// below it the whole heap is a few tens of MB, and the extra collections
+// would only slow the sync down.
+const eagerGCServices = 2000
+
+// eagerGC lowers the GC target to fullSyncGCPercent (unless GOGC asks for
+// less, or for none) and returns what restores it.
+func eagerGC() func() {
+	prev := debug.SetGCPercent(fullSyncGCPercent)
+	if prev < fullSyncGCPercent { // GOGC lower, or off
+		debug.SetGCPercent(prev)
+	}
+	return func() { debug.SetGCPercent(prev) }
 }
 
 // syncHealthChecks opens, updates and closes the health check node ports.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -253,5 +254,42 @@ func TestTrimObject(t *testing.T) {
 	got := out.(*discoveryv1.EndpointSlice)
 	if got.ManagedFields != nil || len(got.Annotations) != 1 || got.Annotations[triggerTimeAnnotation] == "" || len(got.Endpoints) != 1 {
 		t.Errorf("trimmed slice: %+v", got.ObjectMeta)
+	}
+	if got.Labels[discoveryv1.LabelServiceName] != "web" || len(got.Labels) != 1 {
+		t.Errorf("labels %v: only the Service name is kept", got.Labels)
+	}
+	e := got.Endpoints[0]
+	if e.TargetRef != nil || e.Hostname != nil || e.NodeName == nil || *e.NodeName != "node-a" || e.Addresses[0] != "10.244.0.7" || e.Conditions.Ready == nil {
+		t.Errorf("trimmed endpoint: %+v", e)
+	}
+	// Node names are shared between slices.
+	other, _ := trimObject(web("10.244.0.8"))
+	if other.(*discoveryv1.EndpointSlice).Endpoints[0].NodeName != e.NodeName {
+		t.Error("node name not interned")
+	}
+
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: map[string]string{"app": "web"}},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, ClusterIP: "10.96.0.10"}}
+	out, _ = trimObject(svc)
+	if s := out.(*corev1.Service); s.Labels != nil || s.Spec.Selector != nil || s.Spec.ClusterIP != "10.96.0.10" {
+		t.Errorf("trimmed service: %+v", s)
+	}
+}
+
+func TestEagerGC(t *testing.T) {
+	for _, prev := range []int{100, 10, -1} {
+		debug.SetGCPercent(prev)
+		restore := eagerGC()
+		during := debug.SetGCPercent(-1)
+		debug.SetGCPercent(during)
+		restore()
+		after := debug.SetGCPercent(100)
+		want := min(prev, fullSyncGCPercent)
+		if prev < 0 {
+			want = prev
+		}
+		if during != want || after != prev {
+			t.Errorf("GOGC %d: %d during a full sync (want %d), %d after", prev, during, want, after)
+		}
 	}
 }

@@ -41,8 +41,12 @@ type serviceRules struct {
 	// text would otherwise be most of the proxy's memory.
 	chains  map[string][]string
 	digests map[string]uint64
-	// elements maps a map (or set) of the skeleton to key -> value ("" for sets).
+	// elements maps a map (or set) of the skeleton to key -> value ("" for
+	// sets) while being written; compacted, they become frozen, sorted by
+	// map and key (a slice costs a third of the maps, which add up to tens
+	// of MB at 100,000 endpoints).
 	elements map[string]map[string]string
+	frozen   []element
 	// affinitySets maps each session-affinity set to its timeout in seconds.
 	affinitySets map[string]int32
 
@@ -88,7 +92,43 @@ func (r *serviceRules) chainNames() []string {
 	return slices.Collect(maps.Keys(r.chains))
 }
 
-// compact keeps digests of the chains instead of their rules.
+// element is one element of a map (or set, value "") of the skeleton.
+type element struct{ m, key, value string }
+
+func compareElements(a, b element) int {
+	if c := strings.Compare(a.m, b.m); c != 0 {
+		return c
+	}
+	return strings.Compare(a.key, b.key)
+}
+
+// lookup returns the value of key in map m.
+func (r *serviceRules) lookup(m, key string) (string, bool) {
+	if r.elements != nil {
+		v, ok := r.elements[m][key]
+		return v, ok
+	}
+	i, ok := slices.BinarySearchFunc(r.frozen, element{m: m, key: key}, compareElements)
+	if !ok {
+		return "", false
+	}
+	return r.frozen[i].value, true
+}
+
+// eachElement calls fn for every element, compacted or not.
+func (r *serviceRules) eachElement(fn func(m, key, value string)) {
+	for m, elems := range r.elements {
+		for key, value := range elems {
+			fn(m, key, value)
+		}
+	}
+	for _, e := range r.frozen {
+		fn(e.m, e.key, e.value)
+	}
+}
+
+// compact keeps digests of the chains instead of their rules, and freezes
+// the elements.
 func (r *serviceRules) compact() {
 	if r.digests != nil {
 		return
@@ -98,6 +138,19 @@ func (r *serviceRules) compact() {
 		r.digests[name] = digest(rules)
 	}
 	r.chains = nil
+	n := 0
+	for _, elems := range r.elements {
+		n += len(elems)
+	}
+	frozen := make([]element, 0, n)
+	for m, elems := range r.elements {
+		for key, value := range elems {
+			frozen = append(frozen, element{m, key, value})
+		}
+	}
+	slices.SortFunc(frozen, compareElements)
+	r.frozen = frozen
+	r.elements = nil
 }
 
 func digest(rules []string) uint64 {
@@ -174,9 +227,19 @@ func renderServicePort(sp *servicePort, choice endpointChoice, rc renderContext)
 	// endpoints is one rule, and a full sync writes one chain per Service
 	// port. With ClientIP affinity each endpoint keeps a chain of its own,
 	// which remembers the client in the endpoint's set.
+	dispatches := 0
 	balance := func(eps []endpoint) []string {
 		for _, e := range eps {
 			used[e.String()] = e
+		}
+		sub := dispatches
+		dispatches++
+		if sp.affinityTimeout == 0 && sp.slot.ok && len(eps) <= 1<<subRangeBits {
+			m, base := sp.slot.m, sp.slot.offset(sub)
+			for i, e := range eps {
+				r.element(m, fmt.Sprint(base+uint32(i)), fmt.Sprintf("%s . %d", e.ip, e.port))
+			}
+			return []string{fmt.Sprintf("meta l4proto %s dnat ip to numgen %s mod %d offset %d map @%s", proto, gen, len(eps), base, m)}
 		}
 		if sp.affinityTimeout == 0 {
 			targets := make([]string, len(eps))

@@ -102,6 +102,7 @@ func render(t *testing.T, node nodeInfo, rc renderContext, svcs []*corev1.Servic
 	t.Helper()
 	out := map[string]*serviceRules{}
 	var problems []string
+	slots := newSlots()
 	for _, s := range svcs {
 		ports, problem := servicePorts(s)
 		if problem != "" {
@@ -116,6 +117,7 @@ func render(t *testing.T, node nodeInfo, rc renderContext, svcs []*corev1.Servic
 		eps, probs := sliceEndpoints(mine, ports)
 		problems = append(problems, probs...)
 		for _, sp := range ports {
+			sp.slot = slots.assign(sp.name.key(), strings.ToLower(string(sp.name.Protocol)))
 			out[sp.name.key()] = renderServicePort(sp, chooseEndpoints(sp, eps[sp.name], node), rc)
 		}
 	}

@@ -28,6 +28,9 @@ type table struct {
 	// setRefs counts the service ports holding each set element ("set|key"):
 	// set elements may be shared, map elements may not (the proxier's claims).
 	setRefs map[string]int
+	// nftCommand is the nft binary full syncs are streamed to ("": through
+	// knftables, as tests on its fake do), name the table's.
+	nftCommand, name string
 }
 
 func newTable(nft knftables.Interface, masqueradeBit int) *table {
@@ -101,6 +104,18 @@ func fixedMaps() []*knftables.Map {
 	}
 }
 
+// endpointMapObjects are the maps service ports DNAT through (slots.go):
+// a number to an endpoint's address and port.
+func endpointMapObjects() []*knftables.Map {
+	var out []*knftables.Map
+	for _, proto := range slices.Sorted(maps.Keys(endpointMaps)) {
+		for i := range endpointMaps[proto] {
+			out = append(out, &knftables.Map{Name: endpointMapName(proto, i), TypeOf: "numgen random mod 1 : ip daddr . " + proto + " dport"})
+		}
+	}
+	return out
+}
+
 func addElement(tx *knftables.Transaction, m, key, value string) {
 	e := &knftables.Element{Key: strings.Split(key, " . ")}
 	if value == "" {
@@ -148,114 +163,173 @@ func removeChains(tx *knftables.Transaction, names []string) {
 	}
 }
 
-// fullSync's desired rules must all be freshly rendered (not compacted).
-//
-// fullSync writes the whole table: the skeleton, every service port, the
-// NodePort addresses and the service ranges, and removes chains and sets that nothing wants any
-// more. Chains are flushed and rewritten in one atomic transaction, so rules
-// changed or removed behind our back are repaired and no packet ever sees a
-// half-written table; session-affinity sets keep their entries.
+// fullSync makes the table exactly desired (every service port, freshly
+// rendered), through beginFullSync.
 func (t *table) fullSync(ctx context.Context, desired map[string]*serviceRules, nodePortIPs, serviceCIDRs []string) error {
-	tx := t.nft.NewTransaction()
-	tx.Add(&knftables.Table{Comment: ptr.To("rules for Kubernetes Services (kubeparts-proxy)")})
-	wanted := map[string]bool{}
-	for _, b := range t.baseChains() {
-		c := b.chain
-		tx.Add(&c)
-		wanted[c.Name] = true
+	w, err := t.beginFullSync(ctx, nodePortIPs, serviceCIDRs)
+	if err != nil {
+		return err
 	}
-	for _, m := range fixedMaps() {
-		tx.Add(m)
-		tx.Flush(m)
+	for _, k := range slices.Sorted(maps.Keys(desired)) {
+		w.write(k, desired[k])
 	}
-	np := &knftables.Set{Name: nodePortIPsSet, Type: "ipv4_addr"}
-	tx.Add(np)
-	tx.Flush(np)
-	for _, ip := range nodePortIPs {
-		addElement(tx, nodePortIPsSet, ip, "")
+	return w.commit()
+}
+
+// fullSyncWriter rewrites the whole table in one transaction: the skeleton,
+// then each service port as it is rendered, then the removal of whatever
+// else the table holds. Chains are flushed and rewritten, so rules changed
+// or removed behind our back are repaired and no packet ever sees a
+// half-written table; session-affinity sets keep their entries. Each port
+// is compacted as soon as it is written: with the transaction streamed to
+// nft, the rules of 10,000 Services never sit in memory all at once.
+type fullSyncWriter struct {
+	t                 *table
+	b                 batch
+	nodePortIPs       []string
+	existingChains    []string
+	existingSets      []string
+	wanted, wantedSet map[string]bool
+	refs              map[string]int
+	written           map[string]*serviceRules
+	// pending are elements not written yet, by map: they go in groups
+	// (addElements), after the chains they refer to.
+	pending  map[string][]element
+	npending int
+}
+
+// pendingLimit is how many elements wait before a group is written.
+const pendingLimit = 4 * elementsPerCommand
+
+func (w *fullSyncWriter) flushElements() {
+	for _, m := range slices.Sorted(maps.Keys(w.pending)) {
+		w.b.addElements(m, w.pending[m])
 	}
-	cips := &knftables.Set{Name: clusterIPsSet, Type: "ipv4_addr"}
-	tx.Add(cips)
-	tx.Flush(cips)
-	hp := &knftables.Set{Name: hairpinSet, Type: "ipv4_addr . ipv4_addr . inet_proto . inet_service"}
-	tx.Add(hp)
-	tx.Flush(hp)
-	cidrs := &knftables.Set{Name: serviceCIDRsSet, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}}
-	tx.Add(cidrs)
-	tx.Flush(cidrs)
-	for _, c := range serviceCIDRs {
-		addElement(tx, serviceCIDRsSet, c, "")
-	}
-	keys := slices.Sorted(maps.Keys(desired))
-	wantedSets := map[string]bool{nodePortIPsSet: true, clusterIPsSet: true, serviceCIDRsSet: true, hairpinSet: true}
-	for _, k := range keys {
-		for name, timeout := range desired[k].affinitySets {
-			addAffinitySet(tx, name, timeout)
-			wantedSets[name] = true
-		}
-		for name := range desired[k].chains {
-			tx.Add(&knftables.Chain{Name: name})
-			wanted[name] = true
-		}
-	}
-	for _, b := range t.baseChains() {
-		writeChain(tx, b.chain.Name, b.rules)
-	}
-	refs := map[string]int{}
-	for _, k := range keys {
-		r := desired[k]
-		for _, name := range slices.Sorted(maps.Keys(r.chains)) {
-			writeChain(tx, name, r.chains[name])
-		}
-		for _, m := range slices.Sorted(maps.Keys(r.elements)) {
-			for _, key := range slices.Sorted(maps.Keys(r.elements[m])) {
-				value := r.elements[m][key]
-				if value == "" {
-					// A set element several ports share (two Services on
-					// one pod port): added once, counted.
-					if refs[m+"|"+key]++; refs[m+"|"+key] > 1 {
-						continue
-					}
-				}
-				addElement(tx, m, key, value)
-			}
-		}
-	}
-	// What the table holds beyond that: chains of Services gone while we were
-	// not looking (or before a restart), sets of old affinity settings.
+	w.pending, w.npending = map[string][]element{}, 0
+}
+
+func (t *table) beginFullSync(ctx context.Context, nodePortIPs, serviceCIDRs []string) (*fullSyncWriter, error) {
+	// What the table holds now, to remove at the end what was not written:
+	// chains of Services gone while we were not looking (or before a
+	// restart), sets of old affinity settings.
 	existingChains, err := t.nft.List(ctx, "chains")
 	if err != nil && !notFound(err) {
-		return fmt.Errorf("list chains: %w", err)
+		return nil, fmt.Errorf("list chains: %w", err)
 	}
-	var stale []string
-	for _, c := range existingChains {
-		if !wanted[c] {
-			stale = append(stale, c)
-		}
-	}
-	removeChains(tx, stale)
 	// No chain of ours: a new table, with no stale set either (and netlink
 	// answers a listing of a missing table's sets with a bare error).
 	var existingSets []string
 	if len(existingChains) > 0 {
 		if existingSets, err = t.nft.List(ctx, "sets"); err != nil && !notFound(err) {
-			return fmt.Errorf("list sets: %w", err)
+			return nil, fmt.Errorf("list sets: %w", err)
 		}
 	}
-	for _, s := range existingSets {
-		if !wantedSets[s] {
-			tx.Delete(&knftables.Set{Name: s})
+	b, err := t.newBatch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w := &fullSyncWriter{t: t, b: b, nodePortIPs: nodePortIPs, existingChains: existingChains, existingSets: existingSets,
+		wanted: map[string]bool{}, refs: map[string]int{}, written: map[string]*serviceRules{}, pending: map[string][]element{},
+		wantedSet: map[string]bool{nodePortIPsSet: true, clusterIPsSet: true, serviceCIDRsSet: true, hairpinSet: true}}
+	b.add(func(tx *knftables.Transaction) {
+		tx.Add(&knftables.Table{Comment: ptr.To("rules for Kubernetes Services (kubeparts-proxy)")})
+		for _, b := range t.baseChains() {
+			c := b.chain
+			tx.Add(&c)
+			w.wanted[c.Name] = true
+		}
+		for _, m := range append(fixedMaps(), endpointMapObjects()...) {
+			tx.Add(m)
+			tx.Flush(m)
+		}
+		np := &knftables.Set{Name: nodePortIPsSet, Type: "ipv4_addr"}
+		tx.Add(np)
+		tx.Flush(np)
+		for _, ip := range nodePortIPs {
+			addElement(tx, nodePortIPsSet, ip, "")
+		}
+		cips := &knftables.Set{Name: clusterIPsSet, Type: "ipv4_addr"}
+		tx.Add(cips)
+		tx.Flush(cips)
+		hp := &knftables.Set{Name: hairpinSet, Type: "ipv4_addr . ipv4_addr . inet_proto . inet_service"}
+		tx.Add(hp)
+		tx.Flush(hp)
+		cidrs := &knftables.Set{Name: serviceCIDRsSet, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}}
+		tx.Add(cidrs)
+		tx.Flush(cidrs)
+		for _, c := range serviceCIDRs {
+			addElement(tx, serviceCIDRsSet, c, "")
+		}
+		// The skeleton's rules refer only to the skeleton's maps and sets.
+		for _, b := range t.baseChains() {
+			writeChain(tx, b.chain.Name, b.rules)
+		}
+	})
+	return w, nil
+}
+
+// write adds one service port: its chains and sets first, so that its rules
+// and its elements in the skeleton's maps find them, then compacts it.
+func (w *fullSyncWriter) write(key string, r *serviceRules) {
+	w.b.add(func(tx *knftables.Transaction) {
+		for _, name := range slices.Sorted(maps.Keys(r.affinitySets)) {
+			addAffinitySet(tx, name, r.affinitySets[name])
+			w.wantedSet[name] = true
+		}
+		names := slices.Sorted(maps.Keys(r.chains))
+		for _, name := range names {
+			tx.Add(&knftables.Chain{Name: name})
+			w.wanted[name] = true
+		}
+		for _, name := range names {
+			writeChain(tx, name, r.chains[name])
+		}
+	})
+	for _, m := range slices.Sorted(maps.Keys(r.elements)) {
+		for _, key := range slices.Sorted(maps.Keys(r.elements[m])) {
+			value := r.elements[m][key]
+			if value == "" {
+				// A set element several ports share (two Services on
+				// one pod port): added once, counted.
+				if w.refs[m+"|"+key]++; w.refs[m+"|"+key] > 1 {
+					continue
+				}
+			}
+			w.pending[m] = append(w.pending[m], element{m, key, value})
+			w.npending++
 		}
 	}
-	if err := t.nft.Run(ctx, tx); err != nil {
+	if w.npending >= pendingLimit {
+		w.flushElements()
+	}
+	r.compact()
+	w.written[key] = r
+}
+
+// commit removes what was not written and applies the transaction. On
+// failure the table is as before and nothing is recorded as applied.
+func (w *fullSyncWriter) commit() error {
+	w.flushElements()
+	w.b.add(func(tx *knftables.Transaction) {
+		var stale []string
+		for _, c := range w.existingChains {
+			if !w.wanted[c] {
+				stale = append(stale, c)
+			}
+		}
+		removeChains(tx, stale)
+		for _, s := range w.existingSets {
+			if !w.wantedSet[s] {
+				tx.Delete(&knftables.Set{Name: s})
+			}
+		}
+	})
+	if err := w.b.commit(); err != nil {
 		return err
 	}
-	for _, r := range desired {
-		r.compact()
-	}
-	t.applied = desired
-	t.setRefs = refs
-	t.nodePortIPs = nodePortIPs
+	w.t.applied = w.written
+	w.t.setRefs = w.refs
+	w.t.nodePortIPs = w.nodePortIPs
 	return nil
 }
 
@@ -305,33 +379,29 @@ func (t *table) partialSync(ctx context.Context, changed map[string]*serviceRule
 	refs := maps.Clone(t.setRefs)
 	var adds [][3]string
 	for _, c := range changes {
-		for m, elems := range c.old.elements {
-			for key, value := range elems {
-				if nv, ok := c.cur.elements[m][key]; ok && nv == value {
-					continue
-				}
-				if value == "" {
-					if refs[m+"|"+key]--; refs[m+"|"+key] > 0 {
-						continue
-					}
-					delete(refs, m+"|"+key)
-				}
-				deleteElement(tx, m, key, value)
+		c.old.eachElement(func(m, key, value string) {
+			if nv, ok := c.cur.lookup(m, key); ok && nv == value {
+				return
 			}
-		}
-		for m, elems := range c.cur.elements {
-			for key, value := range elems {
-				if ov, ok := c.old.elements[m][key]; ok && ov == value {
-					continue
+			if value == "" {
+				if refs[m+"|"+key]--; refs[m+"|"+key] > 0 {
+					return
 				}
-				if value == "" {
-					if refs[m+"|"+key]++; refs[m+"|"+key] > 1 {
-						continue
-					}
-				}
-				adds = append(adds, [3]string{m, key, value})
+				delete(refs, m+"|"+key)
 			}
-		}
+			deleteElement(tx, m, key, value)
+		})
+		c.cur.eachElement(func(m, key, value string) {
+			if ov, ok := c.old.lookup(m, key); ok && ov == value {
+				return
+			}
+			if value == "" {
+				if refs[m+"|"+key]++; refs[m+"|"+key] > 1 {
+					return
+				}
+			}
+			adds = append(adds, [3]string{m, key, value})
+		})
 	}
 	// An element one port drops and another adds in this same sync is
 	// deleted then added: both in one transaction, it never leaves.

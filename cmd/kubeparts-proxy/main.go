@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"syscall"
 
@@ -41,6 +42,7 @@ func run(args []string) int {
 	if !fs.Changed("v") && cfg.Verbosity > 0 {
 		_ = klogFlags.Set("v", fmt.Sprint(cfg.Verbosity))
 	}
+	proxy.TuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// Listings over netlink: the periodic check of the table must not make
@@ -75,6 +77,10 @@ func run(args []string) int {
 		return 1
 	}
 	p := proxy.New(cfg, nft, client.Sources(cfg.HostnameOverride), clock.RealClock{})
+	// knftables found nft the same way (it runs every transaction through it).
+	if path, err := exec.LookPath("nft"); err == nil {
+		p.StreamFullSyncs(path)
+	}
 	if err := p.Serve(ctx); err != nil {
 		klog.ErrorS(err, "Serving")
 		return 1

@@ -54,6 +54,9 @@ type Config struct {
 	// MetricsBindAddress (host:port, "" or port 0 to disable) serves /metrics;
 	// HealthzBindAddress serves /healthz and /livez.
 	MetricsBindAddress, HealthzBindAddress string
+	// EnableProfiling serves /debug/pprof on the metrics server (kube-proxy's
+	// --profiling and enableProfiling).
+	EnableProfiling bool
 
 	// LoadBalancing is LoadBalancingRandom or LoadBalancingRoundRobin.
 	LoadBalancing string

@@ -66,6 +66,7 @@ type Options struct {
 	ClusterCIDR       string
 	NodePortAddresses []string
 	MasqueradeAll     bool
+	Profiling         bool
 	MasqueradeBit     int32
 	// MinSyncPeriod and SyncPeriod are bound to both --min-sync-period /
 	// --sync-period and kube-proxy's --iptables-min-sync-period /
@@ -161,6 +162,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.HostnameOverride, "hostname-override", o.HostnameOverride, "Name of this node's Node object. Empty: the host name, lower-cased.")
 	fs.StringVar(&o.ClusterCIDR, "cluster-cidr", o.ClusterCIDR, "Pod CIDR of the cluster, or a comma-separated IPv4,IPv6 pair. Traffic to a ClusterIP from outside it is masqueraded. Empty: none.")
 	fs.StringSliceVar(&o.NodePortAddresses, "nodeport-addresses", o.NodePortAddresses, "Comma-separated CIDRs of the node addresses that serve NodePorts, or the single value 'primary' for the node's primary IPs (from its Node object).")
+	fs.BoolVar(&o.Profiling, "profiling", o.Profiling, "Serve Go's /debug/pprof handlers on the --metrics-bind-address server.")
 	fs.BoolVar(&o.MasqueradeAll, "masquerade-all", o.MasqueradeAll, "Masquerade (SNAT) all traffic sent to Service cluster IPs.")
 	fs.Int32Var(&o.MasqueradeBit, "iptables-masquerade-bit", o.MasqueradeBit, "Bit of the packet mark (fwmark) that marks packets to masquerade, 0 to 31. kube-proxy's name for it, in the nftables mode too.")
 
@@ -471,9 +473,7 @@ func (r *resolver) applyFile(kpc *kubeproxyv1alpha1.KubeProxyConfiguration) []er
 	if kpc.BindAddressHardFail {
 		unsupported("bindAddressHardFail", "binding failures follow kubeparts-proxy's own policy")
 	}
-	if kpc.EnableProfiling {
-		unsupported("enableProfiling", "no /debug/pprof endpoint")
-	}
+	r.cfg.EnableProfiling = kpc.EnableProfiling
 	if kpc.ShowHiddenMetricsForVersion != "" {
 		unsupported("showHiddenMetricsForVersion", "its metrics have no hidden ones")
 	}
@@ -572,6 +572,7 @@ func (r *resolver) applyFlags(o *Options, fs *pflag.FlagSet) {
 	flag("cluster-cidr", func() { r.clusterCIDRs = splitList(o.ClusterCIDR) })
 	flag("nodeport-addresses", func() { r.cfg.NodePortAddresses = trimAll(o.NodePortAddresses) })
 	flag("masquerade-all", func() { r.cfg.MasqueradeAll = o.MasqueradeAll })
+	flag("profiling", func() { r.cfg.EnableProfiling = o.Profiling })
 	flag("iptables-masquerade-bit", func() { r.cfg.MasqueradeBit = int(o.MasqueradeBit) })
 	// Each pair shares one variable, so the value is the last one given;
 	// errors name the spelling used.

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -101,7 +102,7 @@ nftables:
 			return []string{"--kubeconfig", kubeconfig, "--hostname-override", nodeName, "--cluster-cidr", "10.244.0.0/16",
 				"--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256",
 				"--conntrack-max-per-core=0", "--kube-api-qps=50", "--kube-api-burst=100",
-				"--min-sync-period=1s", "--sync-period=30s", "--v=2"}
+				"--min-sync-period=1s", "--sync-period=30s", "--v=2", "--profiling"}
 		}},
 	}
 }
@@ -157,6 +158,13 @@ func BenchmarkProxy(b *testing.B) {
 	createNode(b, client)
 	kubeconfig := env.WriteKubeconfig(b)
 	impls := proxies(b)
+	// BENCH_PROXY_ONLY=kubeparts (or stock) runs one side only, e.g. to profile it.
+	if only := os.Getenv("BENCH_PROXY_ONLY"); only != "" {
+		impls = slices.DeleteFunc(impls, func(p proxyUnderTest) bool { return p.name != only })
+		if len(impls) == 0 {
+			b.Fatalf("BENCH_PROXY_ONLY=%s: no such proxy (kubeparts or stock)", only)
+		}
+	}
 	results := map[string]map[string][]result{} // scale -> proxy -> rounds
 	runs := 0
 	for _, sc := range scales {
@@ -449,6 +457,38 @@ func (r *running) hasElement(ip string, port int) (bool, error) {
 
 // metric reads one value from the proxy's /metrics (kube-proxy labels its
 // series with ip_family: the IPv4 one is ours to compare).
+// profile writes the proxy's /debug/pprof/<what> to path (the proxy runs
+// with --profiling); it waits for the metrics server to listen.
+func (r *running) profile(b *testing.B, what, path string) {
+	hc := &http.Client{Timeout: time.Minute, Transport: &http.Transport{DialContext: r.ns.dial, DisableKeepAlives: true}}
+	var resp *http.Response
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var err error
+		if resp, err = hc.Get("http://127.0.0.1:10249/debug/pprof/" + what); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			logf("%s: no profile: %v", r.p.name, err)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("profile: %s", resp.Status)
+	}
+	if err == nil {
+		err = os.WriteFile(path, data, 0o644)
+	}
+	if err != nil {
+		logf("%s: no profile: %v", r.p.name, err)
+		return
+	}
+	logf("%s: %s profile in %s", r.p.name, what, path)
+}
+
 func (r *running) metric(name string) (float64, error) {
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: r.ns.dial, DisableKeepAlives: true}}
 	resp, err := hc.Get("http://127.0.0.1:10249/metrics")
@@ -509,6 +549,18 @@ func runProxy(b *testing.B, env *framework.Env, c kubernetes.Interface, kubeconf
 		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 		return exe == p.binary, err
 	})
+	// BENCH_PROXY_CPU=dir: kubeparts-proxy's CPU profile of its first seconds,
+	// which hold the first full sync.
+	cpuDone := make(chan struct{})
+	if dir := os.Getenv("BENCH_PROXY_CPU"); dir != "" && p.name == "kubeparts" {
+		go func() {
+			defer close(cpuDone)
+			r.profile(b, "profile?seconds=5", filepath.Join(dir, fmt.Sprintf("cpu-%s.pb.gz", sc.name)))
+		}()
+	} else {
+		close(cpuDone)
+	}
+	defer func() { <-cpuDone }()
 
 	var res result
 	timeout := 2 * time.Minute
@@ -541,6 +593,11 @@ func runProxy(b *testing.B, env *framework.Env, c kubernetes.Interface, kubeconf
 	heap, _ := r.metric("go_memstats_heap_inuse_bytes")
 	logf("%s %s: first full sync %.3fs (metric), element present %.3fs after start, RSS %.1f MB (Go heap in use %.1f MB); `nft get element` takes %.0f ms here",
 		p.name, sc.name, sum/count, res.fullSyncWall.Seconds(), res.rssSynced, heap/(1<<20), ms(time.Since(t)))
+
+	// BENCH_PROXY_HEAP=dir: kubeparts-proxy's heap profile after its full sync.
+	if dir := os.Getenv("BENCH_PROXY_HEAP"); dir != "" && p.name == "kubeparts" {
+		r.profile(b, "heap?gc=1", filepath.Join(dir, fmt.Sprintf("heap-%s.pb.gz", sc.name)))
+	}
 
 	// Programming latency: each probe Service gets its slice; time from the
 	// create returning to its element in the kernel.
