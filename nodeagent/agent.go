@@ -39,8 +39,11 @@ type Options struct {
 	Capacity           string
 	SystemReserved     string
 	RegisterWithTaints []string
-	NodeLabels         map[string]string
-	Workers            int
+	// CloudProvider is "" or "external" (a cloud-controller-manager
+	// initializes the node), as the kubelet's flag.
+	CloudProvider string
+	NodeLabels    map[string]string
+	Workers       int
 	// Remote runtime (containerd).
 	RuntimeEndpoint, CgroupParent, PodLogDir string
 	// EvictionHard are the thresholds of the pressure conditions.
@@ -100,6 +103,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NodeIP, "node-ip", o.NodeIP, "the node's InternalIP (simulated nodes count up from it)")
 	fs.StringVar(&o.Capacity, "capacity", o.Capacity, "simulated node capacity, as name=quantity pairs")
 	fs.StringVar(&o.SystemReserved, "system-reserved", o.SystemReserved, "resources kept from pods, as name=quantity pairs (cpu=100m,memory=1Gi)")
+	fs.StringVar(&o.CloudProvider, "cloud-provider", o.CloudProvider, "'external': a cloud-controller-manager initializes the node (it registers tainted node.cloudprovider.kubernetes.io/uninitialized and the cloud's addresses win); empty: none")
 	fs.StringSliceVar(&o.RegisterWithTaints, "register-with-taints", o.RegisterWithTaints, "taints the node registers with, key=value:Effect")
 	fs.StringToStringVar(&o.NodeLabels, "node-labels", o.NodeLabels, "labels the node registers with (NodeRestriction forbids node-role.kubernetes.io/*)")
 	fs.IntVar(&o.Workers, "pod-workers", o.Workers, "pods synced in parallel")
@@ -179,6 +183,9 @@ func (o *Options) Validate() []error {
 		if _, err := parseTaint(t); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if o.CloudProvider != "" && o.CloudProvider != "external" {
+		errs = append(errs, fmt.Errorf("--cloud-provider %q: only \"external\" (or empty) is supported, as by the kubelet: in-tree cloud providers are gone", o.CloudProvider))
 	}
 	for k := range o.NodeLabels {
 		if strings.HasPrefix(k, "node-role.kubernetes.io/") {
@@ -282,6 +289,10 @@ func (o *Options) Run(ctx context.Context) error {
 		taint, _ := parseTaint(t)
 		taints = append(taints, taint)
 	}
+	external := o.CloudProvider == "external"
+	if external {
+		taints = append(taints, corev1.Taint{Key: node.TaintExternalCloudProvider, Value: "true", Effect: corev1.TaintEffectNoSchedule})
+	}
 	// Events aggregate repeats like the kubelet's (package events).
 	broadcaster := events.NewBroadcaster(client.CoreV1())
 	go broadcaster.Run(ctx)
@@ -333,7 +344,7 @@ func (o *Options) Run(ctx context.Context) error {
 			Addresses:    []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}, {Type: corev1.NodeHostName, Address: name}},
 			KubeletPort:  int32(o.Port),
 			AgentVersion: version.Get().GitVersion, RuntimeVersion: ver.GetRuntimeName() + "://" + ver.GetRuntimeVersion(),
-			PodCIDR: prefix, Pressure: pressure,
+			PodCIDR: prefix, Pressure: pressure, ExternalCloudProvider: external,
 		}, rt))
 		podNodes = append(podNodes, pn)
 	}

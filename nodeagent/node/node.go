@@ -47,6 +47,11 @@ type Config struct {
 	PodCIDR                      string
 	// Pressure says when the node is short of memory, disk or PIDs.
 	Pressure Pressure
+	// ExternalCloudProvider: a cloud-controller-manager sets the node's
+	// addresses. Registration says which IP the node was given (the
+	// provided-node-ip annotation, which the cloud checks), and once the
+	// cloud has written addresses they are kept, as the kubelet does.
+	ExternalCloudProvider bool
 }
 
 // Runtime is what the node needs to know of its container runtime.
@@ -75,6 +80,9 @@ type Keeper struct {
 
 	lastPosted time.Time
 	lastStatus corev1.NodeStatus
+	// cloudAddresses are what the cloud-controller-manager set (external
+	// cloud provider only).
+	cloudAddresses []corev1.NodeAddress
 	// conditions remembers each condition's status and since when, for
 	// lastTransitionTime.
 	conditions map[corev1.NodeConditionType]conditionState
@@ -143,6 +151,14 @@ func (k *Keeper) register(ctx context.Context) error {
 	if k.cfg.PodCIDR != "" {
 		n.Spec.PodCIDRs = []string{k.cfg.PodCIDR}
 	}
+	if k.cfg.ExternalCloudProvider {
+		for _, a := range k.cfg.Addresses {
+			if a.Type == corev1.NodeInternalIP {
+				n.Annotations = map[string]string{annotationProvidedNodeIP: a.Address}
+				break
+			}
+		}
+	}
 	_, err := k.client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
 		return nil
@@ -182,7 +198,7 @@ func (k *Keeper) status(ctx context.Context) corev1.NodeStatus {
 	st := corev1.NodeStatus{
 		Capacity:    k.cfg.Capacity,
 		Allocatable: k.allocatable(),
-		Addresses:   k.cfg.Addresses,
+		Addresses:   k.addresses(),
 		Conditions: []corev1.NodeCondition{
 			pressure(corev1.NodeMemoryPressure, memory, "KubeletHasSufficientMemory", "kubelet has sufficient memory available", "KubeletHasInsufficientMemory", "kubelet has insufficient memory available"),
 			pressure(corev1.NodeDiskPressure, disk, "KubeletHasNoDiskPressure", "kubelet has no disk pressure", "KubeletHasDiskPressure", "kubelet has disk pressure"),
@@ -204,6 +220,23 @@ func (k *Keeper) status(ctx context.Context) corev1.NodeStatus {
 	return st
 }
 
+// The names k8s.io/cloud-provider/api gives these (not imported: the agent
+// links as little as it can).
+const (
+	// TaintExternalCloudProvider marks a node a cloud-controller-manager has
+	// not initialized yet.
+	TaintExternalCloudProvider = "node.cloudprovider.kubernetes.io/uninitialized"
+	annotationProvidedNodeIP   = "alpha.kubernetes.io/provided-node-ip"
+)
+
+// addresses are the cloud's once it has written some, else the agent's own.
+func (k *Keeper) addresses() []corev1.NodeAddress {
+	if len(k.cloudAddresses) > 0 {
+		return k.cloudAddresses
+	}
+	return k.cfg.Addresses
+}
+
 // syncStatus posts the status when anything but heartbeat times changed, or
 // when the last post is StatusReportInterval old.
 func (k *Keeper) syncStatus(ctx context.Context) error {
@@ -214,6 +247,10 @@ func (k *Keeper) syncStatus(ctx context.Context) error {
 	n, err := k.client.CoreV1().Nodes().Get(ctx, k.cfg.Name, metav1.GetOptions{})
 	if err != nil {
 		return err
+	}
+	if k.cfg.ExternalCloudProvider && len(n.Status.Addresses) > 0 {
+		k.cloudAddresses = n.Status.Addresses
+		st.Addresses = n.Status.Addresses
 	}
 	n.Status = st
 	if _, err := k.client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {

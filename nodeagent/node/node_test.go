@@ -7,6 +7,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kubeparts/kubeparts/nodeagent/kubeclient/kubeclienttest"
 )
 
 type fakeRuntime struct {
@@ -87,5 +91,48 @@ func TestParseEvictionHard(t *testing.T) {
 		if _, err := ParseEvictionHard(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// With an external cloud provider the node registers tainted with the IP it
+// was given in the provided-node-ip annotation, and once the cloud has set
+// addresses the agent's status writes keep them (posting no more than
+// before: the cloud's addresses are not a change).
+func TestExternalCloudProvider(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	own := []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.1.0.2"}, {Type: corev1.NodeHostName, Address: "n"}}
+	taint := corev1.Taint{Key: TaintExternalCloudProvider, Value: "true", Effect: corev1.TaintEffectNoSchedule}
+	k := NewKeeper(kubeclienttest.FromClientset(client), Config{Name: "n", Addresses: own, Taints: []corev1.Taint{taint}, ExternalCloudProvider: true}, &fakeRuntime{ready: true})
+	if err := k.register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n, err := client.CoreV1().Nodes().Get(ctx, "n", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Annotations[annotationProvidedNodeIP] != "10.1.0.2" || len(n.Spec.Taints) != 1 || n.Spec.Taints[0] != taint {
+		t.Fatalf("registered node: annotations %v, taints %v", n.Annotations, n.Spec.Taints)
+	}
+	if err := k.syncStatus(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The cloud writes its addresses.
+	cloud := []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.1.0.2"}, {Type: corev1.NodeExternalIP, Address: "203.0.113.7"}}
+	n, _ = client.CoreV1().Nodes().Get(ctx, "n", metav1.GetOptions{})
+	n.Status.Addresses = cloud
+	if _, err := client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	k.lastPosted = time.Time{} // post again now
+	if err := k.syncStatus(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n, _ = client.CoreV1().Nodes().Get(ctx, "n", metav1.GetOptions{})
+	if len(n.Status.Addresses) != 2 || n.Status.Addresses[1].Address != "203.0.113.7" {
+		t.Errorf("addresses after the agent's write: %v, want the cloud's", n.Status.Addresses)
+	}
+	if !sameIgnoringHeartbeats(k.status(ctx), k.lastStatus) {
+		t.Error("the agent's next status differs from what it posted: it would post on every sync")
 	}
 }
