@@ -16,7 +16,7 @@ BUILD_TAGS := grpcnotrace
 # version; unset they say v0.0.0-master and version checks misbehave.
 VPKG := k8s.io/component-base/version
 VERSION_LDFLAGS := -X $(VPKG).gitVersion=v1.36.3+kubeparts -X $(VPKG).gitMajor=1 -X $(VPKG).gitMinor=36 -X $(VPKG).gitTreeState=clean
-BINARIES   := kubeparts kubeparts-apiserver kubeparts-controller-manager kubeparts-scheduler kubeparts-nodeagent kubeparts-proxy
+BINARIES   := kubeparts kubeparts-apiserver kubeparts-controller-manager kubeparts-scheduler kubeparts-nodeagent kubeparts-proxy kubeparts-cloud-controller-manager
 UP_FLAGS   ?=
 TEST_FLAGS ?=
 # Integration and e2e tests find the stock and kubeparts binaries here.
