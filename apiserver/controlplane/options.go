@@ -45,7 +45,7 @@ type endpoint struct {
 	role, binary, url string
 }
 
-var knownRoles = map[string]bool{"controller-manager": true, "scheduler": true, "node-agent": true, "etcd": true, "apiserver": true}
+var knownRoles = map[string]bool{"controller-manager": true, "scheduler": true, "node-agent": true, "etcd": true, "apiserver": true, "cloud-controller-manager": true}
 
 func parseEndpoint(v string) (endpoint, error) {
 	role, rest, ok := strings.Cut(v, "=")

@@ -27,6 +27,7 @@ type certs struct {
 	saKey, saPub                        string
 	admin, controllerManager, scheduler string // kubeconfig paths
 	kubepartsCM, kubepartsAPIServer     string
+	cloud                               string // kubeparts-cloud-controller-manager's kubeconfig
 	// proxies are the node proxies' kubeconfigs (system:kube-proxy, which the
 	// bootstrap ClusterRoleBinding system:node-proxier binds), by node index.
 	proxies []string
@@ -102,6 +103,8 @@ func (p *plan) ensureCerts() (*certs, error) {
 		{&c.scheduler, filepath.Join(p.layout.Kubeconfigs, "scheduler.kubeconfig"), "system:kube-scheduler", nil, ""},
 		// Bound to config/rbac/controller-manager.yaml's ClusterRole.
 		{&c.kubepartsCM, filepath.Join(p.layout.Kubeconfigs, "kubeparts-controller-manager.kubeconfig"), "kubeparts-controller-manager", nil, ""},
+		// Bound to config/rbac/cloud-controller-manager.yaml.
+		{&c.cloud, filepath.Join(p.layout.Kubeconfigs, "cloud-controller-manager.kubeconfig"), "kubeparts-cloud-controller-manager", nil, ""},
 		// Bound to config/rbac/apiserver.yaml; also its identity towards the kubelets.
 		{&c.kubepartsAPIServer, filepath.Join(p.layout.Kubeconfigs, "kubeparts-apiserver.kubeconfig"), "kubeparts-apiserver", nil, ""},
 	}

@@ -194,7 +194,7 @@ func (c *Cluster) startAll(ctx context.Context) error {
 	if err := applyDNS(ctx, c.client, p.dnsIP(), clusterDomain, dnsReplicas); err != nil {
 		return fmt.Errorf("cluster DNS: %w", err)
 	}
-	if p.runKubeparts[RoleControllerManager] || p.runKubeparts[RoleScheduler] {
+	if p.runKubeparts[RoleControllerManager] || p.runKubeparts[RoleScheduler] || p.runKubeparts[RoleCloud] {
 		if err := applyRBAC(ctx, c.client); err != nil {
 			return fmt.Errorf("RBAC for kubeparts pieces: %w", err)
 		}
@@ -204,6 +204,21 @@ func (c *Cluster) startAll(ctx context.Context) error {
 	}
 	if p.runKubeparts[RoleControllerManager] {
 		proc, err := c.run("kubeparts-controller-manager", p.binaries["kubeparts-controller-manager"], p.kubepartsControllerManagerArgs(certs), 10*time.Second)
+		if err != nil {
+			return err
+		}
+		started = append(started, proc)
+	}
+	if p.runKubeparts[RoleCloud] {
+		// Before the nodes: they register tainted until it initializes them.
+		if err := p.writeInventory(); err != nil {
+			return fmt.Errorf("cloud inventory: %w", err)
+		}
+		args, err := p.cloudControllerManagerArgs(certs)
+		if err != nil {
+			return err
+		}
+		proc, err := c.run("kubeparts-cloud-controller-manager", p.binaries["kubeparts-cloud-controller-manager"], args, 10*time.Second)
 		if err != nil {
 			return err
 		}
@@ -244,8 +259,11 @@ func (c *Cluster) startAll(ctx context.Context) error {
 			return fmt.Errorf("APIServices of kubeparts-apiserver: %w", err)
 		}
 	}
-	if err := c.deleteRemovedWorkers(ctx); err != nil {
-		return err
+	// With a cloud, Nodes of hosts this run lacks are the cloud's to delete.
+	if !p.runKubeparts[RoleCloud] {
+		if err := c.deleteRemovedWorkers(ctx); err != nil {
+			return err
+		}
 	}
 	var kubelets []*process // by node
 	// A Node kept from the last run still says Ready: only a heartbeat from this kubelet
@@ -599,6 +617,7 @@ func (c *Cluster) Stop() {
 	if err := c.plan.removeProxyRules(); err != nil {
 		c.say("warning: %v", err)
 	}
+	c.plan.removeLoadBalancers()
 	if err := unmountUnder(c.plan.DataDir, c.plan.layout.RunDir); err != nil {
 		c.say("warning: %v", err)
 	}
@@ -725,5 +744,7 @@ func (p *plan) healthURLs() map[string]string {
 		"kubeparts-scheduler":          fmt.Sprintf("https://127.0.0.1:%d/healthz", p.ports.Scheduler),
 		"kubeparts-controller-manager": fmt.Sprintf("http://127.0.0.1:%d/readyz", p.ports.KubepartsCMHealth),
 		"kubeparts-apiserver":          fmt.Sprintf("https://%s:%d/readyz", p.hostIP, p.ports.KubepartsAPIServer),
+		// /healthz: the cloud-controller-manager has no /readyz.
+		"kubeparts-cloud-controller-manager": fmt.Sprintf("https://127.0.0.1:%d/healthz", p.ports.CloudControllerManager),
 	}
 }

@@ -181,7 +181,7 @@ func (p *plan) kubepartsAPIServerArgs(c *certs) []string {
 	}
 	for binary, url := range p.healthURLs() {
 		role := map[string]string{"kube-controller-manager": "controller-manager", "kubeparts-controller-manager": "controller-manager",
-			"kube-scheduler": "scheduler", "kubeparts-scheduler": "scheduler"}[binary]
+			"kube-scheduler": "scheduler", "kubeparts-scheduler": "scheduler", "kubeparts-cloud-controller-manager": "cloud-controller-manager"}[binary]
 		if role != "" && p.binaries[binary] != "" {
 			args = append(args, fmt.Sprintf("--control-plane-component=%s=%s@%s", role, binary, url))
 		}

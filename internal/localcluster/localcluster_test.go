@@ -24,7 +24,7 @@ func fakeBinDir(t *testing.T, names ...string) string {
 	return dir
 }
 
-var allStock = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "pause", "kubeparts-controller-manager", "kubeparts-scheduler", "kubeparts-apiserver", "kubeparts-nodeagent", "kubeparts-proxy", "kube-proxy", "coredns"}
+var allStock = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "pause", "kubeparts-controller-manager", "kubeparts-scheduler", "kubeparts-apiserver", "kubeparts-nodeagent", "kubeparts-proxy", "kube-proxy", "coredns", "kubeparts-cloud-controller-manager"}
 
 func TestNewPlanRejectsBadInput(t *testing.T) {
 	bins := fakeBinDir(t, allStock...)
@@ -42,6 +42,10 @@ func TestNewPlanRejectsBadInput(t *testing.T) {
 		{"negative nodes", func(o *Options) { o.Nodes = -1 }, "--nodes -1 out of range"},
 		{"too many nodes", func(o *Options) { o.Nodes = MaxNodes + 1 }, "out of range"},
 		{"workers with the stock kubelet", func(o *Options) { o.Nodes, o.Stock = 2, []string{"nodeagent"} }, "needs kubeparts-nodeagent"},
+		{"bad zone", func(o *Options) { o.Zones = []string{"a", "b c"} }, `--zones: "b c" is not a valid zone name`},
+		{"empty zone", func(o *Options) { o.Zones = []string{"a", ""} }, `--zones: "" is not a valid zone name`},
+		{"load-balancer pool with host bits", func(o *Options) { o.LoadBalancerCIDR = "172.31.0.1/24" }, `--load-balancer-cidr "172.31.0.1/24": not a network address`},
+		{"load-balancer pool too big", func(o *Options) { o.LoadBalancerCIDR = "10.0.0.0/8" }, "at most a /16"},
 		// A valid 250-character node name leaves no room for "-worker1".
 		{"worker names too long", func(o *Options) { o.Nodes, o.NodeName = 2, strings.Repeat(strings.Repeat("n", 61)+".", 4)+"nnnnn" }, `worker name "nnn`},
 	} {
@@ -62,7 +66,7 @@ func TestMissingBinariesAreAllNamed(t *testing.T) {
 	if err == nil {
 		t.Fatal("plan accepted a bin dir without the controller manager, scheduler, node agent and pause")
 	}
-	for _, b := range []string{"kube-controller-manager", "kubeparts-scheduler", "kubeparts-nodeagent", "kubeparts-proxy", "coredns", "pause"} {
+	for _, b := range []string{"kube-controller-manager", "kubeparts-scheduler", "kubeparts-nodeagent", "kubeparts-proxy", "coredns", "pause", "kubeparts-cloud-controller-manager"} {
 		if !strings.Contains(err.Error(), b) {
 			t.Errorf("error %q does not name %s", err, b)
 		}
@@ -184,6 +188,16 @@ func TestNodeSpecs(t *testing.T) {
 	}
 	if !a[0].ip.Equal(host) || a[0].netns != "" || !strings.HasPrefix(a[0].dir, "/data/a/") {
 		t.Errorf("node 0 = %+v, want the host's node", a[0])
+	}
+	la, lb := layoutFor("/data/a"), layoutFor("/data/b")
+	if la.LoadBalancerInterface == lb.LoadBalancerInterface || la.LoadBalancerTable == lb.LoadBalancerTable || len(la.LoadBalancerInterface) > 15 ||
+		la.LoadBalancerCIDR.IP.To4() == nil || la.LoadBalancerCIDR.Contains(la.ServiceCIDR.IP) || la.LoadBalancerCIDR.Contains(la.ClusterCIDR.IP) {
+		t.Errorf("load balancers of two clusters: %s %s %s / %s %s %s", la.LoadBalancerInterface, la.LoadBalancerTable, la.LoadBalancerCIDR,
+			lb.LoadBalancerInterface, lb.LoadBalancerTable, lb.LoadBalancerCIDR)
+	}
+	zoned := nodeSpecs(layoutFor("/data/a"), Options{NodeName: "n", Nodes: 4, Zones: []string{"a", "b"}}, host)
+	if got := []string{zoned[0].zone, zoned[1].zone, zoned[2].zone, zoned[3].zone}; strings.Join(got, ",") != "a,b,a,b" || a[0].zone != "" {
+		t.Errorf("zones %v over --zones a,b, want round robin a,b,a,b (and none without --zones: %q)", got, a[0].zone)
 	}
 	if lone := nodeSpecs(layoutFor("/data/a"), Options{NodeName: "n", Nodes: 1}, host); !lone[0].masquerade || a[0].masquerade {
 		t.Errorf("masquerade: lone node %v, node 0 of 4 %v; want only a lone node to NAT", lone[0].masquerade, a[0].masquerade)

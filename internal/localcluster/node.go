@@ -176,19 +176,23 @@ evictionHard:
 
 func (p *plan) kubeletArgs(c *certs, config string) []string {
 	n := p.nodes[0]
-	return []string{
+	args := []string{
 		"--config=" + config,
 		"--kubeconfig=" + c.nodes[0].kubeconfig,
 		"--root-dir=" + filepath.Join(n.dir, "kubelet", "root"),
 		"--hostname-override=" + n.name,
 		"--node-ip=" + n.ip.String(),
 	}
+	if p.runKubeparts[RoleCloud] {
+		args = append(args, "--cloud-provider=external")
+	}
+	return args
 }
 
 // nodeAgentArgs runs kubeparts-nodeagent as this node on this containerd,
 // with the kubelet's identity and the machine's capacity.
 func (p *plan) nodeAgentArgs(c *certs, n nodeSpec) []string {
-	return append([]string{
+	args := []string{
 		"--kubeconfig=" + c.nodes[n.index].kubeconfig,
 		"--hostname-override=" + n.name,
 		"--node-ip=" + n.ip.String(),
@@ -212,7 +216,11 @@ func (p *plan) nodeAgentArgs(c *certs, n nodeSpec) []string {
 		"--tls-private-key-file=" + c.nodes[n.index].serving.KeyFile,
 		"--client-ca-file=" + c.ca.CertFile,
 		fmt.Sprintf("--capacity=cpu=%d,memory=%d,pods=110", goruntime.NumCPU(), machineMemory()),
-	}, p.NodeAgentArgs...)
+	}
+	if p.runKubeparts[RoleCloud] {
+		args = append(args, "--cloud-provider=external")
+	}
+	return append(args, p.NodeAgentArgs...)
 }
 
 // machineMemory is MemTotal from /proc/meminfo, in bytes (0 if unreadable).

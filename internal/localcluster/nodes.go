@@ -50,6 +50,8 @@ type nodeSpec struct {
 	// from it, as nodes of a real network talk from their node addresses
 	// (the veth's own address would show up as the client of NodePorts).
 	hostIP net.IP
+	// zone is the node's zone (--zones), "" for none.
+	zone string
 }
 
 // nodeSpecs lays out o.Nodes nodes. Everything derives from the data dir, so two
@@ -82,6 +84,11 @@ func nodeSpecs(l Layout, o Options, host net.IP) []nodeSpec {
 			gateway:    transit(i, 1),
 			hostIP:     host,
 		})
+	}
+	if len(o.Zones) > 0 {
+		for i := range nodes {
+			nodes[i].zone = o.Zones[i%len(o.Zones)]
+		}
 	}
 	return nodes
 }

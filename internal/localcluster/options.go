@@ -14,6 +14,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/kubeparts/kubeparts/cloud"
 	"github.com/kubeparts/kubeparts/internal/controllernames"
 )
 
@@ -24,10 +25,11 @@ const (
 	RoleAPIServer         = "apiserver"
 	RoleNodeAgent         = "nodeagent"
 	RoleProxy             = "proxy"
+	RoleCloud             = "cloud-controller-manager"
 )
 
 // Roles lists every role in start order.
-var Roles = []string{RoleControllerManager, RoleScheduler, RoleAPIServer, RoleNodeAgent, RoleProxy}
+var Roles = []string{RoleControllerManager, RoleScheduler, RoleAPIServer, RoleNodeAgent, RoleProxy, RoleCloud}
 
 // piece says, for one role, which kubeparts binary would take it over and whether it can
 // yet. Until a piece is implemented `up` runs the stock one and says so.
@@ -46,6 +48,10 @@ var pieces = map[string]piece{
 	RoleAPIServer: {binary: "kubeparts-apiserver", implemented: true},
 	RoleNodeAgent: {binary: "kubeparts-nodeagent", stock: "kubelet", implemented: true},
 	RoleProxy:     {binary: "kubeparts-proxy", stock: "kube-proxy", implemented: true},
+	// No stock cloud-controller-manager knows a local machine as its cloud:
+	// --stock=cloud-controller-manager runs none, as a cluster without a
+	// cloud provider (nodes untainted, LoadBalancer Services pending).
+	RoleCloud: {binary: "kubeparts-cloud-controller-manager", implemented: true},
 }
 
 // Options configure a local cluster.
@@ -70,6 +76,12 @@ type Options struct {
 	NodeAgentArgs []string
 	// ProxyArgs are appended to every kubeparts-proxy's flags.
 	ProxyArgs []string
+	// Zones spreads the nodes over these zones, round robin (the cloud
+	// provider labels each node with its zone; empty: no zone).
+	Zones []string
+	// LoadBalancerCIDR is the pool of LoadBalancer addresses (empty: one
+	// derived from the data dir).
+	LoadBalancerCIDR string
 	// ReadyTimeout bounds the wait for /readyz and Ready nodes.
 	ReadyTimeout time.Duration
 	// Out receives the progress lines; os.Stdout when nil.
@@ -80,7 +92,7 @@ type Options struct {
 const DefaultPortBase = 16443
 
 // PortCount is how many ports from PortBase a cluster reserves.
-const PortCount = 14
+const PortCount = 15
 
 // Ports are the listening ports of one cluster, all derived from Options.PortBase.
 type Ports struct {
@@ -92,6 +104,8 @@ type Ports struct {
 	// The proxy's /healthz, /livez and its /metrics (kube-proxy's 10256 and
 	// 10249 would collide between two clusters on one machine).
 	ProxyHealthz, ProxyMetrics int
+	// kubeparts-cloud-controller-manager's secure port (/healthz, /metrics).
+	CloudControllerManager int
 }
 
 func portsFrom(base int) Ports {
@@ -99,7 +113,7 @@ func portsFrom(base int) Ports {
 		APIServer: base, EtcdClient: base + 1, EtcdPeer: base + 2, EtcdMetrics: base + 3,
 		ControllerManager: base + 4, Scheduler: base + 5, Kubelet: base + 6, KubeletHealthz: base + 7,
 		Stream: base + 8, KubepartsAPIServer: base + 9, KubepartsCMMetrics: base + 10, KubepartsCMHealth: base + 11,
-		ProxyHealthz: base + 12, ProxyMetrics: base + 13,
+		ProxyHealthz: base + 12, ProxyMetrics: base + 13, CloudControllerManager: base + 14,
 	}
 }
 
@@ -119,6 +133,15 @@ type Layout struct {
 	ServiceCIDR, ClusterCIDR *net.IPNet
 	// ProxyTable is the nftables table of the host's node proxy.
 	ProxyTable string
+	// Cloud holds the cloud provider's inventory and configuration; its
+	// load balancers' addresses come from LoadBalancerCIDR, live on the
+	// dummy interface LoadBalancerInterface and are forwarded by the
+	// nftables table LoadBalancerTable.
+	Cloud, LoadBalancerInterface, LoadBalancerTable string
+	LoadBalancerCIDR                                *net.IPNet
+	// ID names the cluster on the machine (derived from the data dir): the
+	// cloud's cluster name and part of every machine-wide name above.
+	ID string
 }
 
 func layoutFor(dataDir string) Layout {
@@ -128,19 +151,26 @@ func layoutFor(dataDir string) Layout {
 	// 10.200.0.0 to 10.249.0.0 (nodeSpecs), transit links in 100.64.0.0/10.
 	_, services, _ := net.ParseCIDR(fmt.Sprintf("10.%d.0.0/16", 100+int(sum[8])%100))
 	_, pods, _ := net.ParseCIDR(fmt.Sprintf("10.%d.0.0/16", podOctet(sum)))
+	// Load balancers: a /24 of 172.16.0.0/12, clear of the other ranges.
+	_, lbs, _ := net.ParseCIDR(fmt.Sprintf("172.%d.%d.0/24", 16+int(sum[9])%16, sum[10]))
 	return Layout{
-		ServiceCIDR:     services,
-		ClusterCIDR:     pods,
-		ProxyTable:      "kubeparts-proxy-" + id,
-		DataDir:         dataDir,
-		PKI:             filepath.Join(dataDir, "pki"),
-		Etcd:            filepath.Join(dataDir, "etcd"),
-		Logs:            filepath.Join(dataDir, "logs"),
-		Kubeconfigs:     filepath.Join(dataDir, "kubeconfigs"),
-		Node:            filepath.Join(dataDir, "node"),
-		RunDir:          filepath.Join("/run/kubeparts", id),
-		CgroupRoot:      "/kubeparts-" + id,
-		AdminKubeconfig: filepath.Join(dataDir, "admin.kubeconfig"),
+		ID:                    id,
+		Cloud:                 filepath.Join(dataDir, "cloud"),
+		LoadBalancerCIDR:      lbs,
+		LoadBalancerInterface: "kp" + id + "lb",
+		LoadBalancerTable:     "kubeparts-lb-" + id,
+		ServiceCIDR:           services,
+		ClusterCIDR:           pods,
+		ProxyTable:            "kubeparts-proxy-" + id,
+		DataDir:               dataDir,
+		PKI:                   filepath.Join(dataDir, "pki"),
+		Etcd:                  filepath.Join(dataDir, "etcd"),
+		Logs:                  filepath.Join(dataDir, "logs"),
+		Kubeconfigs:           filepath.Join(dataDir, "kubeconfigs"),
+		Node:                  filepath.Join(dataDir, "node"),
+		RunDir:                filepath.Join("/run/kubeparts", id),
+		CgroupRoot:            "/kubeparts-" + id,
+		AdminKubeconfig:       filepath.Join(dataDir, "admin.kubeconfig"),
 	}
 }
 
@@ -222,6 +252,17 @@ func newPlan(o Options) (*plan, error) {
 	if o.Nodes > 1 && p.hostIP.IsLoopback() {
 		return nil, fmt.Errorf("--nodes %d: the machine has no non-loopback IPv4 address for the workers to reach kube-apiserver at", o.Nodes)
 	}
+	for _, z := range o.Zones {
+		if errs := validation.IsValidLabelValue(z); z == "" || len(errs) > 0 {
+			return nil, fmt.Errorf("--zones: %q is not a valid zone name (a label value): %s", z, strings.Join(errs, "; "))
+		}
+	}
+	if o.LoadBalancerCIDR != "" {
+		if _, err := cloud.ParsePool(o.LoadBalancerCIDR); err != nil {
+			return nil, fmt.Errorf("--load-balancer-cidr %q: %w", o.LoadBalancerCIDR, err)
+		}
+		_, p.layout.LoadBalancerCIDR, _ = net.ParseCIDR(o.LoadBalancerCIDR)
+	}
 	p.nodes = nodeSpecs(p.layout, p.Options, p.hostIP)
 	for _, n := range p.nodes[1:] {
 		if errs := validation.IsDNS1123Subdomain(n.name); len(errs) > 0 {
@@ -242,6 +283,8 @@ func newPlan(o Options) (*plan, error) {
 				p.notes = append(p.notes, fmt.Sprintf("%s: %s runs %s; stock %s runs the rest", role, pc.binary,
 					strings.Join(controllernames.StockNames(), ", "), pc.stock))
 			}
+		case pc.stock == "" && pc.implemented:
+			p.notes = append(p.notes, fmt.Sprintf("%s: no stock piece exists for a local machine; the role is left empty", role))
 		case pc.stock == "":
 			p.notes = append(p.notes, fmt.Sprintf("%s: %s is not implemented yet and no stock piece is built here; the role is left empty", role, pc.binary))
 		default:

@@ -49,7 +49,10 @@ func TestUpMultiNode(t *testing.T) {
 	dataDir := tempDataDir(t)
 	const name = "mn"
 	nodes := []string{name, name + "-worker1", name + "-worker2"}
-	up := startUp(t, bin, "--data-dir", dataDir, "--port-base", "24443", "--node-name", name, "--nodes", "3")
+	// Without the cloud-controller-manager, so that up itself deletes the
+	// Node of a worker the next run lacks (with it, the cloud does:
+	// TestUpCloud).
+	up := startUp(t, bin, "--data-dir", dataDir, "--port-base", "24443", "--node-name", name, "--nodes", "3", "--stock=cloud-controller-manager")
 	kc := up.waitReady(t, 5*time.Minute)
 
 	out, err := kubectl(t, bin, kc, "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name} {.status.addresses[?(@.type=="InternalIP")].address} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
@@ -158,7 +161,7 @@ func TestUpMultiNode(t *testing.T) {
 
 	// Fewer nodes on the same data dir: the Node of the worker that no longer
 	// runs is deleted rather than left NotReady forever.
-	up = startUp(t, bin, "--data-dir", dataDir, "--port-base", "24443", "--node-name", name, "--nodes", "2")
+	up = startUp(t, bin, "--data-dir", dataDir, "--port-base", "24443", "--node-name", name, "--nodes", "2", "--stock=cloud-controller-manager")
 	kc = up.waitReady(t, 5*time.Minute)
 	if !strings.Contains(up.output(), "deleted node "+nodes[2]) {
 		t.Errorf("up did not say it deleted %s:\n%s", nodes[2], up.output())

@@ -546,7 +546,10 @@ func testVolumes(t *testing.T, bin, kc, hostDir string) {
 	for _, tt := range []struct{ cmd, want string }{
 		{"cat /etc/cfg/greeting", "hello"},
 		{"cat /etc/creds/password", "s3cret"},
-		{"cat /etc/info/labels", `tier="backend"`},
+		// The cloud labels the node's region, and kube-apiserver's
+		// PodTopologyLabels admission copies a node's topology labels onto
+		// the pods bound to it, as on any cloud.
+		{"cat /etc/info/labels", `tier="backend"` + "\n" + `topology.kubernetes.io/region="local"`},
 		{"cat /shared/note", "from-init\n"},
 		{"echo $MEM_LIMIT_MI", "64\n"},
 		{"ls /var/run/secrets/kubernetes.io/serviceaccount", "ca.crt\nnamespace\ntoken\n"},

@@ -208,21 +208,8 @@ func TestUpProxy(t *testing.T) {
 
 	t.Run("the README's Services quick start", func(t *testing.T) {
 		// The lines a newcomer copies from the README, run as they are.
-		readme, err := os.ReadFile("../../README.md")
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, block, ok := strings.Cut(string(readme), "<!-- services-quickstart")
-		block, _, ok2 := strings.Cut(block, "<!-- /services-quickstart -->")
-		if !ok || !ok2 {
-			t.Fatal("README has no services-quickstart block")
-		}
 		var last string
-		for _, line := range strings.Split(block, "\n") {
-			args, isKubectl := strings.CutPrefix(strings.TrimSpace(line), "kubectl ")
-			if !isKubectl {
-				continue
-			}
+		for _, args := range readmeKubectl(t, "services-quickstart") {
 			if strings.HasPrefix(args, "logs ") {
 				last = args
 				continue
@@ -776,4 +763,27 @@ spec:
 		t.Errorf("kube-proxy's table outlived the cluster:\n%s", out)
 	}
 	assertNothingLeft(t, dataDir)
+}
+
+// readmeKubectl returns the arguments of the kubectl lines (comments cut)
+// of the README block between <!-- name ... --> and <!-- /name -->.
+func readmeKubectl(t *testing.T, name string) []string {
+	t.Helper()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(readme), "<!-- "+name)
+	block, _, ok2 := strings.Cut(block, "<!-- /"+name+" -->")
+	if !ok || !ok2 {
+		t.Fatalf("README has no %s block", name)
+	}
+	var out []string
+	for _, line := range strings.Split(block, "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		if args, ok := strings.CutPrefix(strings.TrimSpace(line), "kubectl "); ok {
+			out = append(out, strings.TrimSpace(args))
+		}
+	}
+	return out
 }

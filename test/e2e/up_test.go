@@ -224,7 +224,7 @@ func TestUpLifecycle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, want := range []string{"kubeparts-scheduler", "kubeparts-controller-manager", "kubeparts-apiserver", "etcd", "kube-apiserver", "deployment-controller"} {
+		for _, want := range []string{"kubeparts-scheduler", "kubeparts-controller-manager", "kubeparts-apiserver", "etcd", "kube-apiserver", "deployment-controller", "kubeparts-cloud-controller-manager"} {
 			found := false
 			for _, line := range strings.Split(out, "\n") {
 				f := strings.Fields(line)

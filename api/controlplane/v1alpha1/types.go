@@ -27,6 +27,8 @@ const (
 	RoleEtcd              = "etcd"
 	// RoleAPIExtension is an aggregated API server such as kubeparts-apiserver.
 	RoleAPIExtension = "api-extension"
+	// RoleCloudControllerManager runs the cloud provider's controllers.
+	RoleCloudControllerManager = "cloud-controller-manager"
 )
 
 // +genclient
