@@ -734,10 +734,11 @@ func TuneGC() {
 }
 
 // fullSyncGCPercent is the garbage collector's target while a full sync
-// runs. A full sync holds every rule twice at once (rendered, then as the text
-// written to nft): at 10,000 Services that is the proxy's peak memory, and at
-// Go's default of 100 the heap may grow to twice what is live before a
-// collection. Full syncs are rare, so the extra collections cost little.
+// runs. A full sync renders every Service: at 10,000 Services it makes
+// hundreds of MB of short-lived rules and text on top of the caches, the
+// proxy's peak memory, and at steadyGCPercent the heap would grow half again
+// past what is live before a collection. Full syncs are rare, so the extra
+// collections cost little.
 const fullSyncGCPercent = 25
 
 // eagerGCServices is from how many Services a full sync collects eagerly:
