@@ -7,6 +7,7 @@
 //     file that `kubeparts up` keeps (inventory.go): provider ID
 //     kubeparts://<cluster>/<node>, addresses, instance type, region and
 //     zone (instances.go).
+//
 //   - Load balancers get an address from a pool (--load-balancer-cidr) on a
 //     dummy interface of the machine, and forward its ports to the Service's
 //     node ports on the nodes that should get the traffic, through an
@@ -14,6 +15,8 @@
 //     externalTrafficPolicy Local only to nodes whose health check node port
 //     answers (health.go).
 //
-// Routes are not offered yet: `kubeparts up` routes each node's pod range
-// itself.
+//   - Routes send each node's pod range (spec.podCIDR, from the node IPAM of
+//     kube-controller-manager) to the node's host: a kernel route of the
+//     machine via the worker's address, tagged with its own protocol number
+//     (routes.go).
 package cloud

@@ -29,8 +29,8 @@ type Config struct {
 	LoadBalancerInterface string `json:"loadBalancerInterface,omitempty"`
 	// NFTablesTable is the nftables table (family ip) of the load balancers.
 	NFTablesTable string `json:"nftablesTable,omitempty"`
-	// ClusterCIDR is the manager's --cluster-cidr (validated; for the
-	// routes to come, which must keep to the cluster's own pod ranges).
+	// ClusterCIDR is the manager's --cluster-cidr: routes are made and
+	// listed only inside it, so clusters sharing the machine keep apart.
 	ClusterCIDR string `json:"-"`
 }
 
@@ -82,8 +82,9 @@ func (c *Config) Complete() error {
 
 // Provider implements cloudprovider.Interface.
 type Provider struct {
-	cfg Config
-	lbs *loadBalancers
+	cfg    Config
+	lbs    *loadBalancers
+	routes *routes
 }
 
 var _ cloudprovider.Interface = &Provider{}
@@ -94,6 +95,13 @@ func New(cfg Config) (*Provider, error) {
 		return nil, err
 	}
 	p := &Provider{cfg: cfg}
+	var cluster []netip.Prefix
+	for _, s := range strings.Split(cfg.ClusterCIDR, ",") {
+		if pre, err := netip.ParsePrefix(strings.TrimSpace(s)); err == nil {
+			cluster = append(cluster, pre.Masked())
+		}
+	}
+	p.routes = newRoutes(p.inventory, netlinkRoutes{}, cluster)
 	if cfg.LoadBalancerCIDR != "" {
 		pool, _ := ParsePool(cfg.LoadBalancerCIDR)
 		p.lbs = newLoadBalancers(pool, p.inventory, newDataplane(cfg.NFTablesTable, cfg.LoadBalancerInterface))
@@ -135,8 +143,10 @@ func (p *Provider) InstancesV2() (cloudprovider.InstancesV2, bool) {
 func (p *Provider) Zones() (cloudprovider.Zones, bool)       { return nil, false }
 func (p *Provider) Clusters() (cloudprovider.Clusters, bool) { return nil, false }
 
-// Routes: not yet; `kubeparts up` routes each node's pod range itself.
-func (p *Provider) Routes() (cloudprovider.Routes, bool) { return nil, false }
+// Routes route each node's pod range to its host (routes.go). The route
+// controller runs with --configure-cloud-routes (the default) and needs
+// --cluster-cidr.
+func (p *Provider) Routes() (cloudprovider.Routes, bool) { return p.routes, true }
 
 func (p *Provider) ProviderName() string { return ProviderName }
 func (p *Provider) HasClusterID() bool   { return true }

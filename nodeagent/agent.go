@@ -253,6 +253,10 @@ func (r criReady) Images(ctx context.Context) ([]corev1.ContainerImage, error) {
 	return out, nil
 }
 
+func (r criReady) UpdatePodCIDR(ctx context.Context, cidrs string) error {
+	return r.rt.UpdateRuntimeConfig(ctx, &runtimeapi.RuntimeConfig{NetworkConfig: &runtimeapi.NetworkConfig{PodCidr: cidrs}})
+}
+
 func (r criReady) Ready(ctx context.Context) (bool, bool, string) {
 	st, err := r.rt.Status(ctx, false)
 	if err != nil {

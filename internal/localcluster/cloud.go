@@ -2,15 +2,25 @@ package localcluster
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"time"
+
+	"github.com/vishvananda/netlink"
 
 	"github.com/kubeparts/kubeparts/cloud"
 )
 
 // cloudRegion is the region of every node of a local cluster: one machine.
 const cloudRegion = "local"
+
+// routeReconciliationPeriod: the route controller lists the machine's routes
+// and the Nodes this often (stock: 10s). A worker's pods are reachable from
+// other nodes only once its route is there, and `up` waits for it: a short
+// period keeps start-up quick, and a pass costs one netlink dump.
+const routeReconciliationPeriod = 3 * time.Second
 
 // inventoryPath is where the cloud provider reads the cluster's hosts.
 func (p *plan) inventoryPath() string { return filepath.Join(p.layout.Cloud, "inventory.json") }
@@ -32,8 +42,9 @@ func (p *plan) writeInventory() error {
 
 // cloudControllerManagerArgs runs the cloud-controller-manager as kubeadm's
 // external cloud providers run it: its own identity, its Lease off (one
-// instance), and the provider's config in the data dir. Routes stay with
-// `up` (it writes each node's pod range at start).
+// instance), and the provider's config in the data dir. Its route
+// controller routes the pod range node IPAM gave each Node to the node's
+// host, checking every routeReconciliationPeriod.
 func (p *plan) cloudControllerManagerArgs(c *certs) ([]string, error) {
 	config := filepath.Join(p.layout.Cloud, "cloud.yaml")
 	body := fmt.Sprintf("inventory: %s\nloadBalancerInterface: %s\nnftablesTable: %s\n",
@@ -55,7 +66,9 @@ func (p *plan) cloudControllerManagerArgs(c *certs) ([]string, error) {
 		fmt.Sprintf("--secure-port=%d", p.ports.CloudControllerManager),
 		"--cert-dir=" + filepath.Join(p.layout.PKI, "kubeparts-cloud-controller-manager"),
 		"--leader-elect=false",
-		"--configure-cloud-routes=false",
+		"--configure-cloud-routes=true",
+		"--cluster-cidr=" + p.layout.ClusterCIDR.String(),
+		"--route-reconciliation-period=" + routeReconciliationPeriod.String(),
 		"--cluster-name=" + p.layout.ID,
 	}, nil
 }
@@ -72,4 +85,24 @@ func (p *plan) removeLoadBalancers() {
 		// Where a kernel without dummy interfaces got them instead.
 		_ = exec.Command(ip, "addr", "flush", "dev", "lo", "label", cloud.LoopbackLabel(p.layout.LoadBalancerInterface)).Run()
 	}
+}
+
+// routedVia reports whether the machine routes cidr via gw (a worker's
+// address), as the cloud's route controller programs it.
+func routedVia(cidr string, gw net.IP) bool {
+	_, dst, err := net.ParseCIDR(cidr)
+	if err != nil {
+		return false
+	}
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: dst, Protocol: cloud.RouteProtocol},
+		netlink.RT_FILTER_DST|netlink.RT_FILTER_PROTOCOL)
+	if err != nil {
+		return false
+	}
+	for _, r := range routes {
+		if r.Gw.Equal(gw) {
+			return true
+		}
+	}
+	return false
 }

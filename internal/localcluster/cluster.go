@@ -102,7 +102,11 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	}
 	var nodes []string
 	for _, n := range p.nodes {
-		nodes = append(nodes, fmt.Sprintf("%s (%s, pods %s)", n.name, n.ip, n.podCIDR))
+		pods := n.podCIDR
+		if pods == "" {
+			pods = "from node IPAM"
+		}
+		nodes = append(nodes, fmt.Sprintf("%s (%s, pods %s)", n.name, n.ip, pods))
 	}
 	c.say("data dir %s, ports %d-%d, nodes %s", p.DataDir, p.PortBase, p.PortBase+PortCount-1, strings.Join(nodes, ", "))
 	for _, n := range p.notes {
@@ -159,7 +163,7 @@ func (c *Cluster) startAll(ctx context.Context) error {
 				if err != nil {
 					return false, err.Error()
 				}
-				return ok, "runtime or pod network not ready"
+				return ok, "runtime not ready"
 			}); err != nil {
 				return err
 			}
@@ -517,6 +521,19 @@ func (c *Cluster) nodeReady(ctx context.Context, name string, since time.Time) (
 	}
 	if err != nil {
 		return false, err.Error()
+	}
+	if c.plan.runKubeparts[RoleCloud] {
+		if node.Spec.PodCIDR == "" {
+			return false, "no pod CIDR from node IPAM yet"
+		}
+		// Pods on other nodes reach a worker's pods once the cloud has routed its
+		// range. The kernel is asked, not the NetworkUnavailable condition: a
+		// condition of the last run would still say so.
+		for _, n := range c.plan.nodes {
+			if n.name == name && n.netns != "" && !routedVia(node.Spec.PodCIDR, n.ip) {
+				return false, fmt.Sprintf("pod CIDR %s not routed to %s by the cloud yet", node.Spec.PodCIDR, n.ip)
+			}
+		}
 	}
 	for _, cond := range node.Status.Conditions {
 		if cond.Type == corev1.NodeReady {

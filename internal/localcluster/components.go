@@ -117,7 +117,7 @@ func (p *plan) servingArgs(kubeconfig, name string, port int) []string {
 }
 
 func (p *plan) controllerManagerArgs(c *certs) []string {
-	return append(p.servingArgs(c.controllerManager, "kube-controller-manager", p.ports.ControllerManager),
+	args := append(p.servingArgs(c.controllerManager, "kube-controller-manager", p.ports.ControllerManager),
 		"--controllers="+p.stockControllers(),
 		"--use-service-account-credentials=true",
 		"--service-account-private-key-file="+c.saKey,
@@ -126,6 +126,13 @@ func (p *plan) controllerManagerArgs(c *certs) []string {
 		"--cluster-signing-key-file="+c.ca.KeyFile,
 		"--service-cluster-ip-range="+p.layout.ServiceCIDR.String(),
 	)
+	if p.runKubeparts[RoleCloud] {
+		// Node IPAM, as kubeadm's podSubnet turns it on: each Node gets a /24 of
+		// the cluster CIDR in spec.podCIDR, which the cloud's route controller
+		// routes and the node's runtime hands out.
+		args = append(args, "--allocate-node-cidrs=true", "--cluster-cidr="+p.layout.ClusterCIDR.String(), "--node-cidr-mask-size=24")
+	}
+	return args
 }
 
 func (p *plan) schedulerArgs(c *certs) []string {

@@ -181,8 +181,15 @@ func TestUnescapeMount(t *testing.T) {
 // nodes, and their names must fit the kernel's limits.
 func TestNodeSpecs(t *testing.T) {
 	host := net.IPv4(192, 0, 2, 10).To4()
-	a := nodeSpecs(layoutFor("/data/a"), Options{NodeName: "n", Nodes: 4}, host)
-	b := nodeSpecs(layoutFor("/data/b"), Options{NodeName: "n", Nodes: 4}, host)
+	// Fixed pod ranges: without a cloud (--stock=cloud-controller-manager).
+	noCloud := []string{RoleCloud}
+	a := nodeSpecs(layoutFor("/data/a"), Options{NodeName: "n", Nodes: 4, Stock: noCloud}, host)
+	b := nodeSpecs(layoutFor("/data/b"), Options{NodeName: "n", Nodes: 4, Stock: noCloud}, host)
+	for _, n := range nodeSpecs(layoutFor("/data/a"), Options{NodeName: "n", Nodes: 4}, host) {
+		if n.podCIDR != "" {
+			t.Errorf("with the cloud, node %s has the fixed pod range %s; want node IPAM's", n.name, n.podCIDR)
+		}
+	}
 	if len(a) != 4 {
 		t.Fatalf("%d nodes, want 4", len(a))
 	}
@@ -270,7 +277,7 @@ func TestClusterNetworksDeriveFromDataDir(t *testing.T) {
 		if l.ServiceCIDR.Contains(l.ClusterCIDR.IP) || l.ClusterCIDR.Contains(l.ServiceCIDR.IP) {
 			t.Errorf("service range %s overlaps the pod range %s", l.ServiceCIDR, l.ClusterCIDR)
 		}
-		for _, n := range nodeSpecs(l, Options{NodeName: "n", Nodes: 4}, net.IPv4(192, 0, 2, 1)) {
+		for _, n := range nodeSpecs(l, Options{NodeName: "n", Nodes: 4, Stock: []string{RoleCloud}}, net.IPv4(192, 0, 2, 1)) {
 			_, pods, err := net.ParseCIDR(n.podCIDR)
 			if err != nil || !l.ClusterCIDR.Contains(pods.IP) {
 				t.Errorf("node %s pod CIDR %s outside the cluster CIDR %s", n.name, n.podCIDR, l.ClusterCIDR)

@@ -45,6 +45,8 @@ func (n nodeSpec) containerdSocket() string { return filepath.Join(n.runDir, "co
 func (p *plan) writeContainerdConfig(n nodeSpec) (string, error) {
 	dir := filepath.Join(n.dir, "containerd")
 	netd := filepath.Join(n.dir, "cni", "net.d")
+	// Outside net.d: containerd would load it as a network there.
+	template := filepath.Join(n.dir, "cni", "pod-cidr.conflist.template")
 	for _, d := range []string{dir, netd, n.runDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return "", err
@@ -83,15 +85,31 @@ oom_score = 0
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = %q
     conf_dir = %q
+    conf_template = %q
 `, filepath.Join(dir, "root"), filepath.Join(n.runDir, "containerd"), n.containerdSocket(),
 		filepath.Join(n.runDir, "containerd-ttrpc.sock"), filepath.Join(dir, "opt"),
-		p.ports.Stream, SandboxImage, cniBinDir, netd)
+		p.ports.Stream, SandboxImage, cniBinDir, netd, template)
 	path := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
 		return "", err
 	}
-	// A bridge network with host-local addresses from this node's pod CIDR; containerd
-	// picks the file up without a restart.
+	// A bridge network with host-local addresses from this node's pod CIDR. With
+	// node IPAM the range is the Node's spec.podCIDR: the node agent (or the
+	// kubelet) hands it to containerd through the CRI's UpdateRuntimeConfig, and
+	// containerd writes 10-containerd-net.conflist from the template, as kubenet
+	// once did. Either way containerd picks the file up without a restart. What
+	// a run before left in net.d goes: a data dir may have run the other way, or
+	// its Node may get another range now, and containerd would load the first
+	// file in name order.
+	subnet, write := n.podCIDR, filepath.Join(netd, "10-kubeparts.conflist")
+	if n.podCIDR == "" {
+		subnet, write = "{{.PodCIDR}}", template
+	}
+	for _, f := range []string{"10-kubeparts.conflist", "10-containerd-net.conflist"} {
+		if err := os.Remove(filepath.Join(netd, f)); err != nil && !os.IsNotExist(err) {
+			return "", err
+		}
+	}
 	conflist := fmt.Sprintf(`{
   "cniVersion": "0.4.0",
   "name": "kubeparts",
@@ -112,8 +130,8 @@ oom_score = 0
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
-`, n.bridge, n.masquerade, n.podCIDR, filepath.Join(n.runDir, "cni-ipam"))
-	if err := os.WriteFile(filepath.Join(netd, "10-kubeparts.conflist"), []byte(conflist), 0o644); err != nil {
+`, n.bridge, n.masquerade, subnet, filepath.Join(n.runDir, "cni-ipam"))
+	if err := os.WriteFile(write, []byte(conflist), 0o644); err != nil {
 		return "", err
 	}
 	return path, nil
@@ -129,6 +147,12 @@ func (p *plan) writeKubeletConfig(c *certs) (string, error) {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return "", err
 		}
+	}
+	// With node IPAM the kubelet learns its range from its Node, as any kubelet of
+	// a cluster does; a podCIDR here would be handed to the runtime first.
+	podCIDR := "# podCIDR: from the Node (node IPAM)"
+	if n.podCIDR != "" {
+		podCIDR = fmt.Sprintf("podCIDR: %q", n.podCIDR)
 	}
 	config := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -159,7 +183,7 @@ oomScoreAdj: 0
 clusterDomain: %s
 clusterDNS: [%q]
 staticPodPath: %q
-podCIDR: %q
+%s
 serializeImagePulls: false
 # The pause image is imported, never pulled; keep image GC and disk eviction from
 # acting on a small development disk.
@@ -169,7 +193,7 @@ evictionHard:
   nodefs.available: "1%%"
   imagefs.available: "1%%"
 `, p.ports.Kubelet, p.ports.KubeletHealthz, c.nodes[0].serving.CertFile, c.nodes[0].serving.KeyFile, c.ca.CertFile,
-		"unix://"+n.containerdSocket(), n.cgroupRoot, clusterDomain, p.dnsIP().String(), manifests, n.podCIDR)
+		"unix://"+n.containerdSocket(), n.cgroupRoot, clusterDomain, p.dnsIP().String(), manifests, podCIDR)
 	path := filepath.Join(dir, "config.yaml")
 	return path, os.WriteFile(path, []byte(config), 0o644)
 }
@@ -401,7 +425,9 @@ func (n nodeSpec) criClient() (runtimeapi.RuntimeServiceClient, func(), error) {
 	return runtimeapi.NewRuntimeServiceClient(conn), func() { _ = conn.Close() }, nil
 }
 
-// runtimeReady asks containerd over CRI whether it and its pod network are ready.
+// runtimeReady asks containerd over CRI whether it is ready. Its pod network may
+// come later (with node IPAM, once the Node has its range): the node agent
+// reports that in the Node's Ready condition.
 func (n nodeSpec) runtimeReady(ctx context.Context) (bool, error) {
 	if _, err := os.Stat(n.containerdSocket()); err != nil {
 		return false, nil
@@ -418,11 +444,11 @@ func (n nodeSpec) runtimeReady(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	for _, c := range st.GetStatus().GetConditions() {
-		if !c.Status {
-			return false, nil
+		if c.Type == runtimeapi.RuntimeReady {
+			return c.Status, nil
 		}
 	}
-	return true, nil
+	return false, nil
 }
 
 // removePods stops and removes every pod sandbox (and with it its containers) so that no

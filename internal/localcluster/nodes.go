@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -35,7 +36,7 @@ type nodeSpec struct {
 	dir        string // containerd root, CNI config, agent root, pod logs, static pods
 	runDir     string // sockets, containerd state, IPAM leases
 	cgroupRoot string
-	podCIDR    string
+	podCIDR    string // "" with node IPAM: the Node's spec.podCIDR
 	bridge     string
 	ip         net.IP // InternalIP; kube-apiserver reaches the agent here
 	// masquerade: the bridge NATs pods' traffic leaving the pod CIDR. Only a lone node
@@ -60,7 +61,17 @@ func nodeSpecs(l Layout, o Options, host net.IP) []nodeSpec {
 	sum := sha256.Sum256([]byte(l.DataDir))
 	id := hex.EncodeToString(sum[:4])
 	octet2, octet3 := podOctet(sum), int(sum[5])
-	podCIDR := func(i int) string { return fmt.Sprintf("10.%d.%d.0/24", octet2, (octet3+i)%256) }
+	// With the cloud role (the default) each Node's range comes from the node IPAM
+	// of kube-controller-manager and the cloud's route controller routes it.
+	// Without a cloud nothing would route such ranges: `up` then plays the
+	// network plugin's part, giving each node a fixed /24 of the cluster CIDR and
+	// routing it when the node's network is made.
+	podCIDR := func(i int) string {
+		if !slices.Contains(o.Stock, RoleCloud) {
+			return ""
+		}
+		return fmt.Sprintf("10.%d.%d.0/24", octet2, (octet3+i)%256)
+	}
 	transit := func(i, host int) net.IP {
 		return net.IPv4(100, byte(64+int(sum[6])%64), sum[7], byte(4*i+host)).To4()
 	}
@@ -120,7 +131,8 @@ func (n nodeSpec) command(nsenter, bin string, args []string) (string, []string)
 }
 
 // setupNetwork creates the worker's namespace and its link to the host, and routes its
-// pod CIDR through it. What an earlier run left of it is removed first.
+// pod CIDR through it when the range is fixed (with node IPAM the cloud's route
+// controller does). What an earlier run left of it is removed first.
 func (n nodeSpec) setupNetwork(ip, nsenter string) error {
 	n.teardownNetwork(ip)
 	gw, self := n.gateway.String(), n.ip.String()
@@ -134,8 +146,13 @@ func (n nodeSpec) setupNetwork(ip, nsenter string) error {
 		{"-n", n.netns, "link", "set", "eth0", "up"},
 		{"-n", n.netns, "route", "add", "default", "via", gw},
 		{"route", "replace", transitNet(n.ip), "dev", n.veth, "scope", "link", "src", n.hostIP.String()},
-		{"route", "replace", n.podCIDR, "via", self, "dev", n.veth, "src", n.hostIP.String()},
 	} {
+		if out, err := exec.Command(ip, args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("node %s network: ip %s: %v: %s", n.name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		}
+	}
+	if n.podCIDR != "" {
+		args := []string{"route", "replace", n.podCIDR, "via", self, "dev", n.veth, "src", n.hostIP.String()}
 		if out, err := exec.Command(ip, args...).CombinedOutput(); err != nil {
 			return fmt.Errorf("node %s network: ip %s: %v: %s", n.name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 		}

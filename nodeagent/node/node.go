@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"runtime"
 	"sort"
+	"strings"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -17,7 +18,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
@@ -44,7 +44,10 @@ type Config struct {
 	KubeletPort int32
 	// AgentVersion goes to nodeInfo.kubeletVersion; RuntimeVersion is the CRI runtime's "name://version".
 	AgentVersion, RuntimeVersion string
-	PodCIDR                      string
+	// PodCIDR is the node's pod range when the agent decides it (simulated
+	// nodes). Empty: the range is the control plane's (node IPAM sets
+	// spec.podCIDR), and the agent hands it to the runtime as it appears.
+	PodCIDR string
 	// Pressure says when the node is short of memory, disk or PIDs.
 	Pressure Pressure
 	// ExternalCloudProvider: a cloud-controller-manager sets the node's
@@ -60,6 +63,10 @@ type Runtime interface {
 	Ready(ctx context.Context) (runtimeReady, networkReady bool, msg string)
 	// Images lists the images the runtime holds, for status.images.
 	Images(ctx context.Context) ([]corev1.ContainerImage, error)
+	// UpdatePodCIDR tells the runtime the node's pod ranges (comma
+	// separated), as the kubelet does through the CRI's UpdateRuntimeConfig:
+	// containerd then writes its CNI config from its template.
+	UpdatePodCIDR(ctx context.Context, cidrs string) error
 }
 
 // Pressure reports the node's resource pressure (the eviction signals);
@@ -80,6 +87,10 @@ type Keeper struct {
 
 	lastPosted time.Time
 	lastStatus corev1.NodeStatus
+	registered bool
+	renewed    time.Time
+	// podCIDR is what the runtime was last told (UpdatePodCIDR).
+	podCIDR string
 	// cloudAddresses are what the cloud-controller-manager set (external
 	// cloud provider only).
 	cloudAddresses []corev1.NodeAddress
@@ -98,22 +109,94 @@ func NewKeeper(client kubeclient.Interface, cfg Config, rt Runtime) *Keeper {
 	return &Keeper{client: client, cfg: cfg, runtime: rt, now: time.Now, conditions: map[corev1.NodeConditionType]conditionState{}}
 }
 
+// FastInterval is how often a node that has not been Ready yet syncs, for
+// at most FastPeriod after start (the kubelet's fast status update): a new
+// node should wait a heartbeat neither to learn its pod range nor to say it
+// is Ready. The Lease is still renewed every RenewInterval.
+const (
+	FastInterval = 500 * time.Millisecond
+	FastPeriod   = 2 * time.Minute
+)
+
 // Run registers the node, then renews the Lease and syncs the status until
 // ctx ends. API errors are retried on the next tick.
 func (k *Keeper) Run(ctx context.Context) {
 	logger := klog.FromContext(ctx).WithValues("node", k.cfg.Name)
-	wait.UntilWithContext(ctx, func(ctx context.Context) {
+	start := k.now()
+	for {
+		k.sync(klog.NewContext(ctx, logger))
+		interval := RenewInterval
+		if !k.reportedReady() && k.now().Sub(start) < FastPeriod {
+			interval = FastInterval
+		}
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// sync is one tick of Run.
+func (k *Keeper) sync(ctx context.Context) {
+	logger := klog.FromContext(ctx)
+	if !k.registered {
 		if err := k.register(ctx); err != nil {
 			logger.Error(err, "Registering the node")
 			return
 		}
-		if err := k.syncStatus(ctx); err != nil {
-			logger.Error(err, "Updating the node status")
+		k.registered = true
+	}
+	if k.cfg.PodCIDR == "" && k.podCIDR == "" {
+		// Until the runtime has its pod range, look for it on every tick;
+		// syncStatus looks whenever it reads the Node anyway.
+		if n, err := k.client.CoreV1().Nodes().Get(ctx, k.cfg.Name, metav1.GetOptions{}); err != nil {
+			logger.Error(err, "Reading the node for its pod CIDR")
+		} else {
+			k.syncPodCIDR(ctx, n)
 		}
+	}
+	if err := k.syncStatus(ctx); apierrors.IsNotFound(err) {
+		// Deleted under the agent: register again, as before the first tick.
+		k.registered = false
+	} else if err != nil {
+		logger.Error(err, "Updating the node status")
+	}
+	if k.now().Sub(k.renewed) >= RenewInterval {
 		if err := k.renewLease(ctx); err != nil {
 			logger.Error(err, "Renewing the node lease")
+		} else {
+			k.renewed = k.now()
 		}
-	}, RenewInterval)
+	}
+}
+
+// reportedReady: the last status posted says Ready.
+func (k *Keeper) reportedReady() bool {
+	for _, c := range k.lastStatus.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// syncPodCIDR hands the Node's pod ranges to the runtime once they are set
+// (spec.podCIDRs cannot change once set; a failed call is retried on the
+// next tick).
+func (k *Keeper) syncPodCIDR(ctx context.Context, n *corev1.Node) {
+	cidrs := strings.Join(n.Spec.PodCIDRs, ",")
+	if k.cfg.PodCIDR != "" || cidrs == "" || cidrs == k.podCIDR {
+		return
+	}
+	if err := k.runtime.UpdatePodCIDR(ctx, cidrs); err != nil {
+		klog.FromContext(ctx).Error(err, "Handing the pod CIDR to the runtime", "podCIDR", cidrs)
+		return
+	}
+	klog.FromContext(ctx).Info("Pod CIDR handed to the runtime", "podCIDR", cidrs)
+	k.podCIDR = cidrs
 }
 
 func (k *Keeper) allocatable() corev1.ResourceList {
@@ -248,6 +331,7 @@ func (k *Keeper) syncStatus(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	k.syncPodCIDR(ctx, n)
 	if k.cfg.ExternalCloudProvider && len(n.Status.Addresses) > 0 {
 		k.cloudAddresses = n.Status.Addresses
 		st.Addresses = n.Status.Addresses

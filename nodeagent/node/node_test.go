@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -16,6 +17,17 @@ import (
 type fakeRuntime struct {
 	ready  bool
 	images []corev1.ContainerImage
+	// podCIDRs records UpdatePodCIDR calls; failPodCIDR fails them.
+	podCIDRs    []string
+	failPodCIDR error
+}
+
+func (f *fakeRuntime) UpdatePodCIDR(_ context.Context, cidrs string) error {
+	if f.failPodCIDR != nil {
+		return f.failPodCIDR
+	}
+	f.podCIDRs = append(f.podCIDRs, cidrs)
+	return nil
 }
 
 func (f *fakeRuntime) Ready(context.Context) (bool, bool, string) { return f.ready, true, "down" }
@@ -134,5 +146,55 @@ func TestExternalCloudProvider(t *testing.T) {
 	}
 	if !sameIgnoringHeartbeats(k.status(ctx), k.lastStatus) {
 		t.Error("the agent's next status differs from what it posted: it would post on every sync")
+	}
+}
+
+// A node whose pod range comes from the control plane hands it to the
+// runtime once node IPAM has set it, retries a runtime that refused it, and
+// never hands it twice; a node with a range of its own never asks.
+func TestPodCIDRFromNode(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	rt := &fakeRuntime{ready: true, failPodCIDR: errors.New("runtime busy")}
+	k := NewKeeper(kubeclienttest.FromClientset(client), Config{Name: "n"}, rt)
+	k.sync(ctx)
+	if !k.registered || len(rt.podCIDRs) != 0 {
+		t.Fatalf("before IPAM: registered %t, runtime told %v", k.registered, rt.podCIDRs)
+	}
+	n, err := client.CoreV1().Nodes().Get(ctx, "n", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Spec.PodCIDR, n.Spec.PodCIDRs = "10.1.3.0/24", []string{"10.1.3.0/24"}
+	if _, err := client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	k.sync(ctx) // the runtime refuses
+	rt.failPodCIDR = nil
+	for range 3 {
+		k.sync(ctx)
+	}
+	if len(rt.podCIDRs) != 1 || rt.podCIDRs[0] != "10.1.3.0/24" {
+		t.Errorf("runtime told %v, want 10.1.3.0/24 once", rt.podCIDRs)
+	}
+
+	// Deleted under the agent: registered again.
+	if err := client.CoreV1().Nodes().Delete(ctx, "n", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	k.lastPosted = time.Time{}
+	k.sync(ctx)
+	k.sync(ctx)
+	if _, err := client.CoreV1().Nodes().Get(ctx, "n", metav1.GetOptions{}); err != nil {
+		t.Errorf("a deleted node is not registered again: %v", err)
+	}
+
+	static := &fakeRuntime{ready: true}
+	k = NewKeeper(kubeclienttest.FromClientset(fake.NewClientset()), Config{Name: "s", PodCIDR: "10.128.0.0/24"}, static)
+	k.sync(ctx)
+	k.lastPosted = time.Time{}
+	k.sync(ctx)
+	if len(static.podCIDRs) != 0 {
+		t.Errorf("a node with its own pod range told the runtime %v", static.podCIDRs)
 	}
 }

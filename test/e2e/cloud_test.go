@@ -64,7 +64,8 @@ spec:
 
 // TestUpCloud: kubeparts-cloud-controller-manager on `up --nodes 3 --zones
 // a,b`: nodes initialized by the cloud (provider ID, zone, region, instance
-// type, taint lifted); zone spreading for real; LoadBalancer Services
+// type, taint lifted); pod ranges from node IPAM routed by the cloud, pods
+// reaching pods across nodes; zone spreading for real; LoadBalancer Services
 // answering from the host at their address (externalTrafficPolicy Local
 // only through the node with the endpoint); a worker the next run lacks is
 // deleted by the cloud.
@@ -119,6 +120,49 @@ func TestUpCloud(t *testing.T) {
 		}
 		if perZone["a"] != 2 || perZone["b"] != 2 {
 			t.Errorf("pods per zone %v (nodes %s), want 2 and 2", perZone, out)
+		}
+	})
+
+	t.Run("pod ranges from node IPAM, routed by the cloud", func(t *testing.T) {
+		// Each node's range is a distinct /24 of the cluster CIDR, and each
+		// worker's is routed to it by a tagged kernel route.
+		seen := map[string]string{}
+		for i, n := range nodes {
+			cidr := jsonpath(t, bin, kc, "node/"+n, "{.spec.podCIDR}")
+			_, pods, err := net.ParseCIDR(cidr)
+			if ones, _ := pods.Mask.Size(); err != nil || ones != 24 || !layout.ClusterCIDR.Contains(pods.IP) || seen[cidr] != "" {
+				t.Errorf("%s: pod CIDR %q, want a /24 of %s of its own (seen %v)", n, cidr, layout.ClusterCIDR, seen)
+			}
+			seen[cidr] = n
+			if i == 0 {
+				continue
+			}
+			out, _ := exec2("ip", "-4", "route", "show", cidr, "proto", "107")
+			if !strings.Contains(out, "via 100.") {
+				t.Errorf("%s: no route of the cloud to %s: %q", n, cidr, out)
+			}
+		}
+		// Every pod answers every other across nodes, on its pod address.
+		out, err := kubectl(t, bin, kc, "get", "pods", "-l", "app=spread", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.podIP}={.spec.nodeName} {end}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type pod struct{ name, ip, node string }
+		var pods []pod
+		for _, f := range strings.Fields(out) {
+			p := strings.Split(f, "=")
+			pods = append(pods, pod{p[0], p[1], p[2]})
+		}
+		for _, from := range pods {
+			for _, to := range pods {
+				if from.node == to.node {
+					continue
+				}
+				got, err := kubectl(t, bin, kc, "exec", from.name, "--", "/nettool", "get", "http://"+to.ip+":8080/")
+				if err != nil || strings.TrimSpace(got) != to.name {
+					t.Errorf("%s (%s) -> %s (%s): %v %q", from.name, from.node, to.name, to.node, err, got)
+				}
+			}
 		}
 	})
 
@@ -210,6 +254,11 @@ func TestUpCloud(t *testing.T) {
 			}
 			return nil
 		})
+		// Its pod range is free again and no route of the cloud points at it.
+		out, _ := exec2("ip", "-4", "route", "show", "root", layout.ClusterCIDR.String(), "proto", "107")
+		if n := strings.Count(out, "\n"); n != 1 {
+			t.Errorf("%d routes of the cloud with one worker left, want 1:\n%s", n, out)
+		}
 	})
 	if code := up.stop(t, syscall.SIGINT, 2*time.Minute); code != 0 {
 		t.Fatalf("up exited %d:\n%s", code, up.output())

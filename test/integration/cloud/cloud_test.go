@@ -322,3 +322,110 @@ func TestLoadBalancers(t *testing.T) {
 		t.Errorf("fourth got %s, want the released %s", got, a)
 	}
 }
+
+// TestRoutes: the route controller routes a worker's pod range to its
+// address through the kubeparts provider (a tagged kernel route), marks the
+// nodes' network available, refuses what it cannot route with an Event, and
+// removes stale routes of this cluster only.
+func TestRoutes(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("a network namespace and kernel routes need root")
+	}
+	id := os.Getpid() % 100000
+	netns, veth := fmt.Sprintf("kp-itest-rt%d", id), fmt.Sprintf("kpitrt%d", id)
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "netns", "delete", netns).Run()
+		_ = exec.Command("ip", "link", "delete", veth).Run()
+		_ = exec.Command("ip", "route", "delete", "10.252.0.0/24", "proto", "107").Run()
+	})
+	// A worker host as `up` makes one: a namespace joined by a /30.
+	ip("netns", "add", netns)
+	ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
+	ip("addr", "add", "100.127.255.1/30", "dev", veth)
+	ip("link", "set", veth, "up")
+	ip("-n", netns, "addr", "add", "100.127.255.2/30", "dev", "eth0")
+	ip("-n", netns, "link", "set", "eth0", "up")
+	// Tagged routes left behind: a stale one of this cluster, and another
+	// cluster's (outside this cluster's CIDR).
+	ip("route", "replace", "10.251.9.0/24", "via", "100.127.255.2", "proto", "107")
+	ip("route", "replace", "10.252.0.0/24", "via", "100.127.255.2", "proto", "107")
+
+	inv := &cloud.Inventory{Cluster: cluster, Region: "local", Hosts: []cloud.Host{
+		{Name: "rt-machine", InternalIP: "100.127.255.1", InstanceType: "kubeparts-machine"},
+		{Name: "rt-worker", InternalIP: "100.127.255.2", InstanceType: "kubeparts-netns", NetNS: netns},
+	}}
+	startManager(t, inv, "route", "", "--configure-cloud-routes=true", "--cluster-cidr=10.251.0.0/16", "--route-reconciliation-period=1s")
+	ctx := context.Background()
+	for name, cidr := range map[string]string{"rt-machine": "10.251.0.0/24", "rt-worker": "10.251.1.0/24", "rt-nohost": "10.251.2.0/24"} {
+		createNode(t, name, corev1.ConditionTrue, false)
+		patch := fmt.Sprintf(`{"spec":{"podCIDR":%q,"podCIDRs":[%q]}}`, cidr, cidr)
+		if _, err := env.Client.CoreV1().Nodes().Patch(ctx, name, "application/merge-patch+json", []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tagged := func() string {
+		out, _ := exec.Command("ip", "-4", "route", "show", "proto", "107").CombinedOutput()
+		return string(out)
+	}
+	eventually(t, "the worker's pod range routed and the stale route gone", func() error {
+		r := tagged()
+		if !strings.Contains(r, "10.251.1.0/24 via 100.127.255.2 dev "+veth) || !strings.Contains(r, "src 100.127.255.1") {
+			return fmt.Errorf("tagged routes:\n%s", r)
+		}
+		if strings.Contains(r, "10.251.9.0/24") {
+			return fmt.Errorf("stale route still there:\n%s", r)
+		}
+		return nil
+	})
+	if r := tagged(); !strings.Contains(r, "10.252.0.0/24") || strings.Contains(r, "10.251.0.0/24") {
+		t.Errorf("another cluster's route removed, or the machine's own node routed away:\n%s", r)
+	}
+	network := func(name string) corev1.NodeCondition {
+		n, err := env.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err == nil {
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeNetworkUnavailable {
+					return c
+				}
+			}
+		}
+		return corev1.NodeCondition{}
+	}
+	for name, want := range map[string]corev1.ConditionStatus{"rt-machine": corev1.ConditionFalse, "rt-worker": corev1.ConditionFalse, "rt-nohost": corev1.ConditionTrue} {
+		eventually(t, name+" NetworkUnavailable="+string(want), func() error {
+			if c := network(name); c.Status != want {
+				return fmt.Errorf("NetworkUnavailable=%s %s", c.Status, c.Reason)
+			}
+			return nil
+		})
+	}
+	eventually(t, "an Event for the node of no host", func() error {
+		evs, err := env.Client.CoreV1().Events("").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=rt-nohost"})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Reason == "FailedToCreateRoute" && strings.Contains(e.Message, "no host in the inventory") {
+				return nil
+			}
+		}
+		return fmt.Errorf("%d events, none FailedToCreateRoute saying the node has no host", len(evs.Items))
+	})
+
+	// A Node that goes takes its route with it.
+	if err := env.Client.CoreV1().Nodes().Delete(ctx, "rt-worker", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the deleted node's route removed", func() error {
+		if r := tagged(); strings.Contains(r, "10.251.1.0/24") {
+			return fmt.Errorf("still routed:\n%s", r)
+		}
+		return nil
+	})
+}
