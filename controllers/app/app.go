@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -22,7 +23,6 @@ import (
 
 	"github.com/kubeparts/kubeparts/controllers/daemonset"
 	"github.com/kubeparts/kubeparts/controllers/deployment"
-	"github.com/kubeparts/kubeparts/controllers/internal/eventfilter"
 	"github.com/kubeparts/kubeparts/controllers/namespace"
 	"github.com/kubeparts/kubeparts/controllers/nodelifecycle"
 	"github.com/kubeparts/kubeparts/controllers/podgroup"
@@ -47,16 +47,18 @@ type Options struct {
 	HealthProbeAddress string
 	CertDir            string
 	LeaderElect        bool
-	LeaseDuration      time.Duration
-	RenewDeadline      time.Duration
-	RetryPeriod        time.Duration
-	LeaderElectNS      string
-	LeaderElectName    string
-	ConcurrentRSSyncs  int
-	ConcurrentDSyncs   int
-	ConcurrentNSSyncs  int
-	ConcurrentDSSyncs  int
-	NodeLifecycle      nodelifecycle.Options
+	// UseServiceAccountCredentials runs each controller as kube-system/<client name>.
+	UseServiceAccountCredentials bool
+	LeaseDuration                time.Duration
+	RenewDeadline                time.Duration
+	RetryPeriod                  time.Duration
+	LeaderElectNS                string
+	LeaderElectName              string
+	ConcurrentRSSyncs            int
+	ConcurrentDSyncs             int
+	ConcurrentNSSyncs            int
+	ConcurrentDSSyncs            int
+	NodeLifecycle                nodelifecycle.Options
 }
 
 // AddFlags registers the flags with kube-controller-manager's names and defaults.
@@ -70,6 +72,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.SecurePort, "secure-port", 10267, "port of the secure /metrics endpoint (authenticated and authorized through the apiserver); 0 disables it")
 	fs.StringVar(&o.HealthProbeAddress, "health-probe-bind-address", "127.0.0.1:10268", "address of the /healthz and /readyz endpoints; 0 disables them")
 	fs.StringVar(&o.CertDir, "cert-dir", "", "directory of tls.crt/tls.key for the secure port; a self-signed pair is generated when empty")
+	fs.BoolVar(&o.UseServiceAccountCredentials, "use-service-account-credentials", false, "run each controller under its own ServiceAccount in kube-system (tokens from the TokenRequest API), as the stock system:controller:* ClusterRoles expect; the manager's own identity then only reads, creates the ServiceAccounts and requests their tokens")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect a leader through a Lease before running the controllers")
 	fs.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long non-leaders wait before taking over an unrenewed lease")
 	fs.DurationVar(&o.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader retries renewing before giving up")
@@ -131,7 +134,10 @@ func Run(ctx context.Context, o *Options) error {
 	if o.KubeAPIContentType != runtime.ContentTypeProtobuf {
 		cfg.ContentType = o.KubeAPIContentType
 	}
-	cfg.UserAgent = "kubeparts-controller-manager"
+	// The manager's own client (informers, leader election, ServiceAccount tokens)
+	// is "shared-informers", as stock names it; each controller gets its own below.
+	rest.AddUserAgent(cfg, "shared-informers")
+	cfg.WarningHandler = warningsOnce
 
 	metricsAddr := "0"
 	if o.SecurePort != 0 {
@@ -166,8 +172,21 @@ func Run(ctx context.Context, o *Options) error {
 	}); err != nil {
 		return err
 	}
+	factory, err := newClientFactory(mgr, cfg, o)
+	if err != nil {
+		return err
+	}
 	for _, name := range enabled {
-		if err := setups[name](ctx, mgr, o); err != nil {
+		// Stock's namespace controller gets 20x the QPS and 100x the burst.
+		qps, burst := float32(1), 1
+		if name == namespace.Name {
+			qps, burst = 20, 100
+		}
+		cl, err := factory.forController(ctx, name, qps, burst)
+		if err != nil {
+			return err
+		}
+		if err := setups[name](ctx, mgr, cl, o); err != nil {
 			if errors.Is(err, podgroup.ErrCRDMissing) {
 				// An optional API: the rest of the manager runs without it.
 				ctrl.Log.Error(err, "controller not started", "controller", name)
@@ -180,45 +199,37 @@ func Run(ctx context.Context, o *Options) error {
 	return mgr.Start(ctx)
 }
 
-// setups registers each implemented controller; keys must match controllernames.Implemented.
-var setups = map[string]func(context.Context, manager.Manager, *Options) error{
-	daemonset.Name: func(_ context.Context, mgr manager.Manager, o *Options) error {
-		r := &daemonset.Reconciler{
-			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
-			Recorder: eventfilter.New(mgr.GetEventRecorder(daemonset.Name)),
-		}
+// setups registers each implemented controller on its own clients; keys must match
+// controllernames.Implemented.
+var setups = map[string]func(context.Context, manager.Manager, *Clients, *Options) error{
+	daemonset.Name: func(_ context.Context, mgr manager.Manager, cl *Clients, o *Options) error {
+		r := &daemonset.Reconciler{Client: cl.Client, APIReader: cl.APIReader, Recorder: cl.Recorder}
 		return r.SetupWithManager(mgr, o.ConcurrentDSSyncs)
 	},
-	deployment.Name: func(_ context.Context, mgr manager.Manager, o *Options) error {
-		r := &deployment.Reconciler{
-			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
-			Recorder: eventfilter.New(mgr.GetEventRecorder(deployment.Name)),
-		}
+	deployment.Name: func(_ context.Context, mgr manager.Manager, cl *Clients, o *Options) error {
+		r := &deployment.Reconciler{Client: cl.Client, APIReader: cl.APIReader, Recorder: cl.Recorder}
 		return r.SetupWithManager(mgr, o.ConcurrentDSyncs)
 	},
-	replicaset.Name: func(_ context.Context, mgr manager.Manager, o *Options) error {
-		r := &replicaset.Reconciler{
-			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
-			Recorder: eventfilter.New(mgr.GetEventRecorder(replicaset.Name)),
-		}
+	replicaset.Name: func(_ context.Context, mgr manager.Manager, cl *Clients, o *Options) error {
+		r := &replicaset.Reconciler{Client: cl.Client, APIReader: cl.APIReader, Recorder: cl.Recorder}
 		return r.SetupWithManager(mgr, o.ConcurrentRSSyncs)
 	},
-	namespace.Name: func(_ context.Context, mgr manager.Manager, o *Options) error {
-		r, err := namespace.NewReconciler(mgr)
+	namespace.Name: func(_ context.Context, mgr manager.Manager, cl *Clients, o *Options) error {
+		r, err := namespace.NewReconciler(cl.Client, cl.Config)
 		if err != nil {
 			return err
 		}
 		return r.SetupWithManager(mgr, o.ConcurrentNSSyncs)
 	},
-	podgroup.Name: func(_ context.Context, mgr manager.Manager, _ *Options) error {
-		return (&podgroup.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)
+	podgroup.Name: func(_ context.Context, mgr manager.Manager, cl *Clients, _ *Options) error {
+		return (&podgroup.Reconciler{Client: cl.Client}).SetupWithManager(mgr)
 	},
-	nodelifecycle.Name: func(ctx context.Context, mgr manager.Manager, o *Options) error {
-		c := &nodelifecycle.Controller{Client: mgr.GetClient(), Recorder: eventfilter.New(mgr.GetEventRecorder(nodelifecycle.Name)), Options: o.NodeLifecycle}
+	nodelifecycle.Name: func(ctx context.Context, mgr manager.Manager, cl *Clients, o *Options) error {
+		c := &nodelifecycle.Controller{Client: cl.Client, Recorder: cl.Recorder, Options: o.NodeLifecycle}
 		return c.SetupWithManager(ctx, mgr)
 	},
-	tainteviction.Name: func(ctx context.Context, mgr manager.Manager, _ *Options) error {
-		r := &tainteviction.Reconciler{Client: mgr.GetClient(), Recorder: eventfilter.New(mgr.GetEventRecorder(tainteviction.Name))}
+	tainteviction.Name: func(ctx context.Context, mgr manager.Manager, cl *Clients, _ *Options) error {
+		r := &tainteviction.Reconciler{Client: cl.Client, Recorder: cl.Recorder}
 		return r.SetupWithManager(ctx, mgr, 8)
 	},
 }

@@ -9,12 +9,16 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/lru"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -36,20 +40,34 @@ type Reconciler struct {
 	Discovery discovery.DiscoveryInterface
 	// Metadata lists and deletes the content, whatever its resource.
 	Metadata metadata.Interface
-	Clock    clock.PassiveClock
+	// Collections deletes a resource's content at once, reading what it deleted.
+	Collections collectionDeleter
+	Clock       clock.PassiveClock
+
+	// finalized remembers the namespaces this reconciler finalized (by UID). The
+	// status write just before /finalize requeues the namespace, and the cache may
+	// still hold it unfinalized when that reconcile runs: without this the whole
+	// deletion pass would run again (doubling its requests) only to fail on a stale
+	// status write.
+	finalized *lru.Cache
 }
 
-// NewReconciler builds the reconciler on the manager's client and config.
-func NewReconciler(mgr ctrl.Manager) (*Reconciler, error) {
-	cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+// NewReconciler builds the reconciler on the namespace controller's own client and
+// config (package app scales its rate limits as stock does).
+func NewReconciler(c client.Client, cfg *rest.Config) (*Reconciler, error) {
+	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	mc, err := metadata.NewForConfig(mgr.GetConfig())
+	mc, err := metadata.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &Reconciler{Client: mgr.GetClient(), Clientset: cs, Discovery: cs.Discovery(), Metadata: mc}, nil
+	cd, err := newCollectionDeleter(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Reconciler{Client: c, Clientset: cs, Discovery: cs.Discovery(), Metadata: mc, Collections: cd}, nil
 }
 
 // SetupWithManager registers the controller with workers parallel reconciles.
@@ -57,6 +75,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
+	// Enough for the storms of namespaces a cluster sees; a forgotten one costs a
+	// second pass, nothing worse.
+	r.finalized = lru.New(4096)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(Name).
 		For(&corev1.Namespace{}).
@@ -73,6 +94,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if ns.DeletionTimestamp == nil || !slices.Contains(ns.Spec.Finalizers, corev1.FinalizerKubernetes) {
 		return ctrl.Result{}, nil
 	}
+	if _, done := r.finalized.Get(ns.UID); done {
+		return ctrl.Result{}, nil
+	}
 	now := r.Clock.Now()
 	conds := map[corev1.NamespaceConditionType]corev1.NamespaceCondition{}
 	set := func(t corev1.NamespaceConditionType, ok bool, reasonOK, msgOK, reasonBad, msgBad string) {
@@ -86,7 +110,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	resources, failedGroups, err := discover(r.Discovery)
 	if err != nil {
 		set(corev1.NamespaceDeletionDiscoveryFailure, false, "", "", "DiscoveryFailed", fmt.Sprintf("Discovery failed: %v", err))
-		if uerr := r.writeConditions(ctx, ns, conds); uerr != nil {
+		if _, uerr := r.writeConditions(ctx, ns, conds); uerr != nil {
 			return ctrl.Result{}, uerr
 		}
 		return ctrl.Result{RequeueAfter: retryAfterFailure}, nil
@@ -99,7 +123,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	// has terminated, so graceful shutdowns still find what they use.
 	var left []remaining
 	var failures []string
-	podsLeft, err := deleteAll(ctx, r.Metadata, ns.Name, resource{gvr: podsGVR, deleteCollection: true})
+	podsLeft, err := deleteAll(ctx, r.Metadata, r.Collections, ns.Name, resource{gvr: podsGVR, deleteCollection: true})
 	if err != nil {
 		failures = append(failures, err.Error())
 	}
@@ -110,7 +134,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			if res.gvr == podsGVR {
 				continue
 			}
-			l, err := deleteAll(ctx, r.Metadata, ns.Name, res)
+			l, err := deleteAll(ctx, r.Metadata, r.Collections, ns.Name, res)
 			if err != nil {
 				failures = append(failures, err.Error())
 			}
@@ -126,7 +150,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		"SomeResourcesRemain", "Some resources are remaining: "+resourcesMsg)
 	set(corev1.NamespaceFinalizersRemaining, finalizersMsg == "", "ContentHasNoFinalizers", "All content-preserving finalizers finished",
 		"SomeFinalizersRemain", "Some content in the namespace has finalizers remaining: "+finalizersMsg)
-	if err := r.writeConditions(ctx, ns, conds); err != nil {
+	// The namespace as written: /finalize must carry its new resourceVersion.
+	ns, err = r.writeConditions(ctx, ns, conds)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
 
@@ -146,17 +172,30 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 }
 
 // finalize removes the kubernetes finalizer through /finalize; the apiserver then deletes
-// the namespace once no other finalizer is left.
+// the namespace once no other finalizer is left. A conflict (another writer of the
+// namespace) is retried on the namespace read anew, as stock does, rather than by a
+// whole new deletion pass.
 func (r *Reconciler) finalize(ctx context.Context, ns *corev1.Namespace) error {
-	cp := ns.DeepCopy()
-	cp.Spec.Finalizers = slices.DeleteFunc(cp.Spec.Finalizers, func(f corev1.FinalizerName) bool { return f == corev1.FinalizerKubernetes })
-	_, err := r.Clientset.CoreV1().Namespaces().Finalize(ctx, cp, metav1.UpdateOptions{})
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cp := ns.DeepCopy()
+		cp.Spec.Finalizers = slices.DeleteFunc(cp.Spec.Finalizers, func(f corev1.FinalizerName) bool { return f == corev1.FinalizerKubernetes })
+		_, err := r.Clientset.CoreV1().Namespaces().Finalize(ctx, cp, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			if cur, gerr := r.Clientset.CoreV1().Namespaces().Get(ctx, ns.Name, metav1.GetOptions{}); gerr == nil {
+				ns = cur
+			}
+		}
+		return err
+	})
+	if err == nil {
+		r.finalized.Add(ns.UID, struct{}{})
+	}
 	return client.IgnoreNotFound(err)
 }
 
 // writeConditions stores the deletion conditions, keeping a condition's transition time
 // while its status does not change.
-func (r *Reconciler) writeConditions(ctx context.Context, ns *corev1.Namespace, conds map[corev1.NamespaceConditionType]corev1.NamespaceCondition) error {
+func (r *Reconciler) writeConditions(ctx context.Context, ns *corev1.Namespace, conds map[corev1.NamespaceConditionType]corev1.NamespaceCondition) (*corev1.Namespace, error) {
 	cp := ns.DeepCopy()
 	changed := false
 	for t, c := range conds {
@@ -177,10 +216,13 @@ func (r *Reconciler) writeConditions(ctx context.Context, ns *corev1.Namespace, 
 		changed = true
 	}
 	if !changed {
-		return nil
+		return ns, nil
 	}
-	_, err := r.Clientset.CoreV1().Namespaces().UpdateStatus(ctx, cp, metav1.UpdateOptions{})
-	return client.IgnoreNotFound(err)
+	written, err := r.Clientset.CoreV1().Namespaces().UpdateStatus(ctx, cp, metav1.UpdateOptions{})
+	if err != nil {
+		return ns, client.IgnoreNotFound(err)
+	}
+	return written, nil
 }
 
 func describeFailures(groups map[schema.GroupVersion]error) string {

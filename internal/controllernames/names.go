@@ -18,18 +18,35 @@ type Controller struct {
 	// KubepartsOnly marks a controller with no kube-controller-manager counterpart: it is
 	// never switched off in the stock manager (which would reject the unknown name).
 	KubepartsOnly bool
+	// Client is the name the stock manager gives the controller's client: the end of
+	// its user agent and, with --use-service-account-credentials, the kube-system
+	// ServiceAccount whose stock system:controller:<Client> ClusterRole it acts under.
+	Client string
 }
 
 // Implemented are the controllers kubeparts-controller-manager can run, all enabled by
 // default (as they are in kube-controller-manager).
 var Implemented = []Controller{
-	{Name: "daemonset-controller", Aliases: []string{"daemonset"}},
-	{Name: "deployment-controller", Aliases: []string{"deployment"}},
-	{Name: "namespace-controller", Aliases: []string{"namespace"}},
-	{Name: "node-lifecycle-controller", Aliases: []string{"nodelifecycle"}},
-	{Name: "podgroup-controller", KubepartsOnly: true},
-	{Name: "replicaset-controller", Aliases: []string{"replicaset"}},
-	{Name: "taint-eviction-controller"}, // new in 1.29: no old short name
+	{Name: "daemonset-controller", Aliases: []string{"daemonset"}, Client: "daemon-set-controller"},
+	{Name: "deployment-controller", Aliases: []string{"deployment"}, Client: "deployment-controller"},
+	{Name: "namespace-controller", Aliases: []string{"namespace"}, Client: "namespace-controller"},
+	{Name: "node-lifecycle-controller", Aliases: []string{"nodelifecycle"}, Client: "node-controller"},
+	// No stock role: config/rbac grants system:controller:podgroup-controller.
+	{Name: "podgroup-controller", KubepartsOnly: true, Client: "podgroup-controller"},
+	{Name: "replicaset-controller", Aliases: []string{"replicaset"}, Client: "replicaset-controller"},
+	// New in 1.29: no old short name. Stock runs it on the node controller's client.
+	{Name: "taint-eviction-controller", Client: "node-controller"},
+}
+
+// ClientName is the client (and ServiceAccount) name of the controller named name; the
+// name itself for one that is not implemented.
+func ClientName(name string) string {
+	for _, c := range Implemented {
+		if c.Name == name {
+			return c.Client
+		}
+	}
+	return name
 }
 
 // Names returns the canonical names of Implemented.

@@ -84,12 +84,13 @@ func (p *plan) stockControllers() string {
 	return strings.Join(list, ",")
 }
 
-// kubepartsControllerManagerArgs runs every implemented controller, under its own
-// identity and Lease.
+// kubepartsControllerManagerArgs runs every implemented controller under its own
+// Lease, each controller as its own ServiceAccount (as kubeadm runs the stock manager).
 func (p *plan) kubepartsControllerManagerArgs(c *certs) []string {
 	return []string{
 		"--kubeconfig=" + c.kubepartsCM,
 		"--controllers=" + strings.Join(controllernames.Names(), ","),
+		"--use-service-account-credentials=true",
 		"--bind-address=127.0.0.1",
 		fmt.Sprintf("--secure-port=%d", p.ports.KubepartsCMMetrics),
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", p.ports.KubepartsCMHealth),

@@ -52,6 +52,8 @@ func applyOne(ctx context.Context, client kubernetes.Interface, obj any) error {
 		return upsert(ctx, o, rbac.ClusterRoles())
 	case *rbacv1.ClusterRoleBinding:
 		return upsert(ctx, o, rbac.ClusterRoleBindings())
+	case *rbacv1.Role:
+		return upsert(ctx, o, rbac.Roles(o.Namespace))
 	case *rbacv1.RoleBinding:
 		return upsert(ctx, o, rbac.RoleBindings(o.Namespace))
 	}

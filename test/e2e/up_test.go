@@ -401,6 +401,48 @@ func TestUpLifecycle(t *testing.T) {
 		}
 	})
 
+	t.Run("100 namespaces deleted at once, 90% gone within 150s", func(t *testing.T) {
+		// Upstream's namespace e2e ("should delete fast enough (90 percent of 100
+		// namespaces in 150 seconds)"), through kubectl: the namespace controller,
+		// on its own client and budget, as kube-system/namespace-controller.
+		var docs []string
+		for i := range 100 {
+			docs = append(docs, fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata: {name: nsdel-%d}\n", i))
+		}
+		nsManifest := filepath.Join(dataDir, "namespaces.yaml")
+		if err := os.WriteFile(nsManifest, []byte(strings.Join(docs, "---\n")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := kubectl(t, bin, kc, "apply", "-f", nsManifest); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		began := time.Now()
+		if out, err := kubectl(t, bin, kc, "delete", "--wait=false", "-f", nsManifest); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		left := func() int {
+			out, _ := kubectl(t, bin, kc, "get", "namespaces", "-o", "name")
+			return strings.Count(out, "namespace/nsdel-")
+		}
+		eventually(t, 150*time.Second, "90 of 100 namespaces gone", func() error {
+			if n := left(); n > 10 {
+				return fmt.Errorf("%d left", n)
+			}
+			return nil
+		})
+		t.Logf("90%% of 100 namespaces gone after %.1fs", time.Since(began).Seconds())
+		eventually(t, 60*time.Second, "all 100 gone", func() error {
+			if n := left(); n > 0 {
+				return fmt.Errorf("%d left", n)
+			}
+			return nil
+		})
+		// Under its own ServiceAccount, as kubeadm runs the stock manager.
+		if out, err := kubectl(t, bin, kc, "-n", "kube-system", "get", "serviceaccount", "namespace-controller", "deployment-controller", "replicaset-controller", "daemon-set-controller", "node-controller", "podgroup-controller", "-o", "name"); err != nil || strings.Count(out, "serviceaccount/") != 6 {
+			t.Errorf("the controllers' ServiceAccounts: %v %s", err, out)
+		}
+	})
+
 	t.Run("shipped manifests and image", func(t *testing.T) {
 		// config/default validates against the real apiserver.
 		root, err := filepath.Abs(filepath.Join("..", ".."))

@@ -1,6 +1,6 @@
 // Package controllermanager runs the real kubeparts-controller-manager binary against a
-// real kube-apiserver: start-up errors, leader election, and a kill -9 in the middle of
-// a large rollout.
+// real kube-apiserver: start-up errors, leader election, a kill -9 in the middle of a
+// large rollout, and each controller's own client (identity, user agent, rate budget).
 package controllermanager
 
 import (
@@ -25,7 +25,9 @@ import (
 
 var env *framework.Env
 
-func TestMain(m *testing.M) { os.Exit(framework.Main(m, "controllermanager", &env)) }
+func TestMain(m *testing.M) {
+	os.Exit(framework.MainWith(m, "controllermanager", &env, []framework.StartOption{framework.WithAuditLog()}))
+}
 
 func binary(t *testing.T) string { return framework.Binary(t, "kubeparts-controller-manager") }
 

@@ -39,7 +39,7 @@ var env *framework.Env
 func TestMain(m *testing.M) {
 	os.Exit(framework.MainWith(m, "kubepartsapiserver", &env, []framework.StartOption{framework.WithAggregator()},
 		framework.WithManager(func(_ context.Context, mgr ctrl.Manager) error {
-			r, err := namespace.NewReconciler(mgr)
+			r, err := namespace.NewReconciler(mgr.GetClient(), mgr.GetConfig())
 			if err != nil {
 				return err
 			}

@@ -25,7 +25,7 @@ var env *framework.Env
 
 func TestMain(m *testing.M) {
 	os.Exit(framework.Main(m, "namespace", &env, framework.WithManager(func(_ context.Context, mgr ctrl.Manager) error {
-		r, err := namespace.NewReconciler(mgr)
+		r, err := namespace.NewReconciler(mgr.GetClient(), mgr.GetConfig())
 		if err != nil {
 			return err
 		}
