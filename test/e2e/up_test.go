@@ -371,9 +371,15 @@ func TestUpLifecycle(t *testing.T) {
 		k("rollout", "status", "deploy/web", "--timeout=90s")
 		k("scale", "deploy/web", "--replicas=1")
 		k("rollout", "status", "deploy/web", "--timeout=90s")
-		if out := k("get", "deploy/web", "-o", "jsonpath={.status.replicas}/{.status.availableReplicas}"); out != "1/1" {
-			t.Errorf("after scale to 1: %s", out)
-		}
+		// rollout status does not wait for a scale-down's pods to go (with stock's
+		// controller neither: the status that observes the new generation still
+		// counts them), so poll for the count.
+		eventually(t, 60*time.Second, "scaled to 1", func() error {
+			if out := k("get", "deploy/web", "-o", "jsonpath={.status.replicas}/{.status.availableReplicas}"); out != "1/1" {
+				return &unexpected{out}
+			}
+			return nil
+		})
 		// A DaemonSet: one pod on the node, rolled out and back with kubectl.
 		ds := filepath.Join(dataDir, "ds.yaml")
 		if err := os.WriteFile(ds, []byte(agentDaemonSet), 0o644); err != nil {
