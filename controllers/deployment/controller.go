@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/kubeparts/kubeparts/controllers/internal/controllerref"
+	"github.com/kubeparts/kubeparts/controllers/internal/ownerindex"
 )
 
 // Name is the controller's canonical kube-controller-manager name.
@@ -43,6 +44,9 @@ type Reconciler struct {
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
+	}
+	if err := ownerindex.Register(context.Background(), mgr.GetFieldIndexer(), &appsv1.ReplicaSet{}); err != nil {
+		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(Name).
@@ -119,13 +123,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 // claimReplicaSets returns the ReplicaSets the Deployment owns, adopting matching orphans
 // and releasing ones whose labels stopped matching.
 func (r *Reconciler) claimReplicaSets(ctx context.Context, d *appsv1.Deployment, selector labels.Selector) ([]*appsv1.ReplicaSet, error) {
-	var list appsv1.ReplicaSetList
-	if err := r.Client.List(ctx, &list, client.InNamespace(d.Namespace)); err != nil {
+	// Only its own ReplicaSets and the orphans it may adopt.
+	var owned, orphans appsv1.ReplicaSetList
+	if err := ownerindex.OwnedOrOrphan(ctx, r.Client, d.Namespace, string(d.UID), &owned, &orphans); err != nil {
 		return nil, err
 	}
-	candidates := make([]*appsv1.ReplicaSet, len(list.Items))
-	for i := range list.Items {
-		candidates[i] = &list.Items[i]
+	items := append(owned.Items, orphans.Items...)
+	candidates := make([]*appsv1.ReplicaSet, len(items))
+	for i := range items {
+		candidates[i] = &items[i]
 	}
 	claimer := &controllerref.Claimer{
 		Client: r.Client, Owner: d, OwnerGVK: controllerKind, Selector: selector,

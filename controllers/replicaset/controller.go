@@ -21,6 +21,7 @@ import (
 	"github.com/kubeparts/kubeparts/controllers/internal/controllerref"
 	"github.com/kubeparts/kubeparts/controllers/internal/expectations"
 	"github.com/kubeparts/kubeparts/controllers/internal/metrics"
+	"github.com/kubeparts/kubeparts/controllers/internal/ownerindex"
 	"github.com/kubeparts/kubeparts/controllers/internal/podcontrol"
 )
 
@@ -55,6 +56,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
 		r.Burst = BurstReplicas
 	}
 	metrics.Register()
+	for _, obj := range []client.Object{&corev1.Pod{}, &appsv1.ReplicaSet{}} {
+		if err := ownerindex.Register(context.Background(), mgr.GetFieldIndexer(), obj); err != nil {
+			return err
+		}
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(Name).
 		For(&appsv1.ReplicaSet{}).
@@ -85,14 +91,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	// would let a sync act on a list that lacks the pods it was waiting for.
 	needsSync := r.Expectations.Satisfied(key)
 
-	var podList corev1.PodList
-	if err := r.Client.List(ctx, &podList, client.InNamespace(rs.Namespace)); err != nil {
+	// Only the pods it owns and the orphans it may adopt: pods of other controllers
+	// are never claimed.
+	var ownedList, orphans corev1.PodList
+	if err := ownerindex.OwnedOrOrphan(ctx, r.Client, rs.Namespace, string(rs.UID), &ownedList, &orphans); err != nil {
 		return ctrl.Result{}, err
 	}
+	candidates := append(ownedList.Items, orphans.Items...)
 	var active []*corev1.Pod
 	terminating := 0
-	for i := range podList.Items {
-		p := &podList.Items[i]
+	for i := range candidates {
+		p := &candidates[i]
 		if isActive(p) {
 			active = append(active, p)
 		} else if p.DeletionTimestamp != nil && isOwnedBy(p, rs.UID) {
@@ -186,23 +195,19 @@ func (r *Reconciler) relatedPods(ctx context.Context, rs *appsv1.ReplicaSet, own
 		return owned, nil
 	}
 	var rsList appsv1.ReplicaSetList
-	if err := r.Client.List(ctx, &rsList, client.InNamespace(rs.Namespace)); err != nil {
-		return nil, err
-	}
-	siblings := map[types.UID]bool{}
-	for i := range rsList.Items {
-		if ref := metav1.GetControllerOf(&rsList.Items[i]); ref != nil && ref.UID == owner.UID {
-			siblings[rsList.Items[i].UID] = true
-		}
-	}
-	var pods corev1.PodList
-	if err := r.Client.List(ctx, &pods, client.InNamespace(rs.Namespace)); err != nil {
+	if err := r.Client.List(ctx, &rsList, client.InNamespace(rs.Namespace), client.MatchingFields{ownerindex.Field: string(owner.UID)}); err != nil {
 		return nil, err
 	}
 	var related []*corev1.Pod
-	for i := range pods.Items {
-		if ref := metav1.GetControllerOf(&pods.Items[i]); ref != nil && siblings[ref.UID] && isActive(&pods.Items[i]) {
-			related = append(related, &pods.Items[i])
+	for i := range rsList.Items {
+		var pods corev1.PodList
+		if err := r.Client.List(ctx, &pods, client.InNamespace(rs.Namespace), client.MatchingFields{ownerindex.Field: string(rsList.Items[i].UID)}); err != nil {
+			return nil, err
+		}
+		for j := range pods.Items {
+			if isActive(&pods.Items[j]) {
+				related = append(related, &pods.Items[j])
+			}
 		}
 	}
 	return related, nil

@@ -52,13 +52,33 @@ func implementations(b *testing.B, qps, burst int) []implementation {
 		"--concurrent-deployment-syncs=5", "--concurrent-replicaset-syncs=5", "--use-service-account-credentials=true"}
 	return []implementation{
 		{"stock", filepath.Join(bin, "kube-controller-manager"), common},
-		{"kubeparts", filepath.Join(bin, "kubeparts-controller-manager"), append([]string{"--health-probe-bind-address=0"}, common...)},
+		{"kubeparts", filepath.Join(bin, "kubeparts-controller-manager"), append([]string{"--health-probe-bind-address=0", "--pprof-bind-address=" + pprofAddress()}, common...)},
 	}
+}
+
+// pprofAddress serves kubeparts-controller-manager's /debug/pprof when
+// BENCH_CM_PPROF names an address (e.g. 127.0.0.1:6061), to profile a run.
+func pprofAddress() string {
+	if a := os.Getenv("BENCH_CM_PPROF"); a != "" {
+		return a
+	}
+	return "0"
+}
+
+// start runs the manager, its output in logName, and returns its pid and what stops it.
+func (impl implementation) start(b *testing.B, logName string) (pid int, stop func()) {
+	log, _ := os.Create(filepath.Join(env.LogDir, logName))
+	cmd := exec.Command(impl.binary, append([]string{"--kubeconfig", env.WriteKubeconfig(b)}, impl.args...)...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	return cmd.Process.Pid, func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait(); log.Close() }
 }
 
 // run starts impl, waits for it to roll out a warm-up Deployment (informers synced),
 // then times scenario and counts the controller's API writes during it.
-func run(b *testing.B, impl implementation, scenario func(ctx context.Context, ns string) (pods int)) (time.Duration, float64) {
+func run(b *testing.B, impl implementation, scenario func(ctx context.Context, ns string) (pods int)) (elapsed time.Duration, writesPerPod, cpu float64) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ns, err := env.Namespace(ctx, "bench-")
@@ -66,40 +86,27 @@ func run(b *testing.B, impl implementation, scenario func(ctx context.Context, n
 		b.Fatal(err)
 	}
 	framework.FakeKubelet(ctx, env.Client, ns, nil)
-	log, _ := os.Create(filepath.Join(env.LogDir, impl.name+".log"))
-	defer log.Close()
-	cmd := exec.Command(impl.binary, append([]string{"--kubeconfig", env.WriteKubeconfig(b)}, impl.args...)...)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	pid, stop := impl.start(b, impl.name+".log")
+	defer stop()
 	createDeployment(b, ns, "warmup", 1)
 	waitDeployments(b, ns, 1, 1)
 
 	before := controllerWrites(b)
+	cpuBefore := cpuSeconds(b, pid)
 	began := time.Now()
 	pods := scenario(ctx, ns)
-	elapsed := time.Since(began)
+	elapsed = time.Since(began)
+	cpu = cpuSeconds(b, pid) - cpuBefore
 	// Count what the controller still sends after the work is done (events queue behind
 	// the client's rate limit): wait until its writes settle.
 	after := settledWrites(b)
 	writes, breakdown := diff(before, after)
 	b.Logf("%s writes: %s", impl.name, breakdown)
-	return elapsed, float64(writes) / float64(pods)
+	return elapsed, float64(writes) / float64(pods), cpu
 }
 
 func createDeployment(b *testing.B, ns, name string, replicas int32) {
-	labels := map[string]string{"app": name}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(replicas), Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "registry.k8s.io/pause:3.10"}}}},
-		},
-	}
-	if _, err := env.Client.AppsV1().Deployments(ns).Create(context.Background(), d, metav1.CreateOptions{}); err != nil {
+	if _, err := env.Client.AppsV1().Deployments(ns).Create(context.Background(), framework.Deployment(ns, name, replicas), metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
 }
@@ -271,21 +278,23 @@ func BenchmarkControllersSideBySide(b *testing.B) {
 		impls := implementations(b, sc.qps, sc.burst)
 		b.Run(sc.name, func(b *testing.B) {
 			times := map[string]time.Duration{}
-			writes := map[string]float64{}
+			writes, cpu := map[string]float64{}, map[string]float64{}
 			for i := 0; i < b.N*rounds; i++ {
 				order := impls
 				if i%2 == 1 {
 					order = []implementation{impls[1], impls[0]}
 				}
 				for _, impl := range order {
-					elapsed, perPod := run(b, impl, sc.fn(b))
+					elapsed, perPod, cpuSec := run(b, impl, sc.fn(b))
 					times[impl.name] += elapsed
 					writes[impl.name] += perPod
-					b.Logf("%s %s: %.1fs, %.2f writes/pod", sc.name, impl.name, elapsed.Seconds(), perPod)
+					cpu[impl.name] += cpuSec
+					b.Logf("%s %s: %.1fs, %.2f writes/pod, %.1f CPU s", sc.name, impl.name, elapsed.Seconds(), perPod, cpuSec)
 				}
 			}
 			n := float64(b.N * rounds)
 			b.ReportMetric(times["kubeparts"].Seconds()/times["stock"].Seconds(), "time-ratio")
+			b.ReportMetric(cpu["kubeparts"]/cpu["stock"], "cpu-ratio")
 			b.ReportMetric(writes["stock"]/n, "stock-writes/pod")
 			b.ReportMetric(writes["kubeparts"]/n, "kubeparts-writes/pod")
 			b.ReportMetric(times["stock"].Seconds()/n, "stock-s")

@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -285,14 +283,8 @@ func deleteNamespaces(b *testing.B, impl implementation, round int) (t90, t100 t
 	const n = 100
 	ctx := context.Background()
 	names := fillNamespaces(b, fmt.Sprintf("nsdel-%s%d-", impl.name, round), n)
-	log, _ := os.Create(filepath.Join(env.LogDir, impl.name+"-namespace.log"))
-	defer log.Close()
-	cmd := exec.Command(impl.binary, append([]string{"--kubeconfig", env.WriteKubeconfig(b)}, impl.args...)...)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	_, stop := impl.start(b, impl.name+"-namespace.log")
+	defer stop()
 	// Warm up: one namespace deleted, so informers and ServiceAccount tokens are ready.
 	warm, err := env.Namespace(ctx, "nsdel-warm-")
 	if err != nil {

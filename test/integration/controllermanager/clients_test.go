@@ -12,13 +12,10 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
 	"github.com/kubeparts/kubeparts/test/integration/framework"
 )
@@ -61,21 +58,6 @@ func writers(t *testing.T, ns string) map[string]map[string]bool {
 		out[key][e.User.Username+" | "+e.UserAgent] = true
 	}
 	return out
-}
-
-func deployment(ns, name string, replicas int32) *appsv1.Deployment {
-	labels := map[string]string{"app": name}
-	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(replicas),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "registry.k8s.io/pause:3.10"}}},
-			},
-		},
-	}
 }
 
 func rolledOut(ctx context.Context, ns, name string, replicas int32) func() error {
@@ -126,7 +108,7 @@ func TestPerControllerClients(t *testing.T) {
 			defer cancel()
 			framework.FakeKubelet(kctx, env.Client, ns, nil)
 			startManager(t, env.WriteKubeconfig(t), append([]string{"--leader-elect=false", "--controllers=deployment,replicaset"}, tc.flags...)...)
-			if _, err := env.Client.AppsV1().Deployments(ns).Create(ctx, deployment(ns, "web", 3), metav1.CreateOptions{}); err != nil {
+			if _, err := env.Client.AppsV1().Deployments(ns).Create(ctx, framework.Deployment(ns, "web", 3), metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			framework.Eventually(t, time.Minute, "rollout", rolledOut(ctx, ns, "web", 3))
@@ -189,7 +171,7 @@ func TestStockRoleDecides(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := startManager(t, env.WriteKubeconfig(t), "--leader-elect=false", "--controllers=deployment,replicaset", "--use-service-account-credentials=true")
-	if _, err := env.Client.AppsV1().Deployments(ns).Create(ctx, deployment(ns, "denied", 2), metav1.CreateOptions{}); err != nil {
+	if _, err := env.Client.AppsV1().Deployments(ns).Create(ctx, framework.Deployment(ns, "denied", 2), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	framework.Eventually(t, time.Minute, "ReplicaSet created, pods refused", func() error {
@@ -250,7 +232,7 @@ func TestNamespaceStormLeavesRolloutsAlone(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if _, err := env.Client.AppsV1().Deployments(ns).Create(ctx, deployment(ns, "during-storm", 10), metav1.CreateOptions{}); err != nil {
+	if _, err := env.Client.AppsV1().Deployments(ns).Create(ctx, framework.Deployment(ns, "during-storm", 10), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	framework.Eventually(t, 40*time.Second, "rollout during the namespace storm", rolledOut(ctx, ns, "during-storm", 10))

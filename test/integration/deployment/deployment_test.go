@@ -60,18 +60,9 @@ func setup(t *testing.T, ready func(*corev1.Pod) bool) string {
 }
 
 func newDeployment(ns, name string, replicas int32) *appsv1.Deployment {
-	labels := map[string]string{"app": name}
-	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(replicas),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "registry.k8s.io/pause:3.10", Env: []corev1.EnvVar{{Name: "VERSION", Value: "1"}}}}},
-			},
-		},
-	}
+	d := framework.Deployment(ns, name, replicas)
+	d.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "VERSION", Value: "1"}}
+	return d
 }
 
 func create(t *testing.T, d *appsv1.Deployment) *appsv1.Deployment {
