@@ -2,6 +2,7 @@ package replicaset
 
 import (
 	"context"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -16,6 +17,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
+
+// StatusBatchPeriod is how long a pod's status change waits before its ReplicaSet
+// syncs, so that the changes of several pods make one status write.
+const StatusBatchPeriod = 200 * time.Millisecond
 
 // podEventHandler maps pod events to the ReplicaSets they concern and feeds the
 // expectations: a pod's creation or deletion seen in the cache is what lets its owner
@@ -68,7 +73,14 @@ func (h *podEventHandler) Update(ctx context.Context, e event.TypedUpdateEvent[c
 	}
 	if newRef != nil {
 		if req, ok := ownerRequest(newPod, newRef); ok {
-			q.Add(req)
+			if oldRef != nil && oldRef.UID == newRef.UID && !labelsChanged {
+				// Only its status changed (ready, restarted): what the owner writes is
+				// status. Pods of one ReplicaSet tend to change together; one sync a
+				// StatusBatchPeriod later writes one status for all of them.
+				q.AddAfter(req, StatusBatchPeriod)
+			} else {
+				q.Add(req)
+			}
 		}
 		return
 	}
