@@ -3,6 +3,7 @@ package localcluster
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -371,9 +373,9 @@ func (c *Cluster) startProxies() ([]*process, error) {
 		if err != nil {
 			return nil, err
 		}
-		// As kube-proxy, a DaemonSet pod the kubelet restarts: a proxy that
-		// dies is started again; the rules it left serve meanwhile.
-		proc.node, proc.restart = n.name, true
+		// A proxy that dies is started again (Wait) as any component; the rules
+		// it left serve meanwhile.
+		proc.node = n.name
 		procs = append(procs, proc)
 	}
 	return procs, nil
@@ -453,7 +455,7 @@ func (c *Cluster) RestartAfter(name string, whileStopped func() error) error {
 		if err != nil {
 			return err
 		}
-		proc.node, proc.restart = p.node, p.restart
+		proc.node, proc.restarts = p.node, p.restarts
 		c.procs[i] = proc
 		return nil
 	}
@@ -546,7 +548,10 @@ func (c *Cluster) nodeReady(ctx context.Context, name string, since time.Time) (
 	return false, "node has no Ready condition yet"
 }
 
-// Wait runs until ctx ends (nil) or a component exits (its failure).
+// Wait supervises the components until ctx ends: one that exits or is killed is
+// started again after a back-off, as systemd's Restart=always or the kubelet's
+// static pods would, while the rest (and the pods) keep running. Only a failure to
+// start it again at all ends Wait with that error.
 func (c *Cluster) Wait(ctx context.Context) error {
 	own := map[int]bool{}
 	for _, p := range c.procs {
@@ -558,9 +563,6 @@ func (c *Cluster) Wait(ctx context.Context) error {
 		for i, p := range c.procs {
 			select {
 			case <-p.done:
-				if !p.restart {
-					return p.failure()
-				}
 				proc, err := c.restartCrashed(ctx, p)
 				if err != nil {
 					return err
@@ -570,6 +572,7 @@ func (c *Cluster) Wait(ctx context.Context) error {
 				}
 				c.procs[i] = proc
 				own[proc.cmd.Process.Pid] = true
+				c.writeRestarts()
 			default:
 			}
 		}
@@ -605,8 +608,43 @@ func (c *Cluster) restartCrashed(ctx context.Context, p *process) (*process, err
 	if err != nil {
 		return nil, err
 	}
-	proc.node, proc.restart, proc.restarts = p.node, true, p.restarts+1
+	proc.node, proc.restarts = p.node, p.restarts+1
 	return proc, nil
+}
+
+// restartsFile records how often each component was restarted, for `kubeparts
+// status` (another process) to show.
+func restartsFile(l Layout) string { return filepath.Join(l.RunDir, "restarts.json") }
+
+func (c *Cluster) writeRestarts() {
+	counts := map[string]int{}
+	for _, p := range c.procs {
+		if p.restarts > 0 {
+			counts[p.name] = p.restarts
+		}
+	}
+	data, err := json.Marshal(counts)
+	if err == nil {
+		_ = os.WriteFile(restartsFile(c.plan.layout), data, 0o644)
+	}
+}
+
+// restartsLine says which components were restarted, "" when none was.
+func restartsLine(l Layout) string {
+	data, err := os.ReadFile(restartsFile(l))
+	if err != nil {
+		return ""
+	}
+	var counts map[string]int
+	if json.Unmarshal(data, &counts) != nil || len(counts) == 0 {
+		return ""
+	}
+	var parts []string
+	for name, n := range counts {
+		parts = append(parts, fmt.Sprintf("%s %d", name, n))
+	}
+	sort.Strings(parts)
+	return "; restarts: " + strings.Join(parts, ", ")
 }
 
 // Stop stops the components in reverse start order, removes the pods, sweeps any process
@@ -750,7 +788,7 @@ func Status(ctx context.Context, dataDir string) (string, error) {
 	if _, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx); err != nil {
 		return fmt.Sprintf("cluster in %s is running (pid %d) but not ready: %s", l.DataDir, pid, firstLine(err.Error())), nil
 	}
-	return fmt.Sprintf("cluster in %s is running (pid %d) and ready; export KUBECONFIG=%s", l.DataDir, pid, l.AdminKubeconfig), nil
+	return fmt.Sprintf("cluster in %s is running (pid %d) and ready%s; export KUBECONFIG=%s", l.DataDir, pid, restartsLine(l), l.AdminKubeconfig), nil
 }
 
 // healthURLs are the endpoints that say each control-plane binary is up.

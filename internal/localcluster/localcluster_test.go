@@ -292,3 +292,24 @@ func TestClusterNetworksDeriveFromDataDir(t *testing.T) {
 		}
 	}
 }
+
+// `kubeparts status` names each restarted component with its count, sorted,
+// and says nothing when none was restarted or the file is unreadable.
+func TestRestartsLine(t *testing.T) {
+	l := Layout{RunDir: t.TempDir()}
+	if got := restartsLine(l); got != "" {
+		t.Errorf("no file: %q, want nothing", got)
+	}
+	for _, tc := range []struct{ file, want string }{
+		{`{}`, ""},
+		{`not json`, ""},
+		{`{"kubeparts-scheduler":2,"etcd":1}`, "; restarts: etcd 1, kubeparts-scheduler 2"},
+	} {
+		if err := os.WriteFile(restartsFile(l), []byte(tc.file), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := restartsLine(l); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.file, got, tc.want)
+		}
+	}
+}

@@ -23,10 +23,8 @@ type process struct {
 	node        string        // the node a kubelet or agent runs as
 	done        chan struct{} // closed when the child exited
 	err         error         // its exit status, valid after done
-	// restart: an exit is not the cluster's end; the child is started again
-	// after a back-off (node daemons, as the kubelet restarts a DaemonSet's
-	// pod). restarts counts them, began is when this run started.
-	restart  bool
+	// restarts counts how often the child was started again after it exited
+	// (Cluster.Wait), began is when this run started.
 	restarts int
 	began    time.Time
 }
