@@ -460,6 +460,20 @@ func TestUpLifecycle(t *testing.T) {
 				t.Fatalf("config/%s: %v\n%s", dir, err, out)
 			}
 		}
+		// The README's kubeadm lines, as written (paths from the repository's root).
+		for _, block := range []string{"kubeadm-controller-manager", "kubeadm-scheduler"} {
+			for _, line := range readmeKubectl(t, block) {
+				args := strings.Fields(line)
+				for i, a := range args {
+					if strings.HasPrefix(a, "config/") {
+						args[i] = filepath.Join(root, a)
+					}
+				}
+				if out, err := kubectl(t, bin, kc, append(args, "--dry-run=server")...); err != nil {
+					t.Errorf("README %s: kubectl %s: %v\n%s", block, line, err, out)
+				}
+			}
+		}
 		// config/apiserver needs its certificates first (hack/apiserver-certs); a copy
 		// keeps them out of the tree.
 		apicfg := filepath.Join(t.TempDir(), "apiserver")
