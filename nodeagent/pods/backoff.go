@@ -89,14 +89,32 @@ func (b *backoff) waiting(uid types.UID, now time.Time) map[string]corev1.Contai
 	return out
 }
 
+// containerKind is what part a container plays in its pod, which decides
+// whether it restarts.
+type containerKind int
+
+const (
+	appContainer containerKind = iota
+	// initContainer runs to completion before the next one starts; a
+	// restartable one (a sidecar) is an appContainer here.
+	initContainer
+	// ephemeralContainer runs once (kubectl debug), never restarted.
+	ephemeralContainer
+)
+
 // shouldRestart applies the pod's restartPolicy (sidecars always restart) to
-// a container that is no longer running.
-func (m *Manager) shouldRestart(pod *corev1.Pod, c corev1.Container, last *runtimeapi.ContainerStatus, initContainer bool) bool {
+// a container that is no longer running. An init container that failed runs
+// again unless the policy is Never (then the pod fails); one that completed
+// never runs again.
+func (m *Manager) shouldRestart(pod *corev1.Pod, c corev1.Container, last *runtimeapi.ContainerStatus, kind containerKind) bool {
 	if last.State != runtimeapi.ContainerState_CONTAINER_EXITED {
 		return false
 	}
-	if initContainer {
-		return false // completion is judged by the caller
+	switch kind {
+	case ephemeralContainer:
+		return false
+	case initContainer:
+		return last.ExitCode != 0 && pod.Spec.RestartPolicy != corev1.RestartPolicyNever
 	}
 	if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
 		return true

@@ -83,7 +83,14 @@ func (m *Manager) housekeeping(ctx context.Context) {
 	gone = unknownUIDs(m.evictions, known, gone)
 	gone = unknownUIDs(m.podVolumes, known, gone)
 	gone = unknownUIDs(m.resources, known, gone)
+	gone = unknownUIDs(m.admitted, known, gone)
 	m.mu.Unlock()
+	m.keys.Range(func(uid, _ any) bool {
+		if !known[uid.(types.UID)] {
+			gone = append(gone, uid.(types.UID))
+		}
+		return true
+	})
 	for _, uid := range gone {
 		m.forget(uid) // forgetting one twice is harmless
 	}

@@ -299,12 +299,22 @@ func (m *Manager) sync(ctx context.Context, key string) error {
 	}
 	pod, err := m.pods.Pods(ns).Get(name)
 	if apierrors.IsNotFound(err) {
-		// Gone from the API: whatever still runs for it is an orphan.
+		// Gone from the API: whatever still runs for it is an orphan, and
+		// nothing is kept about it (force-deleted pods included).
 		for _, n := range m.nodes {
 			if err := removeSandboxes(ctx, n.Runtime, map[string]string{labelNamespace: ns, labelName: name}); err != nil {
 				return err
 			}
 		}
+		m.keys.Range(func(uid, k any) bool {
+			if k.(string) == key {
+				m.forget(uid.(types.UID))
+				for _, p := range m.probes {
+					p.RemovePod(uid.(types.UID))
+				}
+			}
+			return true
+		})
 		return nil
 	}
 	if err != nil {
@@ -384,6 +394,13 @@ func (m *Manager) syncPod(ctx context.Context, key string, node Node, pod, apiPo
 	if errors.Is(err, errInitRunning) {
 		m.queue.AddAfter(key, time.Second)
 		return m.writeStatus(ctx, node, pod, sandbox, apiPod)
+	}
+	if errors.Is(err, errInitFailed) {
+		// The status turns Failed; what still runs (sidecars) stops.
+		if err := m.writeStatus(ctx, node, pod, sandbox, apiPod); err != nil {
+			return err
+		}
+		return m.stopContainers(ctx, node, pod, pod.Status.PodIP)
 	}
 	if err != nil {
 		return err
@@ -473,10 +490,10 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 	if err != nil {
 		return nil, err
 	}
-	start := func(c corev1.Container, runToCompletion bool) error {
+	start := func(c corev1.Container, kind containerKind) error {
 		attempt := uint32(0)
 		if prev := existing[c.Name]; len(prev) > 0 {
-			if !m.shouldRestart(pod, c, prev[0], runToCompletion) && !m.stoppedForResize(pod.UID, prev[0].Id) {
+			if !m.shouldRestart(pod, c, prev[0], kind) && !m.stoppedForResize(pod.UID, prev[0].Id) {
 				return nil
 			}
 			if wait := m.backoff.wait(pod.UID, c.Name, m.now()); wait > 0 {
@@ -559,37 +576,37 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 				return err
 			}
 		}
-		if runToCompletion && node.Simulated {
+		if kind != appContainer && node.Simulated {
 			return node.Runtime.StopContainer(ctx, id, 0)
 		}
 		return nil
 	}
 	for _, c := range pod.Spec.InitContainers {
-		sidecar := c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
-		if err := start(c, !sidecar); err != nil {
-			return nil, err
-		}
-		if sidecar {
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			if err := start(c, appContainer); err != nil { // a sidecar: started, then kept running
+				return nil, err
+			}
 			continue
 		}
-		// The next container starts only once this one has exited 0.
-		done, err := completed(ctx, node.Runtime, sb.Id, c.Name)
-		if err != nil {
+		if err := start(c, initContainer); err != nil {
 			return nil, err
 		}
-		if !done {
-			return sb, errInitRunning
+		// The next container starts only once this one has exited 0. One
+		// that failed is restarted (with back-off) by a later sync, or
+		// under restartPolicy Never fails the pod (its status says so).
+		if err := initOutcome(ctx, node.Runtime, sb.Id, c.Name, pod.Spec.RestartPolicy); err != nil {
+			return sb, err
 		}
 	}
 	for _, c := range pod.Spec.Containers {
-		if err := start(c, false); err != nil {
+		if err := start(c, appContainer); err != nil {
 			return nil, err
 		}
 	}
 	// Ephemeral containers (kubectl debug) run once, never restarted, in
 	// the target container's process namespace when one is named.
 	for _, ec := range pod.Spec.EphemeralContainers {
-		if err := start(corev1.Container(ec.EphemeralContainerCommon), true); err != nil {
+		if err := start(corev1.Container(ec.EphemeralContainerCommon), ephemeralContainer); err != nil {
 			return nil, err
 		}
 	}
@@ -611,28 +628,32 @@ func targetNamespace(pod *corev1.Pod, name string, cc *runtimeapi.ContainerConfi
 	}
 }
 
-// errInitRunning says the pod waits for an init container; the status is
-// still written and the pod looked at again shortly.
-var errInitRunning = fmt.Errorf("init container still running")
+// errInitRunning says the pod waits for an init container (running, or to
+// be restarted after failing); the status is still written and the pod
+// looked at again shortly. errInitFailed says one failed under restartPolicy
+// Never: the pod has failed, and its status says so.
+var (
+	errInitRunning = fmt.Errorf("init container still running")
+	errInitFailed  = fmt.Errorf("init container failed")
+)
 
-// completed reports whether the named container has exited successfully; a
-// failed one is an error (restarting it with back-off is not implemented yet).
-func completed(ctx context.Context, rt internalapi.RuntimeService, sandboxID, name string) (bool, error) {
+// initOutcome is nil when the named init container has exited 0, else why
+// the pod cannot go on (errInitRunning or errInitFailed).
+func initOutcome(ctx context.Context, rt internalapi.RuntimeService, sandboxID, name string, policy corev1.RestartPolicy) error {
 	cs, err := containersOf(ctx, rt, sandboxID)
 	if err != nil {
-		return false, err
+		return err
 	}
-	if len(cs[name]) == 0 {
-		return false, nil
+	if len(cs[name]) == 0 || cs[name][0].State != runtimeapi.ContainerState_CONTAINER_EXITED {
+		return errInitRunning
 	}
-	st := cs[name][0]
-	if st.State != runtimeapi.ContainerState_CONTAINER_EXITED {
-		return false, nil
+	switch {
+	case cs[name][0].ExitCode == 0:
+		return nil
+	case policy == corev1.RestartPolicyNever:
+		return errInitFailed
 	}
-	if st.ExitCode != 0 {
-		return false, fmt.Errorf("init container %s exited %d", name, st.ExitCode)
-	}
-	return true, nil
+	return errInitRunning
 }
 
 // containersOf maps container name to its containers in a sandbox, newest

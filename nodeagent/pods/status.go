@@ -35,14 +35,25 @@ func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.P
 		}
 	}
 
-	initialized := true
+	// While a pod has init containers, those that have not run yet wait
+	// PodInitializing rather than ContainerCreating, as the kubelet shows them.
+	created := "ContainerCreating"
+	if len(pod.Spec.InitContainers) > 0 {
+		created = "PodInitializing"
+	}
+	initialized, initFailed := true, false
 	var incomplete, unready []string // names, for the conditions' messages
 	for _, c := range pod.Spec.InitContainers {
-		cs := containerStatus(c, runtimeName, containers[c.Name], waiting[c.Name], messages, probed)
+		cs := containerStatus(c, runtimeName, containers[c.Name], waiting[c.Name], messages, probed, created)
 		sidecar := c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
 		done := cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0
 		if sidecar {
 			done = cs.State.Running != nil && *cs.Started // past its startup probe
+		} else {
+			// A completed init container is ready; one that failed fails
+			// the pod when nothing restarts it.
+			cs.Ready = done
+			initFailed = initFailed || (cs.State.Terminated != nil && !done && pod.Spec.RestartPolicy == corev1.RestartPolicyNever)
 		}
 		initialized = initialized && done
 		if !done {
@@ -52,7 +63,7 @@ func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.P
 	}
 	allReady, running, failed, succeeded := true, 0, 0, 0
 	for _, c := range pod.Spec.Containers {
-		cs := containerStatus(c, runtimeName, containers[c.Name], waiting[c.Name], messages, probed)
+		cs := containerStatus(c, runtimeName, containers[c.Name], waiting[c.Name], messages, probed, created)
 		allReady = allReady && cs.Ready
 		if !cs.Ready {
 			unready = append(unready, c.Name)
@@ -70,12 +81,14 @@ func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.P
 		st.ContainerStatuses = append(st.ContainerStatuses, cs)
 	}
 	for _, ec := range pod.Spec.EphemeralContainers {
-		cs := containerStatus(corev1.Container(ec.EphemeralContainerCommon), runtimeName, containers[ec.Name], waiting[ec.Name], messages, probed)
+		cs := containerStatus(corev1.Container(ec.EphemeralContainerCommon), runtimeName, containers[ec.Name], waiting[ec.Name], messages, probed, "ContainerCreating")
 		cs.Ready = false // ephemeral containers take no part in readiness
 		st.EphemeralContainerStatuses = append(st.EphemeralContainerStatuses, cs)
 	}
 	n := len(pod.Spec.Containers)
 	switch {
+	case initFailed:
+		st.Phase = corev1.PodFailed
 	case running > 0 || (succeeded+failed == n && pod.Spec.RestartPolicy == corev1.RestartPolicyAlways):
 		st.Phase = corev1.PodRunning
 	case succeeded == n:
@@ -170,13 +183,14 @@ type probeState struct{ started, ready bool }
 
 // containerStatus maps a container's CRI statuses (newest first; none: not
 // created yet) to the API's. A running container is started and ready as its
-// probes say (without probes: at once). A container waiting (restart back-off: CrashLoopBackOff; a
+// probes say (without probes: at once); one not created yet waits
+// notCreated. A container waiting (restart back-off: CrashLoopBackOff; a
 // configuration that cannot be built: CreateContainerConfigError) shows that,
 // with its last exit as lastState.
-func containerStatus(c corev1.Container, runtimeName string, history []*runtimeapi.ContainerStatus, wait corev1.ContainerStateWaiting, messages map[string]string, probed map[string]probeState) corev1.ContainerStatus {
+func containerStatus(c corev1.Container, runtimeName string, history []*runtimeapi.ContainerStatus, wait corev1.ContainerStateWaiting, messages map[string]string, probed map[string]probeState, notCreated string) corev1.ContainerStatus {
 	cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, Started: new(bool)}
 	if len(history) == 0 {
-		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
+		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: notCreated}
 		if wait.Reason != "" {
 			cs.State.Waiting = &wait
 		}

@@ -38,7 +38,9 @@ func TestComputeStatus(t *testing.T) {
 		{"app running", pod(corev1.RestartPolicyAlways), sandbox, map[string][]*runtimeapi.ContainerStatus{"app": {running("a")}}, corev1.PodRunning, true, true},
 		{"init done, app running", pod(corev1.RestartPolicyAlways, corev1.Container{Name: "init"}), sandbox,
 			map[string][]*runtimeapi.ContainerStatus{"init": {exited("i", 0)}, "app": {running("a")}}, corev1.PodRunning, true, true},
-		{"init failed", pod(corev1.RestartPolicyNever, corev1.Container{Name: "init"}), sandbox,
+		{"init failed, restart Never: the pod fails", pod(corev1.RestartPolicyNever, corev1.Container{Name: "init"}), sandbox,
+			map[string][]*runtimeapi.ContainerStatus{"init": {exited("i", 1)}}, corev1.PodFailed, false, false},
+		{"init failed, restart Always: pending its restart", pod(corev1.RestartPolicyAlways, corev1.Container{Name: "init"}), sandbox,
 			map[string][]*runtimeapi.ContainerStatus{"init": {exited("i", 1)}}, corev1.PodPending, false, false},
 		{"sidecar running counts as initialized", pod(corev1.RestartPolicyAlways, corev1.Container{Name: "side", RestartPolicy: &always}), sandbox,
 			map[string][]*runtimeapi.ContainerStatus{"side": {running("s")}, "app": {running("a")}}, corev1.PodRunning, true, true},
@@ -134,7 +136,7 @@ func TestTerminatedAndWaitingStates(t *testing.T) {
 		{"not created, nothing wrong", nil, corev1.ContainerStateWaiting{}, nil, "waiting ContainerCreating "},
 	}
 	for _, tt := range tests {
-		cs := containerStatus(corev1.Container{Name: "app"}, "containerd", tt.history, tt.wait, tt.messages, nil)
+		cs := containerStatus(corev1.Container{Name: "app"}, "containerd", tt.history, tt.wait, tt.messages, nil, "ContainerCreating")
 		got := ""
 		switch {
 		case cs.State.Terminated != nil:

@@ -1,0 +1,390 @@
+package pods
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	critest "k8s.io/cri-api/pkg/apis/testing"
+
+	"github.com/kubeparts/kubeparts/nodeagent/kubeclient/kubeclienttest"
+)
+
+// syncHarness drives the pod manager's sync of one pod by hand, on the CRI
+// fake: the test decides when containers exit and when time passes, and
+// reads back what the manager wrote to the (fake) API.
+type syncHarness struct {
+	t   *testing.T
+	m   *Manager
+	rt  *critest.FakeRuntimeService
+	cs  *fake.Clientset
+	now time.Time
+	key string
+}
+
+func newSyncHarness(t *testing.T, pod *corev1.Pod) *syncHarness {
+	t.Helper()
+	rt, images := critest.NewFakeRuntimeService(), critest.NewFakeImageService()
+	return newSyncHarnessOn(t, pod, rt, images)
+}
+
+func newSyncHarnessOn(t *testing.T, pod *corev1.Pod, rt *critest.FakeRuntimeService, images *critest.FakeImageService) *syncHarness {
+	t.Helper()
+	cs := fake.NewClientset(pod)
+	m, err := NewManager(kubeclienttest.FromClientset(cs), []Node{{Name: "n1", HostIP: "192.0.2.1", Runtime: rt, Images: images,
+		RuntimeName: "fake", DNS: DNS{ClusterDNS: []string{"10.96.0.10"}, ClusterDomain: "cluster.local"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &syncHarness{t: t, m: m, rt: rt, cs: cs, now: time.Unix(1_700_000_000, 0), key: pod.Namespace + "/" + pod.Name}
+	m.now = func() time.Time { return h.now }
+	if err := m.inf.GetIndexer().Add(pod); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.queue.ShutDown)
+	return h
+}
+
+// sync runs one sync of the pod and feeds what the API now holds back to
+// the manager's informer cache, as the watch would.
+func (h *syncHarness) sync() error {
+	h.t.Helper()
+	h.refresh()
+	err := h.m.sync(context.Background(), h.key)
+	h.refresh()
+	return err
+}
+
+func (h *syncHarness) refresh() {
+	ns, name := splitKey(h.key)
+	p, gerr := h.cs.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if gerr == nil {
+		_ = h.m.inf.GetIndexer().Update(p)
+	} else if old, ok, _ := h.m.inf.GetIndexer().GetByKey(h.key); ok {
+		_ = h.m.inf.GetIndexer().Delete(old)
+	}
+}
+
+// mustSync syncs n times, failing the test on an error.
+func (h *syncHarness) mustSync(n int) {
+	h.t.Helper()
+	for range n {
+		if err := h.sync(); err != nil {
+			h.t.Fatalf("sync: %v", err)
+		}
+	}
+}
+
+func splitKey(key string) (string, string) {
+	for i := range key {
+		if key[i] == '/' {
+			return key[:i], key[i+1:]
+		}
+	}
+	return "", key
+}
+
+// pod is the pod as the API holds it.
+func (h *syncHarness) pod() *corev1.Pod {
+	h.t.Helper()
+	ns, name := splitKey(h.key)
+	p, err := h.cs.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		h.t.Fatalf("get pod: %v", err)
+	}
+	return p
+}
+
+// exit makes the newest container of that name exit with code.
+func (h *syncHarness) exit(name string, code int32) {
+	h.t.Helper()
+	h.rt.Lock()
+	defer h.rt.Unlock()
+	var newest *critest.FakeContainer
+	for _, c := range h.rt.Containers {
+		if c.Metadata.Name == name && (newest == nil || c.Metadata.Attempt > newest.Metadata.Attempt) {
+			newest = c
+		}
+	}
+	if newest == nil || newest.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		h.t.Fatalf("no running container %s to exit", name)
+	}
+	newest.State, newest.ExitCode, newest.FinishedAt = runtimeapi.ContainerState_CONTAINER_EXITED, code, h.now.UnixNano()
+}
+
+// created counts the containers of that name the runtime has (every attempt).
+func (h *syncHarness) created(name string) int {
+	h.rt.Lock()
+	defer h.rt.Unlock()
+	n := 0
+	for _, c := range h.rt.Containers {
+		if c.Metadata.Name == name {
+			n++
+		}
+	}
+	return n
+}
+
+func syncTestPod(policy corev1.RestartPolicy, inits ...string) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", UID: types.UID("uid-p")},
+		Spec: corev1.PodSpec{NodeName: "n1", RestartPolicy: policy, Containers: []corev1.Container{{Name: "app", Image: "img", ImagePullPolicy: corev1.PullIfNotPresent}}}}
+	for _, n := range inits {
+		p.Spec.InitContainers = append(p.Spec.InitContainers, corev1.Container{Name: n, Image: "img", ImagePullPolicy: corev1.PullIfNotPresent})
+	}
+	return p
+}
+
+func statusOf(list []corev1.ContainerStatus, name string) corev1.ContainerStatus {
+	for _, s := range list {
+		if s.Name == name {
+			return s
+		}
+	}
+	return corev1.ContainerStatus{}
+}
+
+func conditionOf(p *corev1.Pod, t corev1.PodConditionType) corev1.PodCondition {
+	for _, c := range p.Status.Conditions {
+		if c.Type == t {
+			return c
+		}
+	}
+	return corev1.PodCondition{}
+}
+
+func waitingReason(s corev1.ContainerStatus) string {
+	if s.State.Waiting == nil {
+		return ""
+	}
+	return s.State.Waiting.Reason
+}
+
+// Init containers as the kubelet runs them (and as the upstream
+// InitContainer conformance specs check): one at a time, the ones not yet
+// run and the app containers waiting PodInitializing, a completed one ready,
+// and a failed one failing the pod under restartPolicy Never or restarted
+// with back-off otherwise.
+func TestSyncInitContainers(t *testing.T) {
+	t.Run("completed in order, then the app runs", func(t *testing.T) {
+		h := newSyncHarness(t, syncTestPod(corev1.RestartPolicyAlways, "init1", "init2"))
+		h.mustSync(1)
+		p := h.pod()
+		if got := waitingReason(statusOf(p.Status.InitContainerStatuses, "init2")); got != "PodInitializing" {
+			t.Errorf("init2 waits %q while init1 runs, want PodInitializing", got)
+		}
+		if got := waitingReason(statusOf(p.Status.ContainerStatuses, "app")); got != "PodInitializing" {
+			t.Errorf("app waits %q while init1 runs, want PodInitializing", got)
+		}
+		if h.created("init2") != 0 || h.created("app") != 0 {
+			t.Fatalf("init2 or app started before init1 completed")
+		}
+		h.exit("init1", 0)
+		h.mustSync(1)
+		h.exit("init2", 0)
+		h.mustSync(1)
+		p = h.pod()
+		for _, name := range []string{"init1", "init2"} {
+			if s := statusOf(p.Status.InitContainerStatuses, name); !s.Ready || s.State.Terminated == nil || s.State.Terminated.Reason != "Completed" {
+				t.Errorf("%s: ready %v state %+v, want ready and Completed", name, s.Ready, s.State)
+			}
+		}
+		if p.Status.Phase != corev1.PodRunning || conditionOf(p, corev1.PodInitialized).Status != corev1.ConditionTrue {
+			t.Errorf("phase %s initialized %s, want Running and True", p.Status.Phase, conditionOf(p, corev1.PodInitialized).Status)
+		}
+	})
+
+	for _, tc := range []struct {
+		policy corev1.RestartPolicy
+		// restarted: the failed init container runs again (after back-off).
+		restarted bool
+	}{
+		{corev1.RestartPolicyNever, false},
+		{corev1.RestartPolicyOnFailure, true},
+		{corev1.RestartPolicyAlways, true},
+	} {
+		t.Run("failed init container, restartPolicy "+string(tc.policy), func(t *testing.T) {
+			h := newSyncHarness(t, syncTestPod(tc.policy, "init1", "init2"))
+			h.mustSync(1)
+			h.exit("init1", 0)
+			h.mustSync(1)
+			h.exit("init2", 1)
+			h.mustSync(1)
+			p := h.pod()
+			init2 := statusOf(p.Status.InitContainerStatuses, "init2")
+			app := statusOf(p.Status.ContainerStatuses, "app")
+			if waitingReason(app) != "PodInitializing" || h.created("app") != 0 {
+				t.Errorf("app %+v (created %d), want waiting PodInitializing and never started", app.State, h.created("app"))
+			}
+			init := conditionOf(p, corev1.PodInitialized)
+			if init.Status != corev1.ConditionFalse || init.Reason != "ContainersNotInitialized" || init.Message != "containers with incomplete status: [init2]" {
+				t.Errorf("Initialized condition %+v", init)
+			}
+			if !tc.restarted {
+				if p.Status.Phase != corev1.PodFailed {
+					t.Errorf("phase %s, want Failed", p.Status.Phase)
+				}
+				if init2.State.Terminated == nil || init2.State.Terminated.Reason != "Error" || init2.State.Terminated.ExitCode != 1 {
+					t.Errorf("init2 state %+v, want terminated Error 1", init2.State)
+				}
+				if got := kubectlStatus(p); got != "Init:Error" {
+					t.Errorf("kubectl STATUS %q, want Init:Error", got)
+				}
+				h.mustSync(2)
+				if n := h.created("init2"); n != 1 {
+					t.Errorf("init2 created %d times, want once under Never", n)
+				}
+				return
+			}
+			// First failure: restarted at once (the kubelet's back-off starts
+			// at the second), then each restart waits.
+			if p.Status.Phase != corev1.PodPending {
+				t.Errorf("phase %s, want Pending", p.Status.Phase)
+			}
+			if n := h.created("init2"); n != 2 {
+				t.Fatalf("init2 created %d times after its first failure, want 2", n)
+			}
+			h.exit("init2", 1)
+			h.mustSync(1)
+			p = h.pod()
+			init2 = statusOf(p.Status.InitContainerStatuses, "init2")
+			if waitingReason(init2) != "CrashLoopBackOff" || init2.LastTerminationState.Terminated == nil || init2.RestartCount != 1 {
+				t.Errorf("init2 %+v, want waiting CrashLoopBackOff with its last exit and restartCount 1", init2)
+			}
+			if got := kubectlStatus(p); got != "Init:CrashLoopBackOff" {
+				t.Errorf("kubectl STATUS %q, want Init:CrashLoopBackOff", got)
+			}
+			if n := h.created("init2"); n != 2 {
+				t.Errorf("init2 restarted inside its back-off (%d attempts)", n)
+			}
+			h.now = h.now.Add(11 * time.Second)
+			h.mustSync(1)
+			if n := h.created("init2") + 0; n < 2 || statusOf(h.pod().Status.InitContainerStatuses, "init2").RestartCount != 2 {
+				t.Errorf("init2 not restarted after its back-off: %+v", statusOf(h.pod().Status.InitContainerStatuses, "init2"))
+			}
+			if p := h.pod(); p.Status.Phase != corev1.PodPending || h.created("app") != 0 {
+				t.Errorf("phase %s, app created %d: the app must wait for init2", p.Status.Phase, h.created("app"))
+			}
+		})
+	}
+}
+
+// kubectlStatus is the STATUS column `kubectl get pods` shows for a pod in
+// its init phase (kubectl's printer: Init:<reason> for an init container
+// that failed or waits for a reason other than PodInitializing, else
+// Init:<done>/<total>), or the phase past it.
+func kubectlStatus(p *corev1.Pod) string {
+	for i, s := range p.Status.InitContainerStatuses {
+		switch {
+		case s.State.Terminated != nil && s.State.Terminated.ExitCode == 0:
+			continue
+		case s.State.Terminated != nil:
+			return "Init:" + s.State.Terminated.Reason
+		case s.State.Waiting != nil && s.State.Waiting.Reason != "" && s.State.Waiting.Reason != "PodInitializing":
+			return "Init:" + s.State.Waiting.Reason
+		default:
+			return "Init:" + itoa(i) + "/" + itoa(len(p.Spec.InitContainers))
+		}
+	}
+	return string(p.Status.Phase)
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// keptAbout names the manager's stores that still hold something about uid.
+func (m *Manager) keptAbout(uid types.UID) []string {
+	var out []string
+	if _, ok := m.keys.Load(uid); ok {
+		out = append(out, "keys")
+	}
+	if len(m.backoff.waiting(uid, time.Time{})) > 0 {
+		out = append(out, "backoff")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, has := range map[string]bool{"waitErrors": m.waitErrors[uid] != nil, "messages": m.messages[uid] != nil,
+		"evictions": func() bool { _, ok := m.evictions[uid]; return ok }(), "podVolumes": func() bool { _, ok := m.podVolumes[uid]; return ok }(),
+		"resources": m.resources[uid] != nil, "admitted": m.admitted[uid]} {
+		if has {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// A pod deleted from the API with nothing left to say (force deletion)
+// while its containers start: its sandbox goes, and nothing is kept about it.
+func TestSyncForceDeletionMidStart(t *testing.T) {
+	h := newSyncHarness(t, syncTestPod(corev1.RestartPolicyAlways, "init1"))
+	h.mustSync(1)
+	if len(h.rt.Sandboxes) != 1 {
+		t.Fatalf("%d sandboxes, want 1", len(h.rt.Sandboxes))
+	}
+	if err := h.cs.CoreV1().Pods("ns").Delete(context.Background(), "p", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+		t.Fatal(err)
+	}
+	h.mustSync(1)
+	if n := len(h.rt.Sandboxes); n != 0 {
+		t.Errorf("%d sandboxes left after the pod was force-deleted", n)
+	}
+	if kept := h.m.keptAbout("uid-p"); len(kept) > 0 {
+		t.Errorf("still kept about the deleted pod after its sync: %v", kept)
+	}
+	// What a missed deletion leaves (only the admission and the queue
+	// key, say) goes at housekeeping.
+	h.m.keys.Store(types.UID("uid-q"), "ns/q")
+	h.m.admitted["uid-q"] = true
+	h.m.housekeeping(context.Background())
+	if kept := h.m.keptAbout("uid-q"); len(kept) > 0 {
+		t.Errorf("housekeeping kept about a pod gone from the API: %v", kept)
+	}
+}
+
+// A restarted agent adopts what runs: no container is created again, and
+// the status it writes is the same.
+func TestSyncAdoptsAfterRestart(t *testing.T) {
+	pod := syncTestPod(corev1.RestartPolicyAlways, "init1")
+	h := newSyncHarness(t, pod)
+	h.mustSync(1)
+	h.exit("init1", 0)
+	h.mustSync(1)
+	before := h.pod()
+	if before.Status.Phase != corev1.PodRunning {
+		t.Fatalf("phase %s before the restart", before.Status.Phase)
+	}
+	// A new manager on the same runtime, the pod as the API holds it.
+	h2 := newSyncHarnessOn(t, before, h.rt, critest.NewFakeImageService())
+	h2.mustSync(2)
+	if h2.created("init1") != 1 || h2.created("app") != 1 {
+		t.Errorf("containers created again after a restart: init1 %d app %d", h2.created("init1"), h2.created("app"))
+	}
+	after := h2.pod()
+	if after.Status.Phase != corev1.PodRunning || statusOf(after.Status.ContainerStatuses, "app").RestartCount != 0 || !statusOf(after.Status.InitContainerStatuses, "init1").Ready {
+		t.Errorf("status after adoption: %+v", after.Status)
+	}
+}
+
+// An evicted pod: its containers stop and it is Failed/Evicted with the
+// message, its containers' last state kept.
+func TestSyncEviction(t *testing.T) {
+	h := newSyncHarness(t, syncTestPod(corev1.RestartPolicyAlways))
+	h.mustSync(1)
+	h.m.setEviction("uid-p", eviction{evicted: true, message: "The node was low on resource: memory."})
+	h.mustSync(2)
+	p := h.pod()
+	if p.Status.Phase != corev1.PodFailed || p.Status.Reason != "Evicted" || p.Status.Message != "The node was low on resource: memory." {
+		t.Errorf("status %s/%s %q, want Failed/Evicted", p.Status.Phase, p.Status.Reason, p.Status.Message)
+	}
+	h.rt.Lock()
+	for _, c := range h.rt.Containers {
+		if c.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+			t.Errorf("container %s still runs after the eviction", c.Metadata.Name)
+		}
+	}
+	h.rt.Unlock()
+}
