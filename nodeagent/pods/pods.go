@@ -490,6 +490,21 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 	if err != nil {
 		return nil, err
 	}
+	// The downward API's status fields (hostIP(s), podIP(s)) are what this
+	// node and the sandbox say, not the API's status, which has no IP
+	// before the first status write: the kubelet fills them the same way.
+	var envPod *corev1.Pod
+	podForEnv := func() (*corev1.Pod, error) {
+		if envPod != nil {
+			return envPod, nil
+		}
+		st, err := node.Runtime.PodSandboxStatus(ctx, sb.Id, false)
+		if err != nil {
+			return nil, err
+		}
+		envPod = withNodeIPs(pod, node.HostIP, st.GetStatus())
+		return envPod, nil
+	}
 	start := func(c corev1.Container, kind containerKind) error {
 		attempt := uint32(0)
 		if prev := existing[c.Name]; len(prev) > 0 {
@@ -513,7 +528,11 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 		if err != nil {
 			return err
 		}
-		env, err := containerEnv(ctx, m.client, pod, c, node.Allocatable, serviceEnv(m.serviceIndexer(), pod))
+		ep, err := podForEnv()
+		if err != nil {
+			return err
+		}
+		env, err := containerEnv(ctx, m.client, ep, c, node.Allocatable, serviceEnv(m.serviceIndexer(), pod))
 		if err != nil {
 			node.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", errorText(err))
 			return err
@@ -611,6 +630,25 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 		}
 	}
 	return sb, nil
+}
+
+// withNodeIPs is pod with the addresses its status will show: the node's
+// and the sandbox's (or the node's, on the host network).
+func withNodeIPs(pod *corev1.Pod, hostIP string, sb *runtimeapi.PodSandboxStatus) *corev1.Pod {
+	p := pod.DeepCopy()
+	if hostIP != "" {
+		p.Status.HostIP, p.Status.HostIPs = hostIP, []corev1.HostIP{{IP: hostIP}}
+	}
+	switch {
+	case pod.Spec.HostNetwork && hostIP != "":
+		p.Status.PodIP, p.Status.PodIPs = hostIP, []corev1.PodIP{{IP: hostIP}}
+	case sb.GetNetwork().GetIp() != "":
+		p.Status.PodIP, p.Status.PodIPs = sb.GetNetwork().GetIp(), []corev1.PodIP{{IP: sb.GetNetwork().GetIp()}}
+		for _, ip := range sb.GetNetwork().GetAdditionalIps() {
+			p.Status.PodIPs = append(p.Status.PodIPs, corev1.PodIP{IP: ip.GetIp()})
+		}
+	}
+	return p
 }
 
 // targetNamespace makes an ephemeral container share the process namespace

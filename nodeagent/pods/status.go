@@ -15,25 +15,17 @@ import (
 // when its result differs from what the API holds. Transition times of
 // conditions whose status did not change are kept, as the kubelet does.
 func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.PodSandboxStatus, containers map[string][]*runtimeapi.ContainerStatus, waiting map[string]corev1.ContainerStateWaiting, messages map[string]string, probed map[string]probeState, now metav1.Time) corev1.PodStatus {
-	st := corev1.PodStatus{QOSClass: pod.Status.QOSClass, HostIP: hostIP, StartTime: pod.Status.StartTime}
-	if hostIP != "" {
-		st.HostIPs = []corev1.HostIP{{IP: hostIP}}
-	}
+	st := corev1.PodStatus{QOSClass: pod.Status.QOSClass, StartTime: pod.Status.StartTime}
 	if st.StartTime == nil {
 		st.StartTime = &now
 	}
 	sandboxReady := sb != nil && sb.State == runtimeapi.PodSandboxState_SANDBOX_READY
-	switch {
-	case sandboxReady && pod.Spec.HostNetwork && hostIP != "":
-		// A host-network pod has the node's address, as the kubelet reports it.
-		st.PodIP, st.PodIPs = hostIP, []corev1.PodIP{{IP: hostIP}}
-	case sandboxReady && sb.GetNetwork().GetIp() != "":
-		st.PodIP = sb.GetNetwork().GetIp()
-		st.PodIPs = []corev1.PodIP{{IP: st.PodIP}}
-		for _, ip := range sb.GetNetwork().GetAdditionalIps() {
-			st.PodIPs = append(st.PodIPs, corev1.PodIP{IP: ip.GetIp()})
-		}
+	// A host-network pod has the node's address, as the kubelet reports it.
+	ips := withNodeIPs(&corev1.Pod{Spec: corev1.PodSpec{HostNetwork: pod.Spec.HostNetwork}}, hostIP, sb)
+	if !sandboxReady { // no address before the sandbox runs
+		ips.Status.PodIP, ips.Status.PodIPs = "", nil
 	}
+	st.HostIP, st.HostIPs, st.PodIP, st.PodIPs = ips.Status.HostIP, ips.Status.HostIPs, ips.Status.PodIP, ips.Status.PodIPs
 
 	// While a pod has init containers, those that have not run yet wait
 	// PodInitializing rather than ContainerCreating, as the kubelet shows them.

@@ -26,6 +26,19 @@ type syncHarness struct {
 	cs  *fake.Clientset
 	now time.Time
 	key string
+	// configs are the configs containers were last created with, by name.
+	configs map[string]*runtimeapi.ContainerConfig
+}
+
+// recordingRuntime keeps the config of each container created.
+type recordingRuntime struct {
+	*critest.FakeRuntimeService
+	h *syncHarness
+}
+
+func (r recordingRuntime) CreateContainer(ctx context.Context, sandboxID string, cc *runtimeapi.ContainerConfig, sc *runtimeapi.PodSandboxConfig) (string, error) {
+	r.h.configs[cc.Metadata.Name] = cc
+	return r.FakeRuntimeService.CreateContainer(ctx, sandboxID, cc, sc)
 }
 
 func newSyncHarness(t *testing.T, pod *corev1.Pod) *syncHarness {
@@ -37,12 +50,13 @@ func newSyncHarness(t *testing.T, pod *corev1.Pod) *syncHarness {
 func newSyncHarnessOn(t *testing.T, pod *corev1.Pod, rt *critest.FakeRuntimeService, images *critest.FakeImageService) *syncHarness {
 	t.Helper()
 	cs := fake.NewClientset(pod)
-	m, err := NewManager(kubeclienttest.FromClientset(cs), []Node{{Name: "n1", HostIP: "192.0.2.1", Runtime: rt, Images: images,
+	h := &syncHarness{t: t, rt: rt, cs: cs, now: time.Unix(1_700_000_000, 0), key: pod.Namespace + "/" + pod.Name, configs: map[string]*runtimeapi.ContainerConfig{}}
+	m, err := NewManager(kubeclienttest.FromClientset(cs), []Node{{Name: "n1", HostIP: "192.0.2.1", Runtime: recordingRuntime{rt, h}, Images: images,
 		RuntimeName: "fake", DNS: DNS{ClusterDNS: []string{"10.96.0.10"}, ClusterDomain: "cluster.local"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &syncHarness{t: t, m: m, rt: rt, cs: cs, now: time.Unix(1_700_000_000, 0), key: pod.Namespace + "/" + pod.Name}
+	h.m = m
 	m.now = func() time.Time { return h.now }
 	if err := m.inf.GetIndexer().Add(pod); err != nil {
 		t.Fatal(err)
@@ -387,4 +401,28 @@ func TestSyncEviction(t *testing.T) {
 		}
 	}
 	h.rt.Unlock()
+}
+
+// The downward API's addresses are set in the first container's
+// environment already, before any status was written (the upstream
+// "should provide host IP and pod IP as an env var" specs).
+func TestSyncDownwardAPIAddresses(t *testing.T) {
+	pod := syncTestPod(corev1.RestartPolicyAlways)
+	for _, f := range []string{"status.hostIP", "status.hostIPs", "status.podIP", "status.podIPs"} {
+		pod.Spec.Containers[0].Env = append(pod.Spec.Containers[0].Env, corev1.EnvVar{Name: f,
+			ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: f}}})
+	}
+	h := newSyncHarness(t, pod)
+	h.mustSync(1)
+	got := map[string]string{}
+	for _, kv := range h.configs["app"].GetEnvs() {
+		got[kv.Key] = string(kv.Value)
+	}
+	want := map[string]string{"status.hostIP": "192.0.2.1", "status.hostIPs": "192.0.2.1",
+		"status.podIP": critest.FakePodSandboxIPs[0], "status.podIPs": critest.FakePodSandboxIPs[0]}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
 }
