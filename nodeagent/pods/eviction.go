@@ -54,6 +54,25 @@ type eviction struct {
 	message  string
 	evicted  bool // true: it ran and was evicted; false: turned away at admission
 	recorded bool // the event was emitted
+	// deadline: its activeDeadlineSeconds passed; it stops with its own
+	// grace period and is not a disruption (no DisruptionTarget).
+	deadline bool
+}
+
+// Past activeDeadlineSeconds, the kubelet's reason and message.
+const (
+	deadlineExceeded        = "DeadlineExceeded"
+	deadlineExceededMessage = "Pod was active on the node longer than the specified deadline"
+)
+
+// activeDeadline is how long the pod may still run under its
+// activeDeadlineSeconds, counted from its start time; ok is false when it
+// has no deadline (or has not started).
+func activeDeadline(pod *corev1.Pod, now time.Time) (left time.Duration, ok bool) {
+	if pod.Spec.ActiveDeadlineSeconds == nil || pod.Status.StartTime == nil {
+		return 0, false
+	}
+	return pod.Status.StartTime.Add(time.Duration(*pod.Spec.ActiveDeadlineSeconds) * time.Second).Sub(now), true
 }
 
 func (m *Manager) evictionOf(uid types.UID) (eviction, bool) {
@@ -262,8 +281,11 @@ func (m *Manager) evictPod(ctx context.Context, node Node, pod, apiPod *corev1.P
 	}
 	var sandbox *runtimeapi.PodSandbox
 	if e.evicted {
-		short := pod.DeepCopy()
-		short.Spec.TerminationGracePeriodSeconds, short.DeletionGracePeriodSeconds = ptr.To[int64](hardEvictionGrace), nil
+		short := pod
+		if !e.deadline {
+			short = pod.DeepCopy()
+			short.Spec.TerminationGracePeriodSeconds, short.DeletionGracePeriodSeconds = ptr.To[int64](hardEvictionGrace), nil
+		}
 		if err := m.stopContainers(ctx, node, short, pod.Status.PodIP); err != nil {
 			return err
 		}
@@ -299,6 +321,9 @@ func withEviction(st corev1.PodStatus, e eviction, now func() time.Time) corev1.
 	if !e.evicted {
 		// As the kubelet words a pod its admission refused.
 		st.Message = "Pod was rejected: " + e.message
+		return st
+	}
+	if e.deadline {
 		return st
 	}
 	for _, c := range st.Conditions {

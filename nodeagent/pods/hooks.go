@@ -3,6 +3,7 @@ package pods
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -104,9 +105,28 @@ func (m *Manager) killUnhealthy(ctx context.Context, node Node, pod *corev1.Pod)
 			continue
 		}
 		node.event(pod, corev1.EventTypeNormal, "Killing", "%s", kill)
-		if err := m.stopContainer(ctx, node, pod, *c, id, pod.Status.PodIP, m.now().Add(gracePeriod(pod))); err != nil {
+		if err := m.stopContainer(ctx, node, pod, *c, id, pod.Status.PodIP, m.now().Add(probeKillGrace(pod, c, kill))); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// probeKillGrace is the grace period of a container killed by a failing
+// probe: the probe's own terminationGracePeriodSeconds when the liveness or
+// startup probe that failed sets one (so a hung container is not given the
+// pod's long grace), else the pod's. kill is the probes manager's reason,
+// which names the probe.
+func probeKillGrace(pod *corev1.Pod, c *corev1.Container, kill string) time.Duration {
+	var probe *corev1.Probe
+	switch {
+	case strings.Contains(kill, "failed liveness probe"):
+		probe = c.LivenessProbe
+	case strings.Contains(kill, "failed startup probe"):
+		probe = c.StartupProbe
+	}
+	if probe != nil && probe.TerminationGracePeriodSeconds != nil {
+		return max(time.Duration(*probe.TerminationGracePeriodSeconds)*time.Second, minimumGracePeriod)
+	}
+	return gracePeriod(pod)
 }

@@ -346,6 +346,13 @@ func (m *Manager) syncPod(ctx context.Context, key string, node Node, pod, apiPo
 	if isTerminal(pod) {
 		return nil
 	}
+	if left, ok := activeDeadline(pod, m.now()); ok {
+		if _, evicted := m.evictionOf(pod.UID); left <= 0 && !evicted {
+			m.setEviction(pod.UID, eviction{reason: deadlineExceeded, message: deadlineExceededMessage, evicted: true, deadline: true})
+		} else if left > 0 {
+			m.queue.AddAfter(key, left) // a shortened deadline is an update: synced then
+		}
+	}
 	if e, ok := m.evictionOf(pod.UID); ok {
 		return m.evictPod(ctx, node, pod, apiPod, e)
 	}

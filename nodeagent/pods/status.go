@@ -126,10 +126,17 @@ func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.P
 	}
 	// Conditions the kubelet does not own (PodScheduled, DisruptionTarget,
 	// readiness gates, anyone's own) are kept as they are.
+	scheduled := false
 	for _, old := range pod.Status.Conditions {
 		if !kubeletCondition[old.Type] {
 			st.Conditions = append(st.Conditions, old)
 		}
+		scheduled = scheduled || old.Type == corev1.PodScheduled
+	}
+	if !scheduled {
+		// A pod bound without the scheduler (spec.nodeName) is scheduled
+		// too: the kubelet adds the condition, and clients count on it.
+		st.Conditions = append(st.Conditions, condition(corev1.PodScheduled, true, "", ""))
 	}
 	return st
 }

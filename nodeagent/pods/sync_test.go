@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	critest "k8s.io/cri-api/pkg/apis/testing"
+	"k8s.io/utils/ptr"
 
 	"github.com/kubeparts/kubeparts/nodeagent/kubeclient/kubeclienttest"
 )
@@ -424,5 +425,95 @@ func TestSyncDownwardAPIAddresses(t *testing.T) {
 		if got[k] != v {
 			t.Errorf("%s = %q, want %q", k, got[k], v)
 		}
+	}
+}
+
+// activeDeadlineSeconds, counted from the pod's start time: past it the
+// pod's containers stop and it is Failed/DeadlineExceeded (no disruption
+// condition); a deadline shortened on a running pod counts too.
+func TestSyncActiveDeadline(t *testing.T) {
+	pod := syncTestPod(corev1.RestartPolicyAlways)
+	pod.Spec.ActiveDeadlineSeconds = ptr.To[int64](600)
+	h := newSyncHarness(t, pod)
+	h.mustSync(2)
+	p := h.pod()
+	if p.Status.Phase != corev1.PodRunning || p.Status.StartTime == nil {
+		t.Fatalf("phase %s start %v, want Running", p.Status.Phase, p.Status.StartTime)
+	}
+	h.now = p.Status.StartTime.Add(30 * time.Second)
+	h.mustSync(1)
+	if p := h.pod(); p.Status.Phase != corev1.PodRunning {
+		t.Fatalf("phase %s 30 s into a 600 s deadline", p.Status.Phase)
+	}
+	// Shortened while it runs (the spec field is mutable downwards).
+	p = h.pod()
+	p.Spec.ActiveDeadlineSeconds = ptr.To[int64](5)
+	if _, err := h.cs.CoreV1().Pods("ns").Update(context.Background(), p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.mustSync(2)
+	p = h.pod()
+	if p.Status.Phase != corev1.PodFailed || p.Status.Reason != "DeadlineExceeded" || p.Status.Message != "Pod was active on the node longer than the specified deadline" {
+		t.Errorf("status %s/%s %q, want Failed/DeadlineExceeded", p.Status.Phase, p.Status.Reason, p.Status.Message)
+	}
+	if c := conditionOf(p, corev1.DisruptionTarget); c.Type != "" {
+		t.Errorf("DisruptionTarget %+v on a pod past its deadline", c)
+	}
+	h.rt.Lock()
+	defer h.rt.Unlock()
+	for _, c := range h.rt.Containers {
+		if c.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+			t.Errorf("container %s still runs past the deadline", c.Metadata.Name)
+		}
+	}
+}
+
+// A pod bound by spec.nodeName, past the scheduler, is PodScheduled=True
+// as the kubelet reports it; a scheduler's own condition is kept as is.
+func TestSyncPodScheduled(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		old  []corev1.PodCondition
+		want corev1.PodCondition
+	}{
+		{"bound by spec.nodeName", nil, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}},
+		{"the scheduler's kept", []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, Reason: "by-scheduler"}},
+			corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, Reason: "by-scheduler"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := syncTestPod(corev1.RestartPolicyAlways)
+			pod.Status.Conditions = tc.old
+			h := newSyncHarness(t, pod)
+			h.mustSync(1)
+			got := conditionOf(h.pod(), corev1.PodScheduled)
+			if got.Status != tc.want.Status || got.Reason != tc.want.Reason {
+				t.Errorf("PodScheduled %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A container killed by its failing liveness or startup probe gets the
+// probe's terminationGracePeriodSeconds when set, else the pod's.
+func TestProbeKillGrace(t *testing.T) {
+	pod := &corev1.Pod{Spec: corev1.PodSpec{TerminationGracePeriodSeconds: ptr.To[int64](600)}}
+	withGrace := &corev1.Probe{TerminationGracePeriodSeconds: ptr.To[int64](10)}
+	for _, tc := range []struct {
+		name string
+		c    corev1.Container
+		kill string
+		want time.Duration
+	}{
+		{"liveness probe's own", corev1.Container{Name: "c", LivenessProbe: withGrace}, "Container c failed liveness probe, will be restarted", 10 * time.Second},
+		{"startup probe's own", corev1.Container{Name: "c", StartupProbe: withGrace}, "Container c failed startup probe, will be restarted", 10 * time.Second},
+		{"probe without one: the pod's", corev1.Container{Name: "c", LivenessProbe: &corev1.Probe{}}, "Container c failed liveness probe, will be restarted", 600 * time.Second},
+		{"another probe's does not apply", corev1.Container{Name: "c", StartupProbe: withGrace, LivenessProbe: &corev1.Probe{}}, "Container c failed liveness probe, will be restarted", 600 * time.Second},
+		{"at least the minimum", corev1.Container{Name: "c", LivenessProbe: &corev1.Probe{TerminationGracePeriodSeconds: ptr.To[int64](0)}}, "Container c failed liveness probe, will be restarted", minimumGracePeriod},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := probeKillGrace(pod, &tc.c, tc.kill); got != tc.want {
+				t.Errorf("grace %s, want %s", got, tc.want)
+			}
+		})
 	}
 }
