@@ -36,8 +36,14 @@ type Options struct {
 	Runtime            string
 	SimulateNodes      int
 	NodeIP             string
-	Capacity           string
-	SystemReserved     string
+	// Capacity overrides what the node reports it has (simulated nodes: all
+	// of it; real ones measure the machine, MachineCapacity, and this
+	// replaces single entries).
+	Capacity string
+	// SystemReserved and KubeReserved are kept from pods, as are the hard
+	// eviction thresholds (the kubelet's node allocatable).
+	SystemReserved, KubeReserved string
+	MaxPods                      int
 	RegisterWithTaints []string
 	// CloudProvider is "" or "external" (a cloud-controller-manager
 	// initializes the node), as the kubelet's flag.
@@ -77,7 +83,7 @@ type Options struct {
 
 // NewOptions returns the defaults: a simulated node of 4 cpu, 32Gi, 110 pods.
 func NewOptions() *Options {
-	return &Options{Runtime: "simulated", SimulateNodes: 1, Capacity: "cpu=4,memory=32Gi,pods=110,ephemeral-storage=100Gi", Workers: 10, NodeIP: "10.0.0.1", RootDir: "/var/lib/kubeparts-nodeagent", ResolvConf: "/etc/resolv.conf", EvictionHard: node.DefaultEvictionHard, ContainerLogMaxSize: "10Mi", ContainerLogMaxFiles: 5,
+	return &Options{Runtime: "simulated", SimulateNodes: 1, MaxPods: node.DefaultMaxPods, Workers: 10, NodeIP: "10.0.0.1", RootDir: "/var/lib/kubeparts-nodeagent", ResolvConf: "/etc/resolv.conf", EvictionHard: node.DefaultEvictionHard, ContainerLogMaxSize: "10Mi", ContainerLogMaxFiles: 5,
 		Address: "0.0.0.0", Port: 10250, AuthorizationMode: "Webhook", HealthzBindAddress: "127.0.0.1", HealthzPort: 10248}
 }
 
@@ -101,8 +107,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.AllowedUnsafeSysctls, "allowed-unsafe-sysctls", o.AllowedUnsafeSysctls, "namespaced sysctls, or prefixes ending in *, pods may set beyond the safe ones (net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*)")
 	fs.IntVar(&o.SimulateNodes, "simulate-nodes", o.SimulateNodes, "nodes this process hosts (simulated runtime only)")
 	fs.StringVar(&o.NodeIP, "node-ip", o.NodeIP, "the node's InternalIP (simulated nodes count up from it)")
-	fs.StringVar(&o.Capacity, "capacity", o.Capacity, "simulated node capacity, as name=quantity pairs")
-	fs.StringVar(&o.SystemReserved, "system-reserved", o.SystemReserved, "resources kept from pods, as name=quantity pairs (cpu=100m,memory=1Gi)")
+	fs.StringVar(&o.Capacity, "capacity", o.Capacity, "node capacity as name=quantity pairs; simulated nodes default to "+simulatedCapacity+", real ones measure the machine (cpu, memory, the root dir's filesystem as ephemeral-storage) and take only the entries given here")
+	fs.StringVar(&o.SystemReserved, "system-reserved", o.SystemReserved, "resources kept from pods for the system, as name=quantity pairs (cpu=100m,memory=1Gi,ephemeral-storage=1Gi)")
+	fs.StringVar(&o.KubeReserved, "kube-reserved", o.KubeReserved, "resources kept from pods for Kubernetes' own daemons, as name=quantity pairs")
+	fs.IntVar(&o.MaxPods, "max-pods", o.MaxPods, "pods the node runs at most (its pods capacity)")
 	fs.StringVar(&o.CloudProvider, "cloud-provider", o.CloudProvider, "'external': a cloud-controller-manager initializes the node (it registers tainted node.cloudprovider.kubernetes.io/uninitialized and the cloud's addresses win); empty: none")
 	fs.StringSliceVar(&o.RegisterWithTaints, "register-with-taints", o.RegisterWithTaints, "taints the node registers with, key=value:Effect")
 	fs.StringToStringVar(&o.NodeLabels, "node-labels", o.NodeLabels, "labels the node registers with (NodeRestriction forbids node-role.kubernetes.io/*)")
@@ -179,6 +187,12 @@ func (o *Options) Validate() []error {
 	if _, err := parseResources("system-reserved", o.SystemReserved); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := parseResources("kube-reserved", o.KubeReserved); err != nil {
+		errs = append(errs, err)
+	}
+	if o.MaxPods < 1 {
+		errs = append(errs, fmt.Errorf("--max-pods %d: must be positive", o.MaxPods))
+	}
 	for _, t := range o.RegisterWithTaints {
 		if _, err := parseTaint(t); err != nil {
 			errs = append(errs, err)
@@ -228,6 +242,44 @@ func (o *Options) Validate() []error {
 		errs = append(errs, fmt.Errorf("--container-log-max-files %d: must be at least 2", o.ContainerLogMaxFiles))
 	}
 	return errs
+}
+
+// simulatedCapacity is a simulated node's capacity unless --capacity says otherwise.
+const simulatedCapacity = "cpu=4,memory=32Gi,pods=110,ephemeral-storage=100Gi"
+
+// capacity is what the node reports it has, and what of it is reserved:
+// --system-reserved, --kube-reserved, and on a real node the hard eviction
+// thresholds, as the kubelet computes allocatable.
+func (o *Options) capacity() (capacity, reserved corev1.ResourceList) {
+	if o.Runtime == "remote" {
+		capacity = node.MachineCapacity(o.RootDir, int64(o.MaxPods))
+	} else {
+		capacity, _ = parseResources("capacity", simulatedCapacity)
+		if o.MaxPods != node.DefaultMaxPods {
+			capacity[corev1.ResourcePods] = *resource.NewQuantity(int64(o.MaxPods), resource.DecimalSI)
+		}
+	}
+	given, _ := parseResources("capacity", o.Capacity)
+	for name, q := range given {
+		capacity[name] = q
+	}
+	reserved = corev1.ResourceList{}
+	add := func(list corev1.ResourceList) {
+		for name, q := range list {
+			sum := reserved[name]
+			sum.Add(q)
+			reserved[name] = sum
+		}
+	}
+	system, _ := parseResources("system-reserved", o.SystemReserved)
+	kube, _ := parseResources("kube-reserved", o.KubeReserved)
+	add(system)
+	add(kube)
+	if o.Runtime == "remote" {
+		thresholds, _ := node.ParseEvictionHard(o.EvictionHard)
+		add(thresholds.Reserve(capacity))
+	}
+	return capacity, reserved
 }
 
 // criReady reads a runtime's readiness through the CRI Status call and its
@@ -286,8 +338,7 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	capacity, _ := parseResources("capacity", o.Capacity)
-	reserved, _ := parseResources("system-reserved", o.SystemReserved)
+	capacity, reserved := o.capacity()
 	var taints []corev1.Taint
 	for _, t := range o.RegisterWithTaints {
 		taint, _ := parseTaint(t)
@@ -316,6 +367,10 @@ func (o *Options) Run(ctx context.Context) error {
 		prefix := fmt.Sprintf("10.%d.%d", 128+i/256, i%256)
 		var rt node.Runtime
 		var pressure node.Pressure // simulated nodes have none
+		var systemInfo corev1.NodeSystemInfo
+		if o.Runtime == "remote" {
+			systemInfo = node.SystemInfo()
+		}
 		pn := pods.Node{Name: name, HostIP: ip, Allocatable: node.Allocatable(capacity, reserved),
 			Recorder: broadcaster.NewRecorder(corev1.EventSource{Component: "kubelet", Host: name}), Sysctls: sysctls,
 			Security: pods.Security{SeccompProfileRoot: filepath.Join(o.RootDir, "seccomp"), SeccompDefault: o.SeccompDefault}}
@@ -344,10 +399,10 @@ func (o *Options) Run(ctx context.Context) error {
 		}
 		pn.RuntimeName = ver.GetRuntimeName()
 		keepers = append(keepers, node.NewKeeper(client, node.Config{
-			Name: name, Capacity: capacity, SystemReserved: reserved, Labels: o.NodeLabels, Taints: taints,
+			Name: name, Capacity: capacity, Reserved: reserved, Labels: o.NodeLabels, Taints: taints,
 			Addresses:    []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}, {Type: corev1.NodeHostName, Address: name}},
 			KubeletPort:  int32(o.Port),
-			AgentVersion: version.Get().GitVersion, RuntimeVersion: ver.GetRuntimeName() + "://" + ver.GetRuntimeVersion(),
+			AgentVersion: version.Get().GitVersion, RuntimeVersion: ver.GetRuntimeName() + "://" + ver.GetRuntimeVersion(), SystemInfo: systemInfo,
 			PodCIDR: prefix, Pressure: pressure, ExternalCloudProvider: external,
 		}, rt))
 		podNodes = append(podNodes, pn)

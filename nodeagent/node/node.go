@@ -35,15 +35,19 @@ const (
 // Config describes the node to register.
 type Config struct {
 	Name string
-	// Capacity is what the machine has; Allocatable is Capacity minus SystemReserved.
-	Capacity, SystemReserved corev1.ResourceList
-	Addresses                []corev1.NodeAddress
-	Labels                   map[string]string
-	Taints                   []corev1.Taint
+	// Capacity is what the machine has; Allocatable is Capacity minus
+	// Reserved (system and kube reserved, and the hard eviction thresholds).
+	Capacity, Reserved corev1.ResourceList
+	Addresses          []corev1.NodeAddress
+	Labels             map[string]string
+	Taints             []corev1.Taint
 	// KubeletPort is advertised in status.daemonEndpoints.
 	KubeletPort int32
 	// AgentVersion goes to nodeInfo.kubeletVersion; RuntimeVersion is the CRI runtime's "name://version".
 	AgentVersion, RuntimeVersion string
+	// SystemInfo is the machine's part of nodeInfo (OS image, kernel,
+	// machine, system and boot IDs: SystemInfo()); empty for simulated nodes.
+	SystemInfo corev1.NodeSystemInfo
 	// PodCIDR is the node's pod range when the agent decides it (simulated
 	// nodes). Empty: the range is the control plane's (node IPAM sets
 	// spec.podCIDR), and the agent hands it to the runtime as it appears.
@@ -200,7 +204,7 @@ func (k *Keeper) syncPodCIDR(ctx context.Context, n *corev1.Node) {
 }
 
 func (k *Keeper) allocatable() corev1.ResourceList {
-	return Allocatable(k.cfg.Capacity, k.cfg.SystemReserved)
+	return Allocatable(k.cfg.Capacity, k.cfg.Reserved)
 }
 
 // Allocatable is what pods may use: capacity minus what is reserved, never negative.
@@ -289,11 +293,10 @@ func (k *Keeper) status(ctx context.Context) corev1.NodeStatus {
 			ready,
 		},
 		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: k.cfg.KubeletPort}},
-		NodeInfo: corev1.NodeSystemInfo{
-			OperatingSystem: runtime.GOOS, Architecture: runtime.GOARCH,
-			KubeletVersion: k.cfg.AgentVersion, ContainerRuntimeVersion: k.cfg.RuntimeVersion,
-		},
+		NodeInfo:        k.cfg.SystemInfo,
 	}
+	st.NodeInfo.OperatingSystem, st.NodeInfo.Architecture = runtime.GOOS, runtime.GOARCH
+	st.NodeInfo.KubeletVersion, st.NodeInfo.ContainerRuntimeVersion = k.cfg.AgentVersion, k.cfg.RuntimeVersion
 	if images, err := k.runtime.Images(ctx); err == nil {
 		sort.SliceStable(images, func(i, j int) bool { return images[i].SizeBytes > images[j].SizeBytes })
 		st.Images = images[:min(len(images), maxImages)]
@@ -336,12 +339,34 @@ func (k *Keeper) syncStatus(ctx context.Context) error {
 		k.cloudAddresses = n.Status.Addresses
 		st.Addresses = n.Status.Addresses
 	}
-	n.Status = st
+	n.Status = withForeignCapacity(st, n.Status)
 	if _, err := k.client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
 		return err
 	}
 	k.lastPosted, k.lastStatus = k.now(), st
 	return nil
+}
+
+// withForeignCapacity is st with the capacity entries others put in the
+// Node's status kept (extended resources advertised by a PATCH of
+// status.capacity, the documented way): the kubelet updates the Node in
+// place and leaves what it does not own; their allocatable is their
+// capacity (nothing is reserved of them), as the kubelet sets it.
+func withForeignCapacity(st corev1.NodeStatus, current corev1.NodeStatus) corev1.NodeStatus {
+	var capacity, allocatable corev1.ResourceList
+	for name, q := range current.Capacity {
+		if _, ours := st.Capacity[name]; ours {
+			continue
+		}
+		if capacity == nil {
+			capacity, allocatable = st.Capacity.DeepCopy(), st.Allocatable.DeepCopy()
+		}
+		capacity[name], allocatable[name] = q, q
+	}
+	if capacity != nil {
+		st.Capacity, st.Allocatable = capacity, allocatable
+	}
+	return st
 }
 
 func sameIgnoringHeartbeats(a, b corev1.NodeStatus) bool {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
@@ -196,5 +197,66 @@ func TestPodCIDRFromNode(t *testing.T) {
 	k.sync(ctx)
 	if len(static.podCIDRs) != 0 {
 		t.Errorf("a node with its own pod range told the runtime %v", static.podCIDRs)
+	}
+}
+
+// Capacity others add to the Node's status (an extended resource
+// advertised by a PATCH of status.capacity) survives the agent's status
+// writes, and is allocatable; the agent's own entries stay the agent's.
+func TestStatusKeepsForeignCapacity(t *testing.T) {
+	cs := fake.NewClientset()
+	rt := &fakeRuntime{ready: true}
+	k := NewKeeper(kubeclienttest.FromClientset(cs), Config{Name: "n", Capacity: corev1.ResourceList{
+		corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceEphemeralStorage: resource.MustParse("10Gi")},
+		Reserved: corev1.ResourceList{corev1.ResourceEphemeralStorage: resource.MustParse("1Gi")}}, rt)
+	clock := time.Unix(1000, 0)
+	k.now = func() time.Time { return clock }
+	ctx := context.Background()
+	k.sync(ctx)
+	n, err := cs.CoreV1().Nodes().Get(ctx, "n", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Status.Capacity["example.com/dongle"] = resource.MustParse("4")
+	n.Status.Capacity[corev1.ResourceCPU] = resource.MustParse("64") // not theirs to change
+	if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(StatusReportInterval + time.Second) // due for a write
+	k.sync(ctx)
+	n, _ = cs.CoreV1().Nodes().Get(ctx, "n", metav1.GetOptions{})
+	for _, tc := range []struct {
+		list       corev1.ResourceList
+		name, want string
+	}{
+		{n.Status.Capacity, "example.com/dongle", "4"},
+		{n.Status.Allocatable, "example.com/dongle", "4"},
+		{n.Status.Capacity, "cpu", "2"},
+		{n.Status.Allocatable, "ephemeral-storage", "9Gi"},
+	} {
+		if got := tc.list[corev1.ResourceName(tc.name)]; got.String() != tc.want {
+			t.Errorf("%s = %s, want %s", tc.name, got.String(), tc.want)
+		}
+	}
+}
+
+// nodeInfo carries the machine's identity, as the kubelet reports it.
+func TestSystemInfo(t *testing.T) {
+	info := SystemInfo()
+	if info.KernelVersion == "" || info.BootID == "" {
+		t.Errorf("kernel %q boot ID %q: want both read from /proc", info.KernelVersion, info.BootID)
+	}
+	capacity := MachineCapacity(t.TempDir(), DefaultMaxPods)
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage, corev1.ResourcePods} {
+		if q, ok := capacity[name]; !ok || q.Sign() <= 0 {
+			t.Errorf("capacity %s = %v, want a positive amount", name, q.String())
+		}
+	}
+	reserve := Thresholds{MemoryAvailable: 100 << 20, NodefsAvailable: 0.1}.Reserve(corev1.ResourceList{corev1.ResourceEphemeralStorage: resource.MustParse("100Gi")})
+	if got := reserve[corev1.ResourceEphemeralStorage]; got.Value() != 10<<30 {
+		t.Errorf("nodefs.available<10%% of 100Gi reserves %s, want 10Gi", got.String())
+	}
+	if got := reserve[corev1.ResourceMemory]; got.Value() != 100<<20 {
+		t.Errorf("memory.available<100Mi reserves %s", got.String())
 	}
 }

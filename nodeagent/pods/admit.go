@@ -1,11 +1,13 @@
 package pods
 
 import (
+	"context"
 	"fmt"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	resourcehelper "k8s.io/component-helpers/resource"
@@ -84,12 +86,12 @@ func (m *Manager) wasAdmitted(p *corev1.Pod) bool {
 // says why not, in the kubelet's words. Critical pods (static, mirror,
 // system-critical priority) are always admitted, as the kubelet makes room
 // for them instead.
-func (m *Manager) admitResources(node Node, pod *corev1.Pod) (reason, message string) {
+func (m *Manager) admitResources(ctx context.Context, node Node, pod *corev1.Pod) (reason, message string) {
 	m.admitMu.Lock()
 	defer m.admitMu.Unlock()
 	if !isCritical(pod) {
 		used, count := m.inUse(node, pod.UID)
-		if reason, message = insufficient(pod, node.Allocatable, used, count); reason != "" {
+		if reason, message = insufficient(pod, m.allocatableFor(ctx, node, pod), used, count); reason != "" {
 			return reason, message
 		}
 	}
@@ -135,4 +137,35 @@ func insufficient(pod *corev1.Pod, allocatable, used corev1.ResourceList, count 
 func insufficientMessage(name corev1.ResourceName, request, used, capacity resource.Quantity) string {
 	return fmt.Sprintf("Node didn't have enough resource: %s, requested: %d, used: %d, capacity: %d",
 		name, amount(name, request), amount(name, used), amount(name, capacity))
+}
+
+// allocatableFor is the node's allocatable for admitting pod. Resources the
+// agent does not measure (extended resources others advertise in the
+// Node's status) are read from the Node when the pod asks for one, as the
+// kubelet admits against its Node object.
+func (m *Manager) allocatableFor(ctx context.Context, node Node, pod *corev1.Pod) corev1.ResourceList {
+	requests := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
+	foreign := false
+	for name := range requests {
+		if _, ok := node.Allocatable[name]; !ok {
+			foreign = true
+		}
+	}
+	if !foreign {
+		return node.Allocatable
+	}
+	n, err := m.client.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{})
+	if err != nil {
+		return node.Allocatable // admitted against what is known; the capacity check says why not
+	}
+	out := node.Allocatable.DeepCopy()
+	if out == nil {
+		out = corev1.ResourceList{}
+	}
+	for name, q := range n.Status.Allocatable {
+		if _, ours := node.Allocatable[name]; !ours {
+			out[name] = q
+		}
+	}
+	return out
 }

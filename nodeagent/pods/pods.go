@@ -360,7 +360,7 @@ func (m *Manager) syncPod(ctx context.Context, key string, node Node, pod, apiPo
 		// Admission: a pod that never ran may be turned away.
 		reason, msg := admission(node, pod)
 		if msg == "" {
-			reason, msg = m.admitResources(node, pod)
+			reason, msg = m.admitResources(ctx, node, pod)
 		}
 		if msg != "" {
 			if sb, err := sandboxOf(ctx, node.Runtime, pod); err != nil || sb != nil {

@@ -10,10 +10,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	critest "k8s.io/cri-api/pkg/apis/testing"
+
+	"github.com/kubeparts/kubeparts/nodeagent/kubeclient/kubeclienttest"
 )
 
 // updateRecorder is the fake runtime, remembering what containers were resized to.
@@ -205,9 +208,14 @@ func TestHousekeepingForgetsGonePods(t *testing.T) {
 // against what the admitted pods use; critical pods always get in.
 func TestAdmitResources(t *testing.T) {
 	indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
-	m := &Manager{pods: corelisters.NewPodLister(indexer), resources: map[types.UID]*podResources{}, admitted: map[types.UID]bool{}}
+	// The Node advertises an extended resource the agent does not measure
+	// (patched into its status by someone else): admission reads it there.
+	apiNode := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n"}, Status: corev1.NodeStatus{
+		Allocatable: corev1.ResourceList{"example.com/gpu": resource.MustParse("1")}}}
+	m := &Manager{pods: corelisters.NewPodLister(indexer), resources: map[types.UID]*podResources{}, admitted: map[types.UID]bool{},
+		client: kubeclienttest.FromClientset(fake.NewClientset(apiNode))}
 	node := Node{Name: "n", Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("1Gi"),
-		corev1.ResourcePods: resource.MustParse("3")}}
+		corev1.ResourcePods: resource.MustParse("4")}}
 	running := cpuPod("running", "1500m")
 	running.Status.StartTime = &metav1.Time{}
 	done := cpuPod("done", "1")
@@ -218,8 +226,11 @@ func TestAdmitResources(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	gpu := cpuPod("gpu", "0")
-	gpu.Spec.Containers[0].Resources.Requests["example.com/gpu"] = resource.MustParse("1")
+	extended := func(name, resourceName string) *corev1.Pod {
+		p := cpuPod(name, "0")
+		p.Spec.Containers[0].Resources.Requests[corev1.ResourceName(resourceName)] = resource.MustParse("1")
+		return p
+	}
 	critical := cpuPod("critical", "4")
 	critical.Spec.Priority = ptrInt32(2000001000)
 	for _, tc := range []struct {
@@ -228,14 +239,16 @@ func TestAdmitResources(t *testing.T) {
 	}{
 		{cpuPod("fits", "500m"), "", ""},
 		{cpuPod("too-big", "1"), "OutOfcpu", "Node didn't have enough resource: cpu, requested: 1000, used: 2000, capacity: 2000"},
-		{gpu, "OutOfexample.com/gpu", "Node didn't have enough resource: example.com/gpu, requested: 1, used: 0, capacity: 0"},
+		{extended("gpu", "example.com/gpu"), "", ""},
+		{extended("second-gpu", "example.com/gpu"), "OutOfexample.com/gpu", "Node didn't have enough resource: example.com/gpu, requested: 1, used: 1, capacity: 1"},
+		{extended("fpga", "example.com/fpga"), "OutOfexample.com/fpga", "Node didn't have enough resource: example.com/fpga, requested: 1, used: 0, capacity: 0"},
 		{critical, "", ""},
-		{cpuPod("fourth", "0"), "OutOfpods", "Node didn't have enough resource: pods, requested: 1, used: 3, capacity: 3"},
+		{cpuPod("fifth", "0"), "OutOfpods", "Node didn't have enough resource: pods, requested: 1, used: 4, capacity: 4"},
 	} {
 		if err := indexer.Add(tc.pod); err != nil {
 			t.Fatal(err)
 		}
-		reason, msg := m.admitResources(node, tc.pod)
+		reason, msg := m.admitResources(context.Background(), node, tc.pod)
 		if reason != tc.reason || msg != tc.want {
 			t.Errorf("%s: %s %q, want %s %q", tc.pod.Name, reason, msg, tc.reason, tc.want)
 		}
