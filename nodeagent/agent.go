@@ -31,7 +31,18 @@ import (
 
 // Options are kubeparts-nodeagent's flags, named as the kubelet's where they exist.
 type Options struct {
-	Kubeconfig         string
+	// ConfigFile is a KubeletConfiguration file (config.go).
+	ConfigFile string
+	// BootstrapKubeconfig gets the node its client certificate when
+	// Kubeconfig does not exist yet (TLS bootstrap, in CertDir).
+	BootstrapKubeconfig, CertDir string
+	// RotateCertificates renews the client certificate before it expires;
+	// RotateServerCertificates gets the kubelet API's serving certificate
+	// through a kubernetes.io/kubelet-serving CSR (serverTLSBootstrap).
+	RotateCertificates, RotateServerCertificates bool
+	// ProviderID is the Node's spec.providerID.
+	ProviderID string
+	Kubeconfig string
 	NodeName           string
 	Runtime            string
 	SimulateNodes      int
@@ -83,12 +94,23 @@ type Options struct {
 
 // NewOptions returns the defaults: a simulated node of 4 cpu, 32Gi, 110 pods.
 func NewOptions() *Options {
-	return &Options{Runtime: "simulated", SimulateNodes: 1, MaxPods: node.DefaultMaxPods, Workers: 10, NodeIP: "10.0.0.1", RootDir: "/var/lib/kubeparts-nodeagent", ResolvConf: "/etc/resolv.conf", EvictionHard: node.DefaultEvictionHard, ContainerLogMaxSize: "10Mi", ContainerLogMaxFiles: 5,
+	return &Options{Runtime: "simulated", SimulateNodes: 1, MaxPods: node.DefaultMaxPods, Workers: 10, NodeIP: "10.0.0.1", RootDir: "/var/lib/kubeparts-nodeagent", CertDir: "/var/lib/kubelet/pki", ResolvConf: "/etc/resolv.conf", EvictionHard: node.DefaultEvictionHard, ContainerLogMaxSize: "10Mi", ContainerLogMaxFiles: 5,
 		Address: "0.0.0.0", Port: 10250, AuthorizationMode: "Webhook", HealthzBindAddress: "127.0.0.1", HealthzPort: 10248}
 }
 
 // AddFlags registers the flags.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.ConfigFile, "config", o.ConfigFile, "a KubeletConfiguration file (kubelet.config.k8s.io/v1beta1), the kubelet's: its fields set the flags not given on the command line; fields the agent does not implement are refused unless at their default")
+	fs.StringVar(&o.BootstrapKubeconfig, "bootstrap-kubeconfig", o.BootstrapKubeconfig, "kubeconfig (a bootstrap token) to request the node's client certificate with when --kubeconfig does not exist yet; the certificate goes to --cert-dir and --kubeconfig is written")
+	fs.StringVar(&o.CertDir, "cert-dir", o.CertDir, "directory of the node's certificates (kubelet-client-current.pem, kubelet-server-current.pem)")
+	fs.BoolVar(&o.RotateCertificates, "rotate-certificates", o.RotateCertificates, "renew the client certificate through a CSR before it expires")
+	fs.BoolVar(&o.RotateServerCertificates, "rotate-server-certificates", o.RotateServerCertificates, "get the kubelet API's serving certificate through a kubernetes.io/kubelet-serving CSR, and renew it (serverTLSBootstrap)")
+	fs.StringVar(&o.ProviderID, "provider-id", o.ProviderID, "the Node's spec.providerID")
+	var ignored string
+	var ignoredBool bool
+	fs.StringVar(&ignored, "pod-infra-container-image", "", "accepted for kubeadm's kubeadm-flags.env; no effect: the runtime's sandbox image is used, as by the kubelet since 1.27")
+	fs.StringVar(&ignored, "runtime-cgroups", "", "accepted for kind's and kubeadm's drop-ins; no effect")
+	fs.BoolVar(&ignoredBool, "fail-swap-on", false, "accepted for kubeadm's and kind's drop-ins; no effect: the agent runs with swap on")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig for kube-apiserver (identity system:node:<name> in group system:nodes for NodeRestriction)")
 	fs.StringVar(&o.NodeName, "hostname-override", o.NodeName, "node name; with --simulate-nodes=N the nodes are <name>-0 ... <name>-(N-1)")
 	fs.StringVar(&o.Runtime, "runtime", o.Runtime, "container runtime: simulated (in-process CRI) or remote (a CRI socket such as containerd's; experimental)")
@@ -402,7 +424,7 @@ func (o *Options) Run(ctx context.Context) error {
 			Name: name, Capacity: capacity, Reserved: reserved, Labels: o.NodeLabels, Taints: taints,
 			Addresses:    []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}, {Type: corev1.NodeHostName, Address: name}},
 			KubeletPort:  int32(o.Port),
-			AgentVersion: version.Get().GitVersion, RuntimeVersion: ver.GetRuntimeName() + "://" + ver.GetRuntimeVersion(), SystemInfo: systemInfo,
+			AgentVersion: version.Get().GitVersion, RuntimeVersion: ver.GetRuntimeName() + "://" + ver.GetRuntimeVersion(), SystemInfo: systemInfo, ProviderID: o.ProviderID,
 			PodCIDR: prefix, Pressure: pressure, ExternalCloudProvider: external,
 		}, rt))
 		podNodes = append(podNodes, pn)

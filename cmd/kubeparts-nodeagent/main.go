@@ -28,11 +28,17 @@ func main() {
 
 func run(args []string) int {
 	o := nodeagent.NewOptions()
-	_, _, code, ok := leanflags.Parse("kubeparts-nodeagent", "node agent: registers the node, runs its pods through the CRI, serves the kubelet API", args, os.Stderr, o.AddFlags)
+	fs, _, code, ok := leanflags.Parse("kubeparts-nodeagent", "node agent: registers the node, runs its pods through the CRI, serves the kubelet API", args, os.Stderr, o.AddFlags)
 	if !ok {
 		return code
 	}
 	defer klog.Flush()
+	// The kubelet's order: the --config file, then the command line over it.
+	if err := o.ApplyConfigFile(fs); err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		return 1
+	}
+	o.Complete(fs)
 	if errs := o.Validate(); len(errs) > 0 {
 		fmt.Fprintln(os.Stderr, "Error:", utilerrors.NewAggregate(errs))
 		return 1

@@ -45,6 +45,8 @@ type Config struct {
 	KubeletPort int32
 	// AgentVersion goes to nodeInfo.kubeletVersion; RuntimeVersion is the CRI runtime's "name://version".
 	AgentVersion, RuntimeVersion string
+	// ProviderID is the Node's spec.providerID (--provider-id).
+	ProviderID string
 	// SystemInfo is the machine's part of nodeInfo (OS image, kernel,
 	// machine, system and boot IDs: SystemInfo()); empty for simulated nodes.
 	SystemInfo corev1.NodeSystemInfo
@@ -233,7 +235,7 @@ func (k *Keeper) register(ctx context.Context) error {
 	}
 	n := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: k.cfg.Name, Labels: labels},
-		Spec:       corev1.NodeSpec{Taints: k.cfg.Taints, PodCIDR: k.cfg.PodCIDR},
+		Spec:       corev1.NodeSpec{Taints: k.cfg.Taints, PodCIDR: k.cfg.PodCIDR, ProviderID: k.cfg.ProviderID},
 	}
 	if k.cfg.PodCIDR != "" {
 		n.Spec.PodCIDRs = []string{k.cfg.PodCIDR}
