@@ -41,12 +41,12 @@ type Options struct {
 	// through a kubernetes.io/kubelet-serving CSR (serverTLSBootstrap).
 	RotateCertificates, RotateServerCertificates bool
 	// ProviderID is the Node's spec.providerID.
-	ProviderID string
-	Kubeconfig string
-	NodeName           string
-	Runtime            string
-	SimulateNodes      int
-	NodeIP             string
+	ProviderID    string
+	Kubeconfig    string
+	NodeName      string
+	Runtime       string
+	SimulateNodes int
+	NodeIP        string
 	// Capacity overrides what the node reports it has (simulated nodes: all
 	// of it; real ones measure the machine, MachineCapacity, and this
 	// replaces single entries).
@@ -55,7 +55,7 @@ type Options struct {
 	// eviction thresholds (the kubelet's node allocatable).
 	SystemReserved, KubeReserved string
 	MaxPods                      int
-	RegisterWithTaints []string
+	RegisterWithTaints           []string
 	// CloudProvider is "" or "external" (a cloud-controller-manager
 	// initializes the node), as the kubelet's flag.
 	CloudProvider string
