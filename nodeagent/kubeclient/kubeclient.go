@@ -66,6 +66,18 @@ type CoreV1Interface interface {
 	ServiceAccounts(namespace string) ServiceAccountInterface
 	Events(namespace string) EventInterface
 	Services(namespace string) ServiceInterface
+	PersistentVolumeClaims(namespace string) PersistentVolumeClaimInterface
+	PersistentVolumes() PersistentVolumeInterface
+}
+
+// PersistentVolumeClaimInterface: read for persistentVolumeClaim volumes.
+type PersistentVolumeClaimInterface interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.PersistentVolumeClaim, error)
+}
+
+// PersistentVolumeInterface: the volume a claim is bound to.
+type PersistentVolumeInterface interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.PersistentVolume, error)
 }
 
 // ServiceInterface: watched for the Service environment variables of
@@ -221,6 +233,14 @@ func (c core) ServiceAccounts(ns string) ServiceAccountInterface { return servic
 
 func (c core) Services(ns string) ServiceInterface {
 	return resource[corev1.Service, corev1.ServiceList]{c.rc, "services", ns}
+}
+
+func (c core) PersistentVolumeClaims(ns string) PersistentVolumeClaimInterface {
+	return resource[corev1.PersistentVolumeClaim, corev1.PersistentVolumeClaimList]{c.rc, "persistentvolumeclaims", ns}
+}
+
+func (c core) PersistentVolumes() PersistentVolumeInterface {
+	return resource[corev1.PersistentVolume, corev1.PersistentVolumeList]{c.rc, "persistentvolumes", ""}
 }
 
 type serviceAccounts struct {

@@ -48,3 +48,10 @@ func deviceOf(fi fs.FileInfo) uint64 {
 	}
 	return 0
 }
+
+func statGID(fi fs.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int64(st.Gid)
+	}
+	return -1
+}

@@ -225,6 +225,13 @@ func (m *Manager) setupVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Vo
 			return fail(err)
 		}
 		return m.writeVolume(pod, dir(pluginProjected), true, payload, v.Name)
+
+	case s.PersistentVolumeClaim != nil:
+		vol, err := m.claimVolume(ctx, pod, v)
+		if err != nil {
+			return fail(err)
+		}
+		return vol, nil
 	}
 	return Volume{}, fmt.Errorf("volume %q: type %s is not supported by kubeparts-nodeagent", v.Name, sourceType(&v.VolumeSource))
 }

@@ -543,7 +543,6 @@ func TestUnsupportedTypes(t *testing.T) {
 	e := newEnv(t)
 	pod := newPod(
 		corev1.Volume{Name: "ok", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-		corev1.Volume{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "c"}}},
 		corev1.Volume{Name: "csi", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "d"}}},
 		corev1.Volume{Name: "eph", VolumeSource: corev1.VolumeSource{Ephemeral: &corev1.EphemeralVolumeSource{}}},
 		corev1.Volume{Name: "img", VolumeSource: corev1.VolumeSource{Image: &corev1.ImageVolumeSource{Reference: "x"}}},
@@ -552,7 +551,6 @@ func TestUnsupportedTypes(t *testing.T) {
 	)
 	vols, err := e.m.Setup(context.Background(), pod)
 	want := strings.Join([]string{
-		`volume "data": type persistentVolumeClaim is not supported by kubeparts-nodeagent`,
 		`volume "csi": type csi is not supported by kubeparts-nodeagent`,
 		`volume "eph": type ephemeral is not supported by kubeparts-nodeagent`,
 		`volume "img": type image is not supported by kubeparts-nodeagent`,

@@ -37,6 +37,13 @@ func (c core) Services(ns string) kubeclient.ServiceInterface {
 	return c.cs.CoreV1().Services(ns)
 }
 
+func (c core) PersistentVolumeClaims(ns string) kubeclient.PersistentVolumeClaimInterface {
+	return c.cs.CoreV1().PersistentVolumeClaims(ns)
+}
+func (c core) PersistentVolumes() kubeclient.PersistentVolumeInterface {
+	return c.cs.CoreV1().PersistentVolumes()
+}
+
 type coordination struct{ cs kubernetes.Interface }
 
 func (c coordination) Leases(ns string) kubeclient.LeaseInterface {
