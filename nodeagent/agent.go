@@ -2,6 +2,8 @@ package nodeagent
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
@@ -21,6 +23,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/kubeparts/kubeparts/nodeagent/certificate"
 	"github.com/kubeparts/kubeparts/nodeagent/events"
 	"github.com/kubeparts/kubeparts/nodeagent/kubeclient"
 	"github.com/kubeparts/kubeparts/nodeagent/node"
@@ -266,6 +269,9 @@ func (o *Options) Validate() []error {
 	return errs
 }
 
+// csrTimeout bounds the wait for one certificate signing request.
+const csrTimeout = 15 * time.Minute
+
 // simulatedCapacity is a simulated node's capacity unless --capacity says otherwise.
 const simulatedCapacity = "cpu=4,memory=32Gi,pods=110,ephemeral-storage=100Gi"
 
@@ -350,6 +356,12 @@ func (r criReady) Ready(ctx context.Context) (bool, bool, string) {
 
 // Run starts the nodes and their pods and blocks until ctx ends.
 func (o *Options) Run(ctx context.Context) error {
+	clientCerts := certificate.Store{Dir: o.CertDir, Prefix: "kubelet-client"}
+	if o.BootstrapKubeconfig != "" {
+		if err := certificate.Bootstrap(ctx, o.Kubeconfig, o.BootstrapKubeconfig, clientCerts, o.NodeName, csrTimeout); err != nil {
+			return err
+		}
+	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
 	if err != nil {
 		return fmt.Errorf("kubeconfig: %w", err)
@@ -359,6 +371,13 @@ func (o *Options) Run(ctx context.Context) error {
 	client, err := kubeclient.NewForConfig(cfg)
 	if err != nil {
 		return err
+	}
+	if o.RotateCertificates && cfg.CertFile == clientCerts.Path() {
+		// client-go re-reads the file when it changes: writing it is all
+		// a rotation takes.
+		m := &certificate.Manager{Store: clientCerts, Client: client.CertificatesV1(), Signer: certificate.ClientSigner,
+			Usages: certificate.ClientUsages, Timeout: csrTimeout, Template: func() *x509.CertificateRequest { return certificate.ClientTemplate(o.NodeName) }}
+		go m.Run(ctx)
 	}
 	capacity, reserved := o.capacity()
 	var taints []corev1.Taint
@@ -443,8 +462,18 @@ func (o *Options) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	if o.Runtime == "remote" && o.Port > 0 {
+		var serving func() *tls.Certificate
+		if o.RotateServerCertificates {
+			sm := &certificate.Manager{Store: certificate.Store{Dir: o.CertDir, Prefix: "kubelet-server"}, Client: client.CertificatesV1(),
+				Signer: certificate.ServingSigner, Usages: certificate.ServingUsages, Timeout: csrTimeout,
+				Template: func() *x509.CertificateRequest {
+					return certificate.ServingTemplate(o.NodeName, []string{o.NodeName}, []net.IP{net.ParseIP(o.NodeIP)})
+				}}
+			go sm.Run(ctx)
+			serving = sm.Current
+		}
 		srv, err := server.New(server.Config{NodeName: o.NodeName, NodeIP: o.NodeIP, Address: o.Address, Port: o.Port,
-			CertFile: o.TLSCertFile, KeyFile: o.TLSKeyFile, ClientCAFile: o.ClientCAFile, Anonymous: o.AnonymousAuth,
+			CertFile: o.TLSCertFile, KeyFile: o.TLSKeyFile, ServingCertificate: serving, ClientCAFile: o.ClientCAFile, Anonymous: o.AnonymousAuth,
 			AlwaysAllow: o.AuthorizationMode == "AlwaysAllow", Client: client, Runtime: podNodes[0].Runtime, Pods: m.Pods()})
 		if err != nil {
 			return err

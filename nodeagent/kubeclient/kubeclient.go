@@ -7,7 +7,8 @@
 // and apply configurations. For a node agent, which runs on every node, that
 // is most of its binary and a third of its memory (the agent's resident set
 // is mostly the pages of its own executable). This package keeps the agent
-// to core/v1, coordination/v1, authentication/v1 and authorization/v1, and
+// to core/v1, coordination/v1, authentication/v1, authorization/v1 and
+// certificates/v1, and
 // makes the requests with client-go's REST client itself (client-go's generic
 // typed client, gentype, links its fake client and with it the managed-fields
 // and OpenAPI machinery), so errors, watches and protobuf are the clientset's.
@@ -20,6 +21,7 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	certificatesv1 "k8s.io/api/certificates/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,7 +43,7 @@ var (
 )
 
 func init() {
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, coordinationv1.AddToScheme, authenticationv1.AddToScheme, authorizationv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, coordinationv1.AddToScheme, authenticationv1.AddToScheme, authorizationv1.AddToScheme, certificatesv1.AddToScheme} {
 		utilruntime.Must(add(Scheme))
 	}
 	// Status, WatchEvent and the option types under the unversioned "v1", as
@@ -55,6 +57,21 @@ type Interface interface {
 	CoordinationV1() CoordinationV1Interface
 	AuthenticationV1() AuthenticationV1Interface
 	AuthorizationV1() AuthorizationV1Interface
+	CertificatesV1() CertificatesV1Interface
+}
+
+// CertificatesV1Interface requests the node's certificates (TLS bootstrap
+// and rotation).
+type CertificatesV1Interface interface {
+	CertificateSigningRequests() CertificateSigningRequestInterface
+}
+
+// CertificateSigningRequestInterface: the agent creates its CSRs and waits
+// for them to be approved and signed.
+type CertificateSigningRequestInterface interface {
+	Create(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, opts metav1.CreateOptions) (*certificatesv1.CertificateSigningRequest, error)
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*certificatesv1.CertificateSigningRequest, error)
+	Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
 }
 
 // CoreV1Interface is the subset of the clientset's CoreV1 the agent uses.
@@ -161,7 +178,7 @@ type SubjectAccessReviewInterface interface {
 
 // Clientset implements Interface over one shared HTTP client.
 type Clientset struct {
-	core, coordination, authentication, authorization rest.Interface
+	core, coordination, authentication, authorization, certificates rest.Interface
 }
 
 // NewForConfig builds the clients as kubernetes.NewForConfig would, one per
@@ -194,6 +211,7 @@ func NewForConfig(cfg *rest.Config) (*Clientset, error) {
 		{&cs.coordination, coordinationv1.GroupName, "/apis"},
 		{&cs.authentication, authenticationv1.GroupName, "/apis"},
 		{&cs.authorization, authorizationv1.GroupName, "/apis"},
+		{&cs.certificates, certificatesv1.GroupName, "/apis"},
 	} {
 		if *g.into, err = client(g.group, "v1", g.apiPath); err != nil {
 			return nil, err
@@ -208,6 +226,13 @@ func (c *Clientset) AuthenticationV1() AuthenticationV1Interface {
 	return authentication{c.authentication}
 }
 func (c *Clientset) AuthorizationV1() AuthorizationV1Interface { return authorization{c.authorization} }
+func (c *Clientset) CertificatesV1() CertificatesV1Interface   { return certificates{c.certificates} }
+
+type certificates struct{ rc rest.Interface }
+
+func (c certificates) CertificateSigningRequests() CertificateSigningRequestInterface {
+	return resource[certificatesv1.CertificateSigningRequest, certificatesv1.CertificateSigningRequestList]{c.rc, "certificatesigningrequests", ""}
+}
 
 type core struct{ rc rest.Interface }
 

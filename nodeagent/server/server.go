@@ -39,6 +39,11 @@ type Config struct {
 	// TLS serving certificate: its SANs must carry the node's addresses,
 	// since kube-apiserver verifies them when --kubelet-certificate-authority is set.
 	CertFile, KeyFile string
+	// ServingCertificate, when set, is asked for the certificate at each
+	// handshake (one the cluster signs and the agent renews:
+	// serverTLSBootstrap); nil until one is issued, and then handshakes fail
+	// as the kubelet's do.
+	ServingCertificate func() *tls.Certificate
 	// ClientCAFile verifies client certificates (kube-apiserver's kubelet
 	// client certificate); empty accepts bearer tokens only.
 	ClientCAFile string
@@ -161,15 +166,25 @@ func (s *Server) Listen() (net.Listener, error) {
 
 // Serve answers on ln until ctx ends.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	cert, err := s.servingCertificate()
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("serving certificate: %w", err)
-	}
 	// Client certificates are verified by the authenticator against the
 	// dynamic CA, so the TLS layer only asks for them.
-	tlsConfig := &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12,
+	tlsConfig := &tls.Config{ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"http/1.1"}} // exec/attach/port-forward upgrade an HTTP/1.1 connection
+	if get := s.cfg.ServingCertificate; get != nil {
+		tlsConfig.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if c := get(); c != nil {
+				return c, nil
+			}
+			return nil, errors.New("no serving certificate yet: its CertificateSigningRequest (signer kubernetes.io/kubelet-serving) awaits approval")
+		}
+	} else {
+		cert, err := s.servingCertificate()
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("serving certificate: %w", err)
+		}
+		tlsConfig.Certificates = []tls.Certificate{cert}
+	}
 	srv := &http.Server{Handler: s.Handler(), TLSConfig: tlsConfig, ReadHeaderTimeout: 30 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() {

@@ -20,6 +20,13 @@ func (a adapter) AuthenticationV1() kubeclient.AuthenticationV1Interface {
 	return authentication(a)
 }
 func (a adapter) AuthorizationV1() kubeclient.AuthorizationV1Interface { return authorization(a) }
+func (a adapter) CertificatesV1() kubeclient.CertificatesV1Interface   { return certificates(a) }
+
+type certificates struct{ cs kubernetes.Interface }
+
+func (c certificates) CertificateSigningRequests() kubeclient.CertificateSigningRequestInterface {
+	return c.cs.CertificatesV1().CertificateSigningRequests()
+}
 
 type core struct{ cs kubernetes.Interface }
 

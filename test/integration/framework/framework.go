@@ -239,3 +239,49 @@ func Binary(t testing.TB, name string) string {
 	}
 	return path
 }
+
+// WithClientCA has kube-apiserver trust client certificates of a CA whose
+// key is on disk (<log dir>/pki/client-ca.crt and .key), so a test can run
+// a signer with it (kube-controller-manager's csrsigning), and turns on what
+// a kubeadm cluster has for nodes joining: bootstrap tokens, the Node
+// authorizer and NodeRestriction.
+func WithClientCA() StartOption {
+	return func(e *envtest.Environment, logDir string) error {
+		dir := filepath.Join(logDir, "pki")
+		ca, err := pki.LoadOrCreateCA(dir, "client-ca", "client-ca")
+		if err != nil {
+			return err
+		}
+		apiserver := e.ControlPlane.GetAPIServer()
+		apiserver.SecureServing.Authn = &caAuthn{ca: ca, dir: dir}
+		args := apiserver.Configure()
+		args.Set("enable-bootstrap-token-auth", "true")
+		args.Set("authorization-mode", "Node,RBAC")
+		args.Append("enable-admission-plugins", "NodeRestriction")
+		return nil
+	}
+}
+
+// caAuthn is envtest's client certificate authentication with a CA of ours.
+type caAuthn struct {
+	ca  *pki.CA
+	dir string
+}
+
+func (a *caAuthn) Configure(_ string, args *envtest.Arguments) error {
+	args.Set("client-ca-file", a.ca.CertFile)
+	return nil
+}
+
+func (a *caAuthn) Start() error { return nil }
+func (a *caAuthn) Stop() error  { return nil }
+
+func (a *caAuthn) AddUser(user envtest.User, base *rest.Config) (*rest.Config, error) {
+	pair, err := a.ca.LoadOrIssue(a.dir, "user-"+user.Name, pki.Spec{CommonName: user.Name, Organization: user.Groups, Client: true})
+	if err != nil {
+		return nil, err
+	}
+	cfg := rest.CopyConfig(base)
+	cfg.CertData, cfg.KeyData = pair.CertPEM, pair.KeyPEM
+	return cfg, nil
+}
