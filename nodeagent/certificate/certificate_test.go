@@ -176,4 +176,3 @@ func TestManagerRotates(t *testing.T) {
 	}
 	t.Fatalf("no renewal within 30 s of a 3 s certificate (first %v, CSRs %d)", first, len(signer.requests()))
 }
-

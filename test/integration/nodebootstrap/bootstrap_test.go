@@ -54,8 +54,8 @@ func setUpJoin(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, b := range map[string]struct{ role, group string }{
-		"kubeadm:kubelet-bootstrap":                      {"system:node-bootstrapper", "system:bootstrappers:kubeadm:default-node-token"},
-		"kubeadm:node-autoapprove-bootstrap":             {"system:certificates.k8s.io:certificatesigningrequests:nodeclient", "system:bootstrappers:kubeadm:default-node-token"},
+		"kubeadm:kubelet-bootstrap":                     {"system:node-bootstrapper", "system:bootstrappers:kubeadm:default-node-token"},
+		"kubeadm:node-autoapprove-bootstrap":            {"system:certificates.k8s.io:certificatesigningrequests:nodeclient", "system:bootstrappers:kubeadm:default-node-token"},
 		"kubeadm:node-autoapprove-certificate-rotation": {"system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "system:nodes"},
 	} {
 		crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
