@@ -88,10 +88,12 @@ func (m *Manager) setEviction(uid types.UID, e eviction) {
 	m.evictions[uid] = e
 }
 
-// evictionRound evicts on every node under pressure.
+// evictionRound evicts the pods past their local storage limits, and on
+// every node under pressure its worst pod.
 func (m *Manager) evictionRound(ctx context.Context) {
 	for _, n := range m.nodes {
 		if n.Pressure != nil {
+			m.evictOverStorage(ctx, n)
 			m.evictOne(ctx, n)
 		}
 	}

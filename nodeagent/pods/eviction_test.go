@@ -117,3 +117,47 @@ func TestEvictionMessageAndStatus(t *testing.T) {
 		t.Errorf("turned-away status %+v, want Failed/Evicted without DisruptionTarget", away)
 	}
 }
+
+// Local storage limits as the kubelet's eviction manager checks them:
+// emptyDir sizeLimits first, then the pod's total against the sum of its
+// containers' limits, then each container's own.
+func TestStorageViolation(t *testing.T) {
+	mi := func(n int64) int64 { return n << 20 }
+	limit := func(v string) corev1.ResourceRequirements {
+		return corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceEphemeralStorage: resource.MustParse(v)}}
+	}
+	sized := func(v string) *resource.Quantity { q := resource.MustParse(v); return &q }
+	for _, tc := range []struct {
+		name       string
+		containers []corev1.Container
+		volumes    []corev1.Volume
+		use        map[string]int64
+		emptyDirs  map[string]int64
+		want       string
+	}{
+		{"under its limit", []corev1.Container{{Name: "bar", Resources: limit("5Mi")}}, nil, map[string]int64{"bar": mi(4)}, nil, ""},
+		{"one container past the pod's total", []corev1.Container{{Name: "bar", Resources: limit("5Mi")}}, nil, map[string]int64{"bar": mi(10)}, nil,
+			"Pod ephemeral local storage usage exceeds the total limit of containers 5Mi. "},
+		{"an unlimited container: no pod total, the limited one alone", []corev1.Container{{Name: "a", Resources: limit("1Mi")}, {Name: "b"}}, nil,
+			map[string]int64{"a": mi(2), "b": mi(100)}, nil, `Container a exceeded its local ephemeral storage limit "1Mi". `},
+		{"emptyDirs count towards the pod", []corev1.Container{{Name: "a", Resources: limit("5Mi")}},
+			[]corev1.Volume{{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+			map[string]int64{"a": mi(3)}, map[string]int64{"scratch": mi(3)}, "Pod ephemeral local storage usage exceeds the total limit of containers 5Mi. "},
+		{"an emptyDir past its sizeLimit first", []corev1.Container{{Name: "a", Resources: limit("1Mi")}},
+			[]corev1.Volume{{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: sized("1Mi")}}}},
+			map[string]int64{"a": mi(5)}, map[string]int64{"scratch": mi(2)}, `Usage of EmptyDir volume "scratch" exceeds the limit "1Mi". `},
+		{"memory-backed emptyDirs are not local storage", []corev1.Container{{Name: "a", Resources: limit("5Mi")}},
+			[]corev1.Volume{{Name: "mem", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory, SizeLimit: sized("1Mi")}}}},
+			map[string]int64{"a": mi(1)}, map[string]int64{"mem": mi(50)}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: tc.containers, Volumes: tc.volumes}}
+			if got := storageViolation(pod, tc.use, func(v string) int64 { return tc.emptyDirs[v] }); got != tc.want {
+				t.Errorf("%q, want %q", got, tc.want)
+			}
+			if !hasStorageLimits(pod) {
+				t.Error("hasStorageLimits false for a pod with limits")
+			}
+		})
+	}
+}

@@ -727,10 +727,55 @@ func containersOf(ctx context.Context, rt internalapi.RuntimeService, sandboxID 
 // them, the sandbox and the pod's files, then deletes the pod object
 // (grace period 0, UID precondition: never someone else's pod of the same name).
 func (m *Manager) terminate(ctx context.Context, node Node, pod *corev1.Pod) error {
+	if err := m.stopContainers(ctx, node, pod, pod.Status.PodIP); err != nil {
+		return err
+	}
+	// As the kubelet does, the last status says how each container ended
+	// and the phase is terminal, before the pod object goes: clients
+	// watching it (Jobs, the e2e suite) never see a deleted pod "running".
+	if !isTerminal(pod) {
+		if err := m.writeFinalStatus(ctx, node, pod); err != nil {
+			return err
+		}
+	}
 	if err := m.killPod(ctx, node, pod, pod.Status.PodIP); err != nil {
 		return err
 	}
 	return m.deletePodNow(ctx, pod)
+}
+
+// writeFinalStatus writes the status of a pod whose containers have all
+// stopped: each one's exit, no restart back-off, and the terminal phase
+// (Succeeded when every app container exited 0, else Failed).
+func (m *Manager) writeFinalStatus(ctx context.Context, node Node, pod *corev1.Pod) error {
+	m.backoff.forgetPod(pod.UID)
+	m.setWaitError(pod.UID, nil)
+	sb, err := sandboxOf(ctx, node.Runtime, pod)
+	if err != nil {
+		return err
+	}
+	// The API's copy, not the cache's: a status written by the last sync
+	// may not have reached the cache, and a conflict here would lose the
+	// final status.
+	latest, err := m.client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) || (err == nil && latest.UID != pod.UID) {
+		return nil // already gone (force-deleted)
+	}
+	if err != nil {
+		return err
+	}
+	err = m.writeStatusWith(ctx, node, latest, sb, latest, func(st *corev1.PodStatus) {
+		st.Phase = corev1.PodSucceeded
+		for _, cs := range st.ContainerStatuses {
+			if t := cs.State.Terminated; t == nil || t.ExitCode != 0 {
+				st.Phase = corev1.PodFailed
+			}
+		}
+	})
+	if apierrors.IsNotFound(err) {
+		return nil // already gone (force-deleted)
+	}
+	return err
 }
 
 // killPod stops the pod's containers gracefully, removes them and the

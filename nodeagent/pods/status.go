@@ -124,26 +124,23 @@ func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.P
 		containersReady,
 		podReady,
 	}
-	// Conditions the kubelet does not own (PodScheduled, DisruptionTarget,
-	// readiness gates, anyone's own) are kept as they are.
-	scheduled := false
+	// PodScheduled is the kubelet's too: True on every pod it runs, bound
+	// by the scheduler or by spec.nodeName (clients count pods by it), at
+	// the spec's generation, the scheduler's transition time kept.
+	st.Conditions = append(st.Conditions, condition(corev1.PodScheduled, true, "", ""))
+	// Conditions the kubelet does not own (DisruptionTarget, readiness
+	// gates, anyone's own) are kept as they are.
 	for _, old := range pod.Status.Conditions {
 		if !kubeletCondition[old.Type] {
 			st.Conditions = append(st.Conditions, old)
 		}
-		scheduled = scheduled || old.Type == corev1.PodScheduled
-	}
-	if !scheduled {
-		// A pod bound without the scheduler (spec.nodeName) is scheduled
-		// too: the kubelet adds the condition, and clients count on it.
-		st.Conditions = append(st.Conditions, condition(corev1.PodScheduled, true, "", ""))
 	}
 	return st
 }
 
 // kubeletCondition are the pod conditions the node agent computes.
 var kubeletCondition = map[corev1.PodConditionType]bool{
-	corev1.PodReadyToStartContainers: true, corev1.PodInitialized: true, corev1.ContainersReady: true, corev1.PodReady: true,
+	corev1.PodReadyToStartContainers: true, corev1.PodInitialized: true, corev1.ContainersReady: true, corev1.PodReady: true, corev1.PodScheduled: true,
 	corev1.PodResizePending: true, corev1.PodResizeInProgress: true,
 }
 

@@ -8,8 +8,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	critest "k8s.io/cri-api/pkg/apis/testing"
 	"k8s.io/utils/ptr"
@@ -468,26 +470,31 @@ func TestSyncActiveDeadline(t *testing.T) {
 	}
 }
 
-// A pod bound by spec.nodeName, past the scheduler, is PodScheduled=True
-// as the kubelet reports it; a scheduler's own condition is kept as is.
+// PodScheduled is True on every pod the agent runs, as the kubelet reports
+// it: on a pod bound by spec.nodeName (past the scheduler) too, and at the
+// spec's generation, with the scheduler's transition time kept.
 func TestSyncPodScheduled(t *testing.T) {
+	scheduledAt := metav1.NewTime(time.Unix(1_600_000_000, 0))
 	for _, tc := range []struct {
-		name string
-		old  []corev1.PodCondition
-		want corev1.PodCondition
+		name    string
+		old     []corev1.PodCondition
+		wantLTT *metav1.Time
 	}{
-		{"bound by spec.nodeName", nil, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}},
-		{"the scheduler's kept", []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, Reason: "by-scheduler"}},
-			corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, Reason: "by-scheduler"}},
+		{"bound by spec.nodeName", nil, nil},
+		{"bound by the scheduler", []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: scheduledAt}}, &scheduledAt},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pod := syncTestPod(corev1.RestartPolicyAlways)
+			pod.Generation = 3
 			pod.Status.Conditions = tc.old
 			h := newSyncHarness(t, pod)
 			h.mustSync(1)
 			got := conditionOf(h.pod(), corev1.PodScheduled)
-			if got.Status != tc.want.Status || got.Reason != tc.want.Reason {
-				t.Errorf("PodScheduled %+v, want %+v", got, tc.want)
+			if got.Status != corev1.ConditionTrue || got.ObservedGeneration != 3 {
+				t.Errorf("PodScheduled %+v, want True at generation 3", got)
+			}
+			if tc.wantLTT != nil && !got.LastTransitionTime.Equal(tc.wantLTT) {
+				t.Errorf("transition time %v, want the scheduler's %v", got.LastTransitionTime, tc.wantLTT)
 			}
 		})
 	}
@@ -515,5 +522,41 @@ func TestProbeKillGrace(t *testing.T) {
 				t.Errorf("grace %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// A pod deleted gracefully ends with a status saying how each container
+// ended and a terminal phase, written before the pod object goes (the
+// upstream "Pod Container Status" specs watch for this).
+func TestSyncGracefulDeletionFinalStatus(t *testing.T) {
+	h := newSyncHarness(t, syncTestPod(corev1.RestartPolicyAlways, "init1"))
+	h.mustSync(1)
+	h.exit("init1", 0)
+	h.mustSync(1)
+	var last *corev1.Pod
+	h.cs.PrependReactor("update", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() == "status" {
+			last = a.(k8stesting.UpdateAction).GetObject().(*corev1.Pod).DeepCopy()
+		}
+		return false, nil, nil
+	})
+	p := h.pod()
+	now := metav1.NewTime(h.now)
+	p.DeletionTimestamp, p.DeletionGracePeriodSeconds = &now, ptr.To[int64](30)
+	if _, err := h.cs.CoreV1().Pods("ns").Update(context.Background(), p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.mustSync(1)
+	if _, err := h.cs.CoreV1().Pods("ns").Get(context.Background(), "p", metav1.GetOptions{}); err == nil {
+		t.Fatal("the pod object is still there after its containers stopped")
+	}
+	if last == nil {
+		t.Fatal("no final status written before the deletion")
+	}
+	if last.Status.Phase != corev1.PodSucceeded && last.Status.Phase != corev1.PodFailed {
+		t.Errorf("final phase %s, want a terminal one", last.Status.Phase)
+	}
+	if s := statusOf(last.Status.ContainerStatuses, "app"); s.State.Terminated == nil {
+		t.Errorf("app's final state %+v, want terminated", s.State)
 	}
 }

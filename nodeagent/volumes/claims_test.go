@@ -98,3 +98,36 @@ func TestClaimVolumes(t *testing.T) {
 		t.Errorf("local volume file: gid %d mode %v, want the fsGroup and group rw", statGID(fi), fi.Mode())
 	}
 }
+
+// A memory-backed emptyDir's root keeps tmpfs' sticky bit, as under the
+// kubelet (the upstream EmptyDir specs expect "dtrwxrwxrwx", and
+// "dgtrwxrwxrwx" with an fsGroup).
+func TestTmpfsRootMode(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		gid  *int64
+		want os.FileMode
+	}{
+		{"no fsGroup", nil, 0o777 | os.ModeSticky | os.ModeDir},
+		{"fsGroup", ptr[int64](123), 0o777 | os.ModeSticky | os.ModeSetgid | os.ModeDir},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			pod := newPod(corev1.Volume{Name: "mem", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}})
+			if tc.gid != nil {
+				pod.Spec.SecurityContext = &corev1.PodSecurityContext{FSGroup: tc.gid}
+			}
+			vols, err := e.m.Setup(context.Background(), pod)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Stat(vols["mem"].HostPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode() != tc.want {
+				t.Errorf("mode %v, want %v", fi.Mode(), tc.want)
+			}
+		})
+	}
+}

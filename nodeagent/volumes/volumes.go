@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -288,8 +289,10 @@ func (m *Manager) makeTmpfs(dir string, size int64, gid *int64) error {
 	if err := m.mount.MountTmpfs(dir, size); err != nil {
 		return fmt.Errorf("mounting tmpfs at %s: %w", dir, err)
 	}
-	// The fresh file system's root is 0755/1777 per kernel defaults.
-	return ownDir(dir, emptyDirPerm, gid)
+	// The fresh file system's root is 1777 (tmpfs' default); the kubelet
+	// keeps the sticky bit when it gives the root to the fsGroup, and
+	// containers see "dtrwxrwxrwx" (with an fsGroup "dgtrwxrwxrwx").
+	return ownDir(dir, emptyDirPerm|fs.ModeSticky, gid)
 }
 
 // fsGroup is the pod's fsGroup, the group its volumes belong to.
