@@ -165,4 +165,3 @@ func (m *Manager) evictOverStorage(ctx context.Context, n Node) {
 		m.queue.Add(p.Namespace + "/" + p.Name)
 	}
 }
-
