@@ -103,6 +103,9 @@ type Manager struct {
 	probes map[string]*probes.Manager
 	// keys maps pod UIDs to queue keys, for probe results to re-sync a pod.
 	keys sync.Map
+	// terminating maps the UIDs of pods whose containers are being stopped
+	// to a channel their probe results are signalled on (see terminate).
+	terminating sync.Map
 	// volumes materializes the pods' volumes of each real node.
 	volumes map[string]*volumes.Manager
 
@@ -162,6 +165,14 @@ func NewManager(client kubeclient.Interface, nodes []Node) (*Manager, error) {
 		}
 		if !n.Simulated {
 			m.probes[n.Name] = probes.NewManager(n.Runtime, n.Recorder, func(uid types.UID) {
+				if ch, ok := m.terminating.Load(uid); ok {
+					// Its termination writes its status meanwhile.
+					select {
+					case ch.(chan struct{}) <- struct{}{}:
+					default:
+					}
+					return
+				}
 				if key, ok := m.keys.Load(uid); ok {
 					m.queue.Add(key.(string))
 				}
@@ -727,7 +738,7 @@ func containersOf(ctx context.Context, rt internalapi.RuntimeService, sandboxID 
 // them, the sandbox and the pod's files, then deletes the pod object
 // (grace period 0, UID precondition: never someone else's pod of the same name).
 func (m *Manager) terminate(ctx context.Context, node Node, pod *corev1.Pod) error {
-	if err := m.stopContainers(ctx, node, pod, pod.Status.PodIP); err != nil {
+	if err := m.stopWhileReporting(ctx, node, pod); err != nil {
 		return err
 	}
 	// As the kubelet does, the last status says how each container ended
@@ -742,6 +753,45 @@ func (m *Manager) terminate(ctx context.Context, node Node, pod *corev1.Pod) err
 		return err
 	}
 	return m.deletePodNow(ctx, pod)
+}
+
+// stopWhileReporting stops the pod's containers within its grace period
+// and, as the kubelet's status manager does meanwhile, keeps its status
+// current: the first write turns its liveness and startup probes off (a
+// terminating pod is not restarted), and each readiness change is written
+// while its containers wind down (a container that stops serving on
+// SIGTERM goes unready at once, so Services stop sending to it).
+func (m *Manager) stopWhileReporting(ctx context.Context, node Node, pod *corev1.Pod) error {
+	changed := make(chan struct{}, 1)
+	m.terminating.Store(pod.UID, changed)
+	defer m.terminating.Delete(pod.UID)
+	report := func(latest *corev1.Pod) error {
+		sb, err := sandboxOf(ctx, node.Runtime, pod)
+		if err != nil || sb == nil {
+			return err
+		}
+		if latest == nil { // the cache may lag behind the last write
+			if latest, err = m.client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{}); err != nil || latest.UID != pod.UID {
+				return nil // gone: nothing to report to
+			}
+		}
+		return m.writeStatus(ctx, node, latest, sb, latest)
+	}
+	if err := report(pod); err != nil {
+		klog.FromContext(ctx).Error(err, "Writing a terminating pod's status", "pod", klog.KObj(pod))
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.stopContainers(ctx, node, pod, pod.Status.PodIP) }()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-changed:
+			if err := report(nil); err != nil {
+				klog.FromContext(ctx).Error(err, "Writing a terminating pod's status", "pod", klog.KObj(pod))
+			}
+		}
+	}
 }
 
 // writeFinalStatus writes the status of a pod whose containers have all

@@ -3,6 +3,7 @@ package pods
 import (
 	"context"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,12 +32,28 @@ type syncHarness struct {
 	key string
 	// configs are the configs containers were last created with, by name.
 	configs map[string]*runtimeapi.ContainerConfig
+	// holdStop, when set, makes StopContainer of that container wait
+	// until the channel is closed (a container slow to stop).
+	holdStop map[string]chan struct{}
 }
 
 // recordingRuntime keeps the config of each container created.
 type recordingRuntime struct {
 	*critest.FakeRuntimeService
 	h *syncHarness
+}
+
+func (r recordingRuntime) StopContainer(ctx context.Context, id string, timeout int64) error {
+	r.Lock()
+	name := ""
+	if c := r.Containers[id]; c != nil {
+		name = c.Metadata.Name
+	}
+	r.Unlock()
+	if ch := r.h.holdStop[name]; ch != nil {
+		<-ch
+	}
+	return r.FakeRuntimeService.StopContainer(ctx, id, timeout)
 }
 
 func (r recordingRuntime) CreateContainer(ctx context.Context, sandboxID string, cc *runtimeapi.ContainerConfig, sc *runtimeapi.PodSandboxConfig) (string, error) {
@@ -558,5 +575,64 @@ func TestSyncGracefulDeletionFinalStatus(t *testing.T) {
 	}
 	if s := statusOf(last.Status.ContainerStatuses, "app"); s.State.Terminated == nil {
 		t.Errorf("app's final state %+v, want terminated", s.State)
+	}
+}
+
+// While a terminating pod's containers stop, its status is kept current
+// (here: one container has stopped, the other still winds down), as the
+// kubelet's status manager writes it independently of the pod worker.
+func TestSyncStatusWhileTerminating(t *testing.T) {
+	pod := syncTestPod(corev1.RestartPolicyAlways)
+	pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: "side", Image: "img", ImagePullPolicy: corev1.PullIfNotPresent})
+	h := newSyncHarness(t, pod)
+	h.mustSync(1)
+	release := make(chan struct{})
+	h.holdStop = map[string]chan struct{}{"app": release}
+	var mu sync.Mutex
+	var writes []*corev1.Pod
+	h.cs.PrependReactor("update", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() == "status" {
+			mu.Lock()
+			writes = append(writes, a.(k8stesting.UpdateAction).GetObject().(*corev1.Pod).DeepCopy())
+			mu.Unlock()
+		}
+		return false, nil, nil
+	})
+	p := h.pod()
+	now := metav1.NewTime(h.now)
+	p.DeletionTimestamp, p.DeletionGracePeriodSeconds = &now, ptr.To[int64](30)
+	if _, err := h.cs.CoreV1().Pods("ns").Update(context.Background(), p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- h.sync() }()
+	midway := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, w := range writes {
+			app, side := statusOf(w.Status.ContainerStatuses, "app"), statusOf(w.Status.ContainerStatuses, "side")
+			if app.State.Running != nil && side.State.Terminated != nil {
+				return true
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !midway() && time.Now().Before(deadline) {
+		// A probe result arriving while the pod terminates.
+		if ch, ok := h.m.terminating.Load(types.UID("uid-p")); ok {
+			select {
+			case ch.(chan struct{}) <- struct{}{}:
+			default:
+			}
+		}
+		time.Sleep(20 * time.Millisecond) // polling with a deadline
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !midway() {
+		t.Error("no status written while the pod terminated: want one with side stopped and app still running")
 	}
 }
