@@ -72,9 +72,6 @@ func up(args []string) error {
 	fs.IntVar(&o.PortBase, "port-base", localcluster.DefaultPortBase, fmt.Sprintf("first of %d consecutive ports the cluster listens on (kube-apiserver takes this one)", localcluster.PortCount))
 	fs.StringSliceVar(&o.Stock, "stock", nil, "roles to run with the stock binary: controller-manager, scheduler, apiserver, nodeagent, proxy; cloud-controller-manager (no stock one exists for a local machine: none runs)")
 	fs.BoolVar(&o.Fresh, "fresh", false, "wipe the data dir first")
-	// kubeparts-nodeagent is the default now; the old opt-in is accepted so scripts keep working.
-	fs.Bool("experimental-nodeagent", false, "no effect: kubeparts-nodeagent runs the node by default (--stock=nodeagent runs the kubelet)")
-	_ = fs.MarkDeprecated("experimental-nodeagent", "kubeparts-nodeagent is the default; use --stock=nodeagent for the kubelet")
 	fs.StringVar(&o.NodeName, "node-name", "", "name of the node (default: the host name)")
 	fs.IntVar(&o.Nodes, "nodes", 1, fmt.Sprintf("number of nodes (1..%d): the host's node and NODE-NAME-worker1.. each in a network namespace of its own, with its own containerd, agent and pod CIDR", localcluster.MaxNodes))
 	fs.StringSliceVar(&o.Zones, "zones", nil, "zones to spread the nodes over, round robin (e.g. a,b,c); the cloud provider labels each node with topology.kubernetes.io/zone")

@@ -268,6 +268,7 @@ func TestUpNodeAgent(t *testing.T) {
 	testStaticPod(t, bin, kc, dataDir)
 	testVolumes(t, bin, kc, hostDir)
 	testSecurityContext(t, bin, kc, dataDir)
+	testInitFailuresAndClaims(t, bin, kc, dataDir)
 	if out, err := kubectl(t, bin, kc, "delete", "pod", "on-agent", "crasher", "once", "shell", "attachable", "sidecar", "hostnet", "probed", "message", "bad", "--timeout=60s"); err != nil {
 		t.Fatalf("delete: %v %s", err, out)
 	}
@@ -619,4 +620,93 @@ func execTTY(kubeconfig, namespace, pod, container string, command []string) (st
 	defer cancel()
 	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &out, Tty: true})
 	return out.String(), err
+}
+
+const initAndClaimPods = `apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: init-fails-never, namespace: default}
+  spec:
+    restartPolicy: Never
+    initContainers: [{name: setup, image: busybox:1.35, imagePullPolicy: Never, command: ["sh", "-c", "exit 1"]}]
+    containers: [{name: app, image: busybox:1.35, imagePullPolicy: Never, command: ["sleep", "3600"]}]
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: init-fails-always, namespace: default}
+  spec:
+    initContainers: [{name: setup, image: busybox:1.35, imagePullPolicy: Never, command: ["sh", "-c", "exit 1"]}]
+    containers: [{name: app, image: busybox:1.35, imagePullPolicy: Never, command: ["sleep", "3600"]}]
+- apiVersion: v1
+  kind: PersistentVolume
+  metadata: {name: agent-hostpath-pv}
+  spec:
+    capacity: {storage: 1Gi}
+    accessModes: [ReadWriteOnce]
+    storageClassName: manual
+    hostPath: {path: CLAIMDIR, type: DirectoryOrCreate}
+- apiVersion: v1
+  kind: PersistentVolumeClaim
+  metadata: {name: agent-claim, namespace: default}
+  spec:
+    accessModes: [ReadWriteOnce]
+    storageClassName: manual
+    resources: {requests: {storage: 1Gi}}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: claimant, namespace: default}
+  spec:
+    restartPolicy: Never
+    containers: [{name: c, image: busybox:1.35, imagePullPolicy: Never, command: ["sh", "-c", "echo written-through-the-claim > /data/out"],
+      volumeMounts: [{name: data, mountPath: /data}]}]
+    volumes: [{name: data, persistentVolumeClaim: {claimName: agent-claim}}]
+`
+
+// testInitFailuresAndClaims: a failing init container fails its pod under
+// restartPolicy Never and crash-loops otherwise, in kubectl's STATUS
+// column as under the kubelet; a pod writes through a claim bound to a
+// hostPath PersistentVolume; the Node reports the machine's identity and
+// ephemeral storage.
+func testInitFailuresAndClaims(t *testing.T, bin, kc, dataDir string) {
+	claimDir := filepath.Join(dataDir, "claim")
+	manifest := filepath.Join(dataDir, "init-claims.yaml")
+	if err := os.WriteFile(manifest, []byte(strings.ReplaceAll(initAndClaimPods, "CLAIMDIR", claimDir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := kubectl(t, bin, kc, "apply", "-f", manifest); err != nil {
+		t.Fatalf("apply: %v %s", err, out)
+	}
+	for _, tc := range []struct{ pod, status, phase string }{
+		{"init-fails-never", "Init:Error", "Failed"},
+		{"init-fails-always", "Init:CrashLoopBackOff", "Pending"},
+	} {
+		eventually(t, 90*time.Second, tc.pod+" "+tc.status, func() error {
+			out, err := kubectl(t, bin, kc, "get", "pod", tc.pod, "--no-headers")
+			f := strings.Fields(out)
+			if err != nil || len(f) < 3 || f[2] != tc.status {
+				return &unexpected{out}
+			}
+			phase, _ := kubectl(t, bin, kc, "get", "pod", tc.pod, "-o", "jsonpath={.status.phase} {.status.containerStatuses[0].state.waiting.reason}")
+			if phase != tc.phase+" PodInitializing" {
+				return &unexpected{"phase and app state: " + phase}
+			}
+			return nil
+		})
+	}
+	eventually(t, 90*time.Second, "pod wrote through its claim", func() error {
+		data, err := os.ReadFile(filepath.Join(claimDir, "out"))
+		if err != nil || string(data) != "written-through-the-claim\n" {
+			phase, _ := kubectl(t, bin, kc, "get", "pod", "claimant", "-o", "jsonpath={.status.phase}")
+			return &unexpected{fmt.Sprintf("%q %v (pod %s)", data, err, phase)}
+		}
+		return nil
+	})
+	out, err := kubectl(t, bin, kc, "get", "nodes", "-o", "jsonpath={.items[0].status.nodeInfo.osImage}|{.items[0].status.nodeInfo.kernelVersion}|{.items[0].status.nodeInfo.bootID}|{.items[0].status.allocatable.ephemeral-storage}")
+	if f := strings.Split(out, "|"); err != nil || len(f) != 4 || f[0] == "" || f[1] == "" || f[2] == "" || f[3] == "" {
+		t.Errorf("node info and ephemeral-storage: %q %v", out, err)
+	}
+	if out, err := kubectl(t, bin, kc, "delete", "pod", "init-fails-never", "init-fails-always", "claimant", "--timeout=60s"); err != nil {
+		t.Errorf("delete: %v %s", err, out)
+	}
 }
