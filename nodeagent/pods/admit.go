@@ -77,9 +77,9 @@ func (m *Manager) wasAdmitted(p *corev1.Pod) bool {
 	if p.Status.StartTime != nil {
 		return true
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.admitted[p.UID]
+	admitted := false
+	m.lookup(p.UID, func(r *podRecord) { admitted = r.admitted })
+	return admitted
 }
 
 // admitResources admits a new pod if it fits, remembering it; otherwise it
@@ -95,9 +95,7 @@ func (m *Manager) admitResources(ctx context.Context, node Node, pod *corev1.Pod
 			return reason, message
 		}
 	}
-	m.mu.Lock()
-	m.admitted[pod.UID] = true
-	m.mu.Unlock()
+	m.withRecord(pod.UID, func(r *podRecord) { r.admitted = true })
 	return "", ""
 }
 

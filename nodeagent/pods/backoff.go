@@ -2,8 +2,6 @@ package pods
 
 import (
 	"fmt"
-	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -13,6 +11,7 @@ import (
 
 // The kubelet's restart back-off: 10s after the first exit, doubling up to
 // 5 minutes, forgotten once a container has run 10 minutes without exiting.
+// Image pulls back off the same way (ImagePullBackOff).
 const (
 	initialBackoff = 10 * time.Second
 	maxBackoff     = 5 * time.Minute
@@ -24,28 +23,20 @@ type backoffEntry struct {
 	until time.Time
 }
 
-// backoff tracks, per pod and container, when a restart is allowed again.
-type backoff struct {
-	mu      sync.Mutex
-	entries map[string]*backoffEntry
-}
+// containerBackoff tracks, per container of one pod, when a restart (or an
+// image pull) is allowed again. It lives in the pod's record, under the
+// manager's lock.
+type containerBackoff map[string]*backoffEntry
 
-func newBackoff() *backoff { return &backoff{entries: map[string]*backoffEntry{}} }
-
-func backoffKey(uid types.UID, container string) string { return string(uid) + "/" + container }
-
-// wait returns how long the container must still wait; zero means restart
-// now, and the next wait is doubled.
-func (b *backoff) wait(uid types.UID, container string, now time.Time) time.Duration {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	key := backoffKey(uid, container)
-	e := b.entries[key]
+// wait returns how long the container must still wait; zero means go now,
+// and the next wait is doubled.
+func (b containerBackoff) wait(container string, now time.Time) time.Duration {
+	e := b[container]
 	switch {
 	case e == nil || now.Sub(e.until) > backoffReset:
 		// The first restart (or the first after a long healthy run) is
 		// immediate; the next one waits.
-		b.entries[key] = &backoffEntry{delay: initialBackoff, until: now.Add(initialBackoff)}
+		b[container] = &backoffEntry{delay: initialBackoff, until: now.Add(initialBackoff)}
 		return 0
 	case now.Before(e.until):
 		return e.until.Sub(now)
@@ -55,38 +46,29 @@ func (b *backoff) wait(uid types.UID, container string, now time.Time) time.Dura
 	return 0
 }
 
-// forget drops the container's back-off (after a success).
-func (b *backoff) forget(uid types.UID, container string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.entries, backoffKey(uid, container))
-}
-
-// forgetPod drops every back-off of a pod that is gone.
-func (b *backoff) forgetPod(uid types.UID) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	prefix := string(uid) + "/"
-	for key := range b.entries {
-		if strings.HasPrefix(key, prefix) {
-			delete(b.entries, key)
-		}
-	}
-}
-
-// waiting returns, for a pod, the CrashLoopBackOff state of each container
-// still waiting for its restart.
-func (b *backoff) waiting(uid types.UID, now time.Time) map[string]corev1.ContainerStateWaiting {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// waiting returns the CrashLoopBackOff state of each container still
+// waiting for its restart.
+func (b containerBackoff) waiting(now time.Time) map[string]corev1.ContainerStateWaiting {
 	out := map[string]corev1.ContainerStateWaiting{}
-	prefix := string(uid) + "/"
-	for key, e := range b.entries {
-		if len(key) > len(prefix) && key[:len(prefix)] == prefix && now.Before(e.until) {
-			out[key[len(prefix):]] = corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: fmt.Sprintf("back-off %s restarting failed container", e.delay)}
+	for name, e := range b {
+		if now.Before(e.until) {
+			out[name] = corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: fmt.Sprintf("back-off %s restarting failed container", e.delay)}
 		}
 	}
 	return out
+}
+
+// restartWait is how long the pod's container must wait before its
+// restart (0: now, counted as a restart).
+func (m *Manager) restartWait(uid types.UID, container string) (wait time.Duration) {
+	m.withRecord(uid, func(r *podRecord) { wait = r.restarts.wait(container, m.now()) })
+	return wait
+}
+
+// pullWait is the same for pulling the container's image.
+func (m *Manager) pullWait(uid types.UID, container string) (wait time.Duration) {
+	m.withRecord(uid, func(r *podRecord) { wait = r.pulls.wait(container, m.now()) })
+	return wait
 }
 
 // containerKind is what part a container plays in its pod, which decides

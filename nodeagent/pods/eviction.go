@@ -75,17 +75,17 @@ func activeDeadline(pod *corev1.Pod, now time.Time) (left time.Duration, ok bool
 	return pod.Status.StartTime.Add(time.Duration(*pod.Spec.ActiveDeadlineSeconds) * time.Second).Sub(now), true
 }
 
-func (m *Manager) evictionOf(uid types.UID) (eviction, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.evictions[uid]
+func (m *Manager) evictionOf(uid types.UID) (e eviction, ok bool) {
+	m.lookup(uid, func(r *podRecord) {
+		if r.eviction != nil {
+			e, ok = *r.eviction, true
+		}
+	})
 	return e, ok
 }
 
 func (m *Manager) setEviction(uid types.UID, e eviction) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.evictions[uid] = e
+	m.withRecord(uid, func(r *podRecord) { r.eviction = &e })
 }
 
 // evictionRound evicts the pods past their local storage limits, and on
@@ -283,6 +283,7 @@ func (m *Manager) evictPod(ctx context.Context, node Node, pod, apiPod *corev1.P
 	}
 	var sandbox *runtimeapi.PodSandbox
 	if e.evicted {
+		m.setPhase(pod.UID, phaseTerminating)
 		short := pod
 		if !e.deadline {
 			short = pod.DeepCopy()

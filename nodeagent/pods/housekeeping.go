@@ -74,34 +74,17 @@ func (m *Manager) housekeeping(ctx context.Context) {
 			}
 		}
 	}
-	// What is kept about pods gone with nothing left on the node (force-
-	// deleted mid-eviction, say) goes too.
+	// The records of pods gone with nothing left on the node (force-
+	// deleted mid-eviction, say, or a deletion the watch missed) go too.
 	m.mu.Lock()
 	var gone []types.UID
-	gone = unknownUIDs(m.waitErrors, known, gone)
-	gone = unknownUIDs(m.messages, known, gone)
-	gone = unknownUIDs(m.evictions, known, gone)
-	gone = unknownUIDs(m.podVolumes, known, gone)
-	gone = unknownUIDs(m.resources, known, gone)
-	gone = unknownUIDs(m.admitted, known, gone)
-	m.mu.Unlock()
-	m.keys.Range(func(uid, _ any) bool {
-		if !known[uid.(types.UID)] {
-			gone = append(gone, uid.(types.UID))
-		}
-		return true
-	})
-	for _, uid := range gone {
-		m.forget(uid) // forgetting one twice is harmless
-	}
-}
-
-// unknownUIDs appends the keys of m that known lacks to out.
-func unknownUIDs[V any](m map[types.UID]V, known map[types.UID]bool, out []types.UID) []types.UID {
-	for uid := range m {
+	for uid := range m.records {
 		if !known[uid] {
-			out = append(out, uid)
+			gone = append(gone, uid)
 		}
 	}
-	return out
+	m.mu.Unlock()
+	for _, uid := range gone {
+		m.forget(uid)
+	}
 }

@@ -22,7 +22,7 @@ func TestEnsureImage(t *testing.T) {
 	images.SetFakeImages([]string{"present:1"})
 	recorder := record.NewFakeRecorder(100)
 	clock := time.Unix(1000, 0)
-	m := &Manager{client: kubeclienttest.FromClientset(fake.NewClientset()), pullBackoff: newBackoff(), now: func() time.Time { return clock }}
+	m := &Manager{client: kubeclienttest.FromClientset(fake.NewClientset()), now: func() time.Time { return clock }}
 	node := Node{Images: images, Recorder: recorder}
 	pod := &corev1.Pod{}
 	pod.UID = "u"

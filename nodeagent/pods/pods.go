@@ -89,72 +89,49 @@ type Manager struct {
 	inf    cache.SharedIndexInformer
 	// services feed the containers' Service environment variables.
 	services cache.SharedIndexInformer
-	backoff  *backoff
 	now      func() time.Time
 	// Resync re-examines every pod this often, to notice containers that
 	// exited on their own (the kubelet's relist); 0 turns it off, as for the
 	// simulated runtime, whose containers only stop when told to.
 	Resync time.Duration
 
-	// pullBackoff spaces image pull retries as restarts are (ImagePullBackOff).
-	pullBackoff *backoff
 	// probes runs the probes of each real node's containers; simulated
 	// nodes have none (their containers are always started and ready).
 	probes map[string]*probes.Manager
-	// keys maps pod UIDs to queue keys, for probe results to re-sync a pod.
-	keys sync.Map
-	// terminating maps the UIDs of pods whose containers are being stopped
-	// to a channel their probe results are signalled on (see terminate).
-	terminating sync.Map
 	// volumes materializes the pods' volumes of each real node.
 	volumes map[string]*volumes.Manager
 
-	mu         sync.Mutex
-	waitErrors map[types.UID]*waitError
+	mu sync.Mutex
+	// records hold everything kept about each pod, by UID (lifecycle.go).
+	records map[types.UID]*podRecord
 	// Static pods by node and key: from the manifests, running, and
 	// stopping (removed or replaced manifests).
 	manifests, static map[string]map[string]*corev1.Pod
 	staticRemoved     map[string]*corev1.Pod
-	// messages caches exited containers' termination messages by container ID.
-	messages map[types.UID]map[string]string
-	// podVolumes are the pods' volumes as last set up, and when.
-	podVolumes map[types.UID]volumeState
-	// evictions are the pods being evicted or turned away under pressure.
-	evictions map[types.UID]eviction
-	// resources are the pods' allocated and actuated resources (resize.go).
-	resources map[types.UID]*podResources
-	// admitted are the pods admitted and not yet started; admitMu admits
-	// one pod at a time (admit.go).
-	admitted map[types.UID]bool
-	admitMu  sync.Mutex
+	// admitMu admits one pod at a time (admit.go).
+	admitMu sync.Mutex
 }
 
 // setWaitError records (or with nil clears) why the pod's next container waits.
 func (m *Manager) setWaitError(uid types.UID, e *waitError) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if e == nil {
-		delete(m.waitErrors, uid)
-		return
-	}
-	m.waitErrors[uid] = e
+	m.withRecord(uid, func(r *podRecord) { r.waitErr = e })
 }
 
 // waiting is what each of the pod's containers waits on, if anything.
 func (m *Manager) waiting(uid types.UID) map[string]corev1.ContainerStateWaiting {
-	w := m.backoff.waiting(uid, m.now())
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if e := m.waitErrors[uid]; e != nil {
-		w[e.container] = corev1.ContainerStateWaiting{Reason: e.reason, Message: e.msg}
-	}
+	w := map[string]corev1.ContainerStateWaiting{}
+	m.lookup(uid, func(r *podRecord) {
+		w = r.restarts.waiting(m.now())
+		if e := r.waitErr; e != nil {
+			w[e.container] = corev1.ContainerStateWaiting{Reason: e.reason, Message: e.msg}
+		}
+	})
 	return w
 }
 
 // NewManager watches the pods bound to nodes.
 func NewManager(client kubeclient.Interface, nodes []Node) (*Manager, error) {
-	m := &Manager{client: client, nodes: map[string]Node{}, backoff: newBackoff(), pullBackoff: newBackoff(), now: time.Now,
-		waitErrors: map[types.UID]*waitError{}, messages: map[types.UID]map[string]string{}, podVolumes: map[types.UID]volumeState{}, evictions: map[types.UID]eviction{}, resources: map[types.UID]*podResources{}, admitted: map[types.UID]bool{},
+	m := &Manager{client: client, nodes: map[string]Node{}, now: time.Now, records: map[types.UID]*podRecord{},
 		manifests: map[string]map[string]*corev1.Pod{}, static: map[string]map[string]*corev1.Pod{}, staticRemoved: map[string]*corev1.Pod{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "pods"})}
 	m.probes, m.volumes = map[string]*probes.Manager{}, map[string]*volumes.Manager{}
@@ -164,19 +141,7 @@ func NewManager(client kubeclient.Interface, nodes []Node) (*Manager, error) {
 			m.volumes[n.Name] = volumes.NewManager(client, n.PodDir, n.Allocatable, nil)
 		}
 		if !n.Simulated {
-			m.probes[n.Name] = probes.NewManager(n.Runtime, n.Recorder, func(uid types.UID) {
-				if ch, ok := m.terminating.Load(uid); ok {
-					// Its termination writes its status meanwhile.
-					select {
-					case ch.(chan struct{}) <- struct{}{}:
-					default:
-					}
-					return
-				}
-				if key, ok := m.keys.Load(uid); ok {
-					m.queue.Add(key.(string))
-				}
-			})
+			m.probes[n.Name] = probes.NewManager(n.Runtime, n.Recorder, m.probeChanged)
 		}
 	}
 	// One node: only its pods. Several: every bound pod, filtered here.
@@ -213,6 +178,29 @@ func NewManager(client kubeclient.Interface, nodes []Node) (*Manager, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// probeChanged hands a probe result to the pod's worker: through the
+// queue, or while the pod terminates (its worker busy stopping it) through
+// its record's channel.
+func (m *Manager) probeChanged(uid types.UID) {
+	var key string
+	var changed chan struct{}
+	m.lookup(uid, func(r *podRecord) {
+		key = r.key
+		if r.phase == phaseTerminating {
+			changed = r.changed
+		}
+	})
+	switch {
+	case changed != nil:
+		select {
+		case changed <- struct{}{}:
+		default: // one pending signal is enough
+		}
+	case key != "":
+		m.queue.Add(key)
+	}
 }
 
 // serviceIndexer is the Services cache (nil before Run, e.g. in unit tests).
@@ -317,16 +305,7 @@ func (m *Manager) sync(ctx context.Context, key string) error {
 				return err
 			}
 		}
-		m.keys.Range(func(uid, k any) bool {
-			if k.(string) == key {
-				m.forget(uid.(types.UID))
-				for _, p := range m.probes {
-					p.RemovePod(uid.(types.UID))
-				}
-			}
-			return true
-		})
-		return nil
+		return m.syncTerminated(key)
 	}
 	if err != nil {
 		return err
@@ -340,11 +319,32 @@ func (m *Manager) sync(ctx context.Context, key string) error {
 		// agent's): removed, as the kubelet removes orphaned mirror pods.
 		return m.deletePodNow(ctx, pod)
 	}
-	m.keys.Store(pod.UID, key)
+	m.withRecord(pod.UID, func(r *podRecord) { r.key = key })
 	if pod.DeletionTimestamp != nil {
 		return m.terminate(ctx, node, pod)
 	}
 	return m.syncPod(ctx, key, node, pod, pod)
+}
+
+// syncTerminated ends the records of the pods gone from the API under key
+// (their containers are gone already): nothing is kept about them.
+func (m *Manager) syncTerminated(key string) error {
+	var gone []types.UID
+	m.mu.Lock()
+	for uid, r := range m.records {
+		if r.key == key {
+			r.phase = phaseTerminated
+			gone = append(gone, uid)
+		}
+	}
+	m.mu.Unlock()
+	for _, uid := range gone {
+		m.forget(uid)
+		for _, p := range m.probes {
+			p.RemovePod(uid)
+		}
+	}
+	return nil
 }
 
 // syncPod brings the containers of pod (what runs) in line with its spec
@@ -529,7 +529,7 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 			if !m.shouldRestart(pod, c, prev[0], kind) && !m.stoppedForResize(pod.UID, prev[0].Id) {
 				return nil
 			}
-			if wait := m.backoff.wait(pod.UID, c.Name, m.now()); wait > 0 {
+			if wait := m.restartWait(pod.UID, c.Name); wait > 0 {
 				node.event(pod, corev1.EventTypeWarning, "BackOff", "Back-off restarting failed container %s in pod %s_%s(%s)", c.Name, pod.Name, pod.Namespace, pod.UID)
 				m.queue.AddAfter(pod.Namespace+"/"+pod.Name, wait)
 				return nil
@@ -763,8 +763,7 @@ func (m *Manager) terminate(ctx context.Context, node Node, pod *corev1.Pod) err
 // SIGTERM goes unready at once, so Services stop sending to it).
 func (m *Manager) stopWhileReporting(ctx context.Context, node Node, pod *corev1.Pod) error {
 	changed := make(chan struct{}, 1)
-	m.terminating.Store(pod.UID, changed)
-	defer m.terminating.Delete(pod.UID)
+	m.withRecord(pod.UID, func(r *podRecord) { r.phase, r.changed = phaseTerminating, changed })
 	report := func(latest *corev1.Pod) error {
 		sb, err := sandboxOf(ctx, node.Runtime, pod)
 		if err != nil || sb == nil {
@@ -798,8 +797,7 @@ func (m *Manager) stopWhileReporting(ctx context.Context, node Node, pod *corev1
 // stopped: each one's exit, no restart back-off, and the terminal phase
 // (Succeeded when every app container exited 0, else Failed).
 func (m *Manager) writeFinalStatus(ctx context.Context, node Node, pod *corev1.Pod) error {
-	m.backoff.forgetPod(pod.UID)
-	m.setWaitError(pod.UID, nil)
+	m.withRecord(pod.UID, func(r *podRecord) { r.restarts, r.waitErr = containerBackoff{}, nil })
 	sb, err := sandboxOf(ctx, node.Runtime, pod)
 	if err != nil {
 		return err
@@ -855,21 +853,6 @@ func (m *Manager) deletePodNow(ctx context.Context, pod *corev1.Pod) error {
 		return nil
 	}
 	return err
-}
-
-// forget drops what the manager keeps about a pod that is gone.
-func (m *Manager) forget(uid types.UID) {
-	m.backoff.forgetPod(uid)
-	m.pullBackoff.forgetPod(uid)
-	m.keys.Delete(uid)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.waitErrors, uid)
-	delete(m.messages, uid)
-	delete(m.evictions, uid)
-	delete(m.podVolumes, uid)
-	delete(m.resources, uid)
-	delete(m.admitted, uid)
 }
 
 func removeSandboxes(ctx context.Context, rt internalapi.RuntimeService, labels map[string]string) error {
@@ -1046,7 +1029,7 @@ func (m *Manager) ensureImage(ctx context.Context, node Node, pod *corev1.Pod, c
 		node.event(pod, corev1.EventTypeWarning, "Failed", "Error: ErrImageNeverPull")
 		return "", &waitError{c.Name, "ErrImageNeverPull", msg}
 	}
-	if wait := m.pullBackoff.wait(pod.UID, c.Name, m.now()); wait > 0 {
+	if wait := m.pullWait(pod.UID, c.Name); wait > 0 {
 		node.event(pod, corev1.EventTypeNormal, "BackOff", "Back-off pulling image %q", c.Image)
 		node.event(pod, corev1.EventTypeWarning, "Failed", "Error: ImagePullBackOff")
 		return "", &waitError{c.Name, "ImagePullBackOff", fmt.Sprintf("Back-off pulling image %q", c.Image)}
@@ -1063,7 +1046,7 @@ func (m *Manager) ensureImage(ctx context.Context, node Node, pod *corev1.Pod, c
 		node.event(pod, corev1.EventTypeWarning, "Failed", "Error: ErrImagePull")
 		return "", &waitError{c.Name, "ErrImagePull", err.Error()}
 	}
-	m.pullBackoff.forget(pod.UID, c.Name)
+	m.withRecord(pod.UID, func(r *podRecord) { delete(r.pulls, c.Name) })
 	node.event(pod, corev1.EventTypeNormal, "Pulled", "Successfully pulled image %q in %s", c.Image, time.Since(start).Round(time.Millisecond))
 	return ref, nil
 }

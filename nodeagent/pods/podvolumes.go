@@ -34,9 +34,13 @@ func (m *Manager) setupVolumes(ctx context.Context, node Node, pod *corev1.Pod) 
 		return nil, nil
 	}
 	now := m.now()
-	m.mu.Lock()
-	st, ok := m.podVolumes[pod.UID]
-	m.mu.Unlock()
+	var st volumeState
+	ok := false
+	m.lookup(pod.UID, func(r *podRecord) {
+		if r.volumes != nil {
+			st, ok = *r.volumes, true
+		}
+	})
 	due := !ok || now.Sub(st.at) >= volumeResync
 	if next, has := vm.NextRefresh(pod.UID); has && !now.Before(next) {
 		due = true
@@ -50,23 +54,21 @@ func (m *Manager) setupVolumes(ctx context.Context, node Node, pod *corev1.Pod) 
 		if ok {
 			// A refresh that failed (a source deleted meanwhile): the running
 			// containers keep what they have, as with the kubelet; retried.
-			m.mu.Lock()
-			m.podVolumes[pod.UID] = volumeState{vols: st.vols, at: now.Add(-volumeResync + 5*time.Second)}
-			m.mu.Unlock()
+			m.withRecord(pod.UID, func(r *podRecord) {
+				r.volumes = &volumeState{vols: st.vols, at: now.Add(-volumeResync + 5*time.Second)}
+			})
 			return st.vols, nil
 		}
 		return nil, &mountError{err}
 	}
-	m.mu.Lock()
-	m.podVolumes[pod.UID] = volumeState{vols: vols, at: now}
-	m.mu.Unlock()
+	m.withRecord(pod.UID, func(r *podRecord) { r.volumes = &volumeState{vols: vols, at: now} })
 	// Come back for the next refresh even if nothing else happens to the pod.
 	wait := volumeResync
 	if next, has := vm.NextRefresh(pod.UID); has && next.Sub(now) < wait {
 		wait = max(next.Sub(now), time.Second)
 	}
-	if key, ok := m.keys.Load(pod.UID); ok {
-		m.queue.AddAfter(key.(string), wait)
+	if key, ok := m.keyOf(pod.UID); ok {
+		m.queue.AddAfter(key, wait)
 	}
 	return vols, nil
 }

@@ -48,10 +48,9 @@ type podResources struct {
 
 // stoppedForResize: the container was stopped by a resize that needs a restart.
 func (m *Manager) stoppedForResize(uid types.UID, containerID string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r, ok := m.resources[uid]
-	return ok && r.restarts[containerID]
+	restart := false
+	m.lookup(uid, func(r *podRecord) { restart = r.resources != nil && r.resources.restarts[containerID] })
+	return restart
 }
 
 type actuated struct {
@@ -108,8 +107,9 @@ func resourcesPath(node Node, uid types.UID) string {
 func (m *Manager) resourcesOf(node Node, pod *corev1.Pod) *podResources {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if r, ok := m.resources[pod.UID]; ok {
-		return r
+	rec := m.record(pod.UID)
+	if rec.resources != nil {
+		return rec.resources
 	}
 	r := &podResources{}
 	if node.PodDir != "" {
@@ -126,7 +126,7 @@ func (m *Manager) resourcesOf(node Node, pod *corev1.Pod) *podResources {
 	if r.Actuated == nil {
 		r.Actuated = map[string]actuated{}
 	}
-	m.resources[pod.UID] = r
+	rec.resources = r
 	return r
 }
 
@@ -213,12 +213,13 @@ func amount(name corev1.ResourceName, q resource.Quantity) int64 {
 
 // allocatedOf is what was allocated to a pod's containers, if known.
 func (m *Manager) allocatedOf(uid types.UID) map[string]corev1.ResourceRequirements {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if r, ok := m.resources[uid]; ok {
-		return r.Allocated
-	}
-	return nil
+	var allocated map[string]corev1.ResourceRequirements
+	m.lookup(uid, func(r *podRecord) {
+		if r.resources != nil {
+			allocated = r.resources.Allocated
+		}
+	})
+	return allocated
 }
 
 // actuate gives the running containers of the (allocated) pod their
@@ -283,7 +284,7 @@ func (m *Manager) actuate(ctx context.Context, node Node, pod *corev1.Pod, sandb
 				errs = append(errs, err)
 				continue
 			}
-			m.backoff.forget(pod.UID, ch.c.Name) // a restart for a resize is not a crash
+			m.withRecord(pod.UID, func(r *podRecord) { delete(r.restarts, ch.c.Name) }) // a restart for a resize is not a crash
 			m.mu.Lock()
 			if r.restarts == nil {
 				r.restarts = map[string]bool{}

@@ -47,7 +47,7 @@ func TestResize(t *testing.T) {
 		Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("1Gi")}}
 	indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	newManager := func() *Manager {
-		return &Manager{pods: corelisters.NewPodLister(indexer), resources: map[types.UID]*podResources{}, backoff: newBackoff()}
+		return &Manager{pods: corelisters.NewPodLister(indexer)}
 	}
 	m := newManager()
 	other, pod := cpuPod("other", "300m"), cpuPod("web", "100m")
@@ -185,22 +185,21 @@ func TestHousekeepingForgetsGonePods(t *testing.T) {
 	if err := indexer.Add(live); err != nil {
 		t.Fatal(err)
 	}
-	m := &Manager{pods: corelisters.NewPodLister(indexer), backoff: newBackoff(), pullBackoff: newBackoff(),
-		waitErrors: map[types.UID]*waitError{}, messages: map[types.UID]map[string]string{}, evictions: map[types.UID]eviction{},
-		podVolumes: map[types.UID]volumeState{}, resources: map[types.UID]*podResources{}}
+	m := &Manager{pods: corelisters.NewPodLister(indexer)}
 	for _, uid := range []types.UID{live.UID, "gone"} {
-		m.evictions[uid] = eviction{message: "m"}
-		m.resources[uid] = &podResources{}
+		m.setEviction(uid, eviction{message: "m"})
+		m.withRecord(uid, func(r *podRecord) { r.resources = &podResources{} })
 	}
 	m.housekeeping(context.Background())
-	if _, ok := m.evictions["gone"]; ok {
-		t.Error("eviction of a pod that is gone kept")
+	if kept := m.keptAbout("gone"); len(kept) > 0 {
+		t.Errorf("kept about a pod that is gone: %v", kept)
 	}
-	if _, ok := m.resources["gone"]; ok {
-		t.Error("resources of a pod that is gone kept")
-	}
-	if _, ok := m.resources[live.UID]; !ok {
-		t.Error("resources of a live pod dropped")
+	if !m.lookup(live.UID, func(r *podRecord) {
+		if r.resources == nil {
+			t.Error("resources of a live pod dropped")
+		}
+	}) {
+		t.Error("the record of a live pod dropped")
 	}
 }
 
@@ -212,7 +211,7 @@ func TestAdmitResources(t *testing.T) {
 	// (patched into its status by someone else): admission reads it there.
 	apiNode := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n"}, Status: corev1.NodeStatus{
 		Allocatable: corev1.ResourceList{"example.com/gpu": resource.MustParse("1")}}}
-	m := &Manager{pods: corelisters.NewPodLister(indexer), resources: map[types.UID]*podResources{}, admitted: map[types.UID]bool{},
+	m := &Manager{pods: corelisters.NewPodLister(indexer),
 		client: kubeclienttest.FromClientset(fake.NewClientset(apiNode))}
 	node := Node{Name: "n", Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("1Gi"),
 		corev1.ResourcePods: resource.MustParse("4")}}
@@ -261,7 +260,7 @@ func ptrInt32(v int32) *int32 { return &v }
 func TestNodePodsIndex(t *testing.T) {
 	inf := cache.NewSharedIndexInformer(&cache.ListWatch{}, &corev1.Pod{}, 0,
 		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc, nodeNameIndex: indexByNodeName})
-	m := &Manager{inf: inf, admitted: map[types.UID]bool{}, resources: map[types.UID]*podResources{}}
+	m := &Manager{inf: inf}
 	a, b := cpuPod("a", "1"), cpuPod("b", "2")
 	b.Spec.NodeName = "elsewhere"
 	a.Status.StartTime = &metav1.Time{}

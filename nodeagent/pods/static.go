@@ -249,7 +249,7 @@ func (m *Manager) watchManifests(ctx context.Context, node Node) {
 // missing, replaced when it mirrors an older version, recreated after a
 // deletion.
 func (m *Manager) syncStatic(ctx context.Context, key string, node Node, static *corev1.Pod) error {
-	m.keys.Store(static.UID, key)
+	m.withRecord(static.UID, func(r *podRecord) { r.key = key })
 	mirror, err := m.pods.Pods(static.Namespace).Get(static.Name)
 	switch {
 	case apierrors.IsNotFound(err):

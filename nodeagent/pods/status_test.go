@@ -151,7 +151,7 @@ func TestTerminatedAndWaitingStates(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
-	b := newBackoff()
+	b := containerBackoff{}
 	t0 := time.Unix(0, 0)
 	steps := []struct {
 		at   time.Duration
@@ -166,11 +166,11 @@ func TestBackoff(t *testing.T) {
 		{30*time.Second + 11*time.Minute + time.Second, 9 * time.Second},
 	}
 	for _, s := range steps {
-		if got := b.wait("uid", "app", t0.Add(s.at)); got != s.wait {
+		if got := b.wait("app", t0.Add(s.at)); got != s.wait {
 			t.Errorf("at %s: wait %s, want %s", s.at, got, s.wait)
 		}
 	}
-	if w := b.waiting("uid", t0.Add(30*time.Second+11*time.Minute+time.Second)); w["app"].Reason != "CrashLoopBackOff" {
+	if w := b.waiting(t0.Add(30*time.Second + 11*time.Minute + time.Second)); w["app"].Reason != "CrashLoopBackOff" {
 		t.Errorf("waiting = %v, want a back-off message for app", w)
 	}
 }

@@ -2,6 +2,7 @@ package pods
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"testing"
@@ -330,24 +331,10 @@ func kubectlStatus(p *corev1.Pod) string {
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
-// keptAbout names the manager's stores that still hold something about uid.
+// keptAbout names what the manager still keeps about uid.
 func (m *Manager) keptAbout(uid types.UID) []string {
 	var out []string
-	if _, ok := m.keys.Load(uid); ok {
-		out = append(out, "keys")
-	}
-	if len(m.backoff.waiting(uid, time.Time{})) > 0 {
-		out = append(out, "backoff")
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for name, has := range map[string]bool{"waitErrors": m.waitErrors[uid] != nil, "messages": m.messages[uid] != nil,
-		"evictions": func() bool { _, ok := m.evictions[uid]; return ok }(), "podVolumes": func() bool { _, ok := m.podVolumes[uid]; return ok }(),
-		"resources": m.resources[uid] != nil, "admitted": m.admitted[uid]} {
-		if has {
-			out = append(out, name)
-		}
-	}
+	m.lookup(uid, func(r *podRecord) { out = append(out, fmt.Sprintf("a record (%s, key %q)", r.phase, r.key)) })
 	return out
 }
 
@@ -371,8 +358,7 @@ func TestSyncForceDeletionMidStart(t *testing.T) {
 	}
 	// What a missed deletion leaves (only the admission and the queue
 	// key, say) goes at housekeeping.
-	h.m.keys.Store(types.UID("uid-q"), "ns/q")
-	h.m.admitted["uid-q"] = true
+	h.m.withRecord("uid-q", func(r *podRecord) { r.key, r.admitted = "ns/q", true })
 	h.m.housekeeping(context.Background())
 	if kept := h.m.keptAbout("uid-q"); len(kept) > 0 {
 		t.Errorf("housekeeping kept about a pod gone from the API: %v", kept)
@@ -620,12 +606,7 @@ func TestSyncStatusWhileTerminating(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for !midway() && time.Now().Before(deadline) {
 		// A probe result arriving while the pod terminates.
-		if ch, ok := h.m.terminating.Load(types.UID("uid-p")); ok {
-			select {
-			case ch.(chan struct{}) <- struct{}{}:
-			default:
-			}
-		}
+		h.m.probeChanged("uid-p")
 		time.Sleep(20 * time.Millisecond) // polling with a deadline
 	}
 	close(release)

@@ -76,13 +76,13 @@ func terminationMessage(node Node, pod *corev1.Pod, c *corev1.Container, st *run
 // containers by container ID, read once per container and then cached
 // (an exited container's message does not change).
 func (m *Manager) messagesOf(node Node, pod *corev1.Pod, containers map[string][]*runtimeapi.ContainerStatus) map[string]string {
-	m.mu.Lock()
-	cached := m.messages[pod.UID]
-	if cached == nil {
-		cached = map[string]string{}
-		m.messages[pod.UID] = cached
-	}
-	m.mu.Unlock()
+	var cached map[string]string
+	m.withRecord(pod.UID, func(r *podRecord) {
+		if r.messages == nil {
+			r.messages = map[string]string{}
+		}
+		cached = r.messages
+	})
 	out := map[string]string{}
 	for name, history := range containers {
 		for _, st := range history {
