@@ -59,6 +59,9 @@ type podRecord struct {
 	restarts, pulls containerBackoff
 	// changed is signalled by probe results while the pod terminates.
 	changed chan struct{}
+	// terminalWritten: a terminal phase was written; no later status may
+	// take it back.
+	terminalWritten bool
 }
 
 // record is the pod's record, created when missing; the caller holds m.mu.

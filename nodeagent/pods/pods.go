@@ -869,9 +869,10 @@ func removeSandboxes(ctx context.Context, rt internalapi.RuntimeService, labels 
 			if err := rt.StopContainer(ctx, c.Id, 0); err != nil {
 				return err
 			}
-			if err := rt.RemoveContainer(ctx, c.Id); err != nil {
-				return err
-			}
+			// containerd marks a container exited a moment after StopContainer
+			// returns, and refuses to remove it meanwhile; removing the
+			// sandbox below removes whatever is left of it (the CRI's contract).
+			_ = rt.RemoveContainer(ctx, c.Id)
 		}
 		if err := rt.StopPodSandbox(ctx, sb.Id); err != nil {
 			return err
@@ -919,9 +920,20 @@ func (m *Manager) writeStatusWith(ctx context.Context, node Node, pod *corev1.Po
 	if apiequality.Semantic.DeepEqual(st, apiPod.Status) {
 		return nil
 	}
+	// A terminal phase is final, as the kubelet's status manager keeps it:
+	// a later computation (a runtime still reporting a container it is
+	// stopping, a cache behind the last write) never reverts it.
+	final := isTerminal(apiPod)
+	m.lookup(pod.UID, func(r *podRecord) { final = final || r.terminalWritten })
+	if final && !isTerminal(&corev1.Pod{Status: st}) {
+		return nil
+	}
 	updated := apiPod.DeepCopy()
 	updated.Status = st
 	_, err := m.client.CoreV1().Pods(apiPod.Namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{})
+	if err == nil && isTerminal(updated) {
+		m.withRecord(pod.UID, func(r *podRecord) { r.terminalWritten = true })
+	}
 	if apierrors.IsConflict(err) {
 		m.queue.AddAfter(apiPod.Namespace+"/"+apiPod.Name, 100*time.Millisecond)
 		return nil

@@ -617,3 +617,31 @@ func TestSyncStatusWhileTerminating(t *testing.T) {
 		t.Error("no status written while the pod terminated: want one with side stopped and app still running")
 	}
 }
+
+// A terminal phase, once written, is never taken back, even when the
+// informer's copy lags behind the write and the runtime still reports the
+// container (containerd marks a stopped container exited a moment later).
+func TestSyncTerminalPhaseIsFinal(t *testing.T) {
+	h := newSyncHarness(t, syncTestPod(corev1.RestartPolicyNever))
+	h.mustSync(1)
+	stale := h.pod()
+	h.exit("app", 0)
+	h.mustSync(1)
+	if p := h.pod(); p.Status.Phase != corev1.PodSucceeded {
+		t.Fatalf("phase %s, want Succeeded", p.Status.Phase)
+	}
+	if err := h.m.inf.GetIndexer().Update(stale); err != nil { // the cache behind
+		t.Fatal(err)
+	}
+	h.rt.Lock()
+	for _, c := range h.rt.Containers {
+		c.State = runtimeapi.ContainerState_CONTAINER_RUNNING // the runtime behind
+	}
+	h.rt.Unlock()
+	if err := h.m.sync(context.Background(), h.key); err != nil {
+		t.Fatal(err)
+	}
+	if p := h.pod(); p.Status.Phase != corev1.PodSucceeded {
+		t.Errorf("phase %s after a stale sync: a terminal phase was taken back", p.Status.Phase)
+	}
+}

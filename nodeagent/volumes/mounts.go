@@ -2,6 +2,7 @@ package volumes
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,7 +86,10 @@ func subPathDir(volPath, subPath string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	perm := fi.Mode().Perm()
+	// The volume root's mode, setgid and sticky bits included, as the
+	// kubelet gives a subPath it creates (with an fsGroup: "dgtrwxrwxrwx"
+	// on a memory-backed emptyDir).
+	perm := fi.Mode() & (fs.ModePerm | fs.ModeSetgid | fs.ModeSticky)
 	cur := base
 	for _, part := range strings.Split(filepath.Clean(subPath), "/") {
 		if part == "" || part == "." {

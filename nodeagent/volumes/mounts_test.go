@@ -83,9 +83,21 @@ func TestMounts(t *testing.T) {
 			}
 		})
 	}
-	// Created subPath directories take the volume's mode.
+	// Created subPath directories take the volume's mode, special bits
+	// included (the kubelet's: a memory-backed emptyDir's subPath with an
+	// fsGroup is "dgtrwxrwxrwx").
 	if fi, err := os.Stat(filepath.Join(data, "logs/app")); err != nil || fi.Mode().Perm() != 0o777 {
 		t.Errorf("subPath dir: %v %v", fi, err)
+	}
+	if err := os.Chmod(data, 0o777|os.ModeSetgid|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	sub := &corev1.Container{Name: "c", VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/s", SubPath: "special"}}}
+	if _, err := Mounts(pod, sub, vols, nil); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(data, "special")); err != nil || fi.Mode() != os.ModeDir|0o777|os.ModeSetgid|os.ModeSticky {
+		t.Errorf("subPath dir in a setgid, sticky volume: %v %v", fi.Mode(), err)
 	}
 	if _, err := os.Stat(filepath.Join(outside, "inside")); !os.IsNotExist(err) {
 		t.Errorf("directory created outside the volume: %v", err)
