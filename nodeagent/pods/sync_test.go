@@ -623,14 +623,17 @@ func TestSyncStatusWhileTerminating(t *testing.T) {
 // container (containerd marks a stopped container exited a moment later).
 func TestSyncTerminalPhaseIsFinal(t *testing.T) {
 	h := newSyncHarness(t, syncTestPod(corev1.RestartPolicyNever))
+	stale := h.pod() // before any status
 	h.mustSync(1)
-	stale := h.pod()
 	h.exit("app", 0)
 	h.mustSync(1)
 	if p := h.pod(); p.Status.Phase != corev1.PodSucceeded {
 		t.Fatalf("phase %s, want Succeeded", p.Status.Phase)
 	}
-	if err := h.m.inf.GetIndexer().Update(stale); err != nil { // the cache behind
+	// The cache behind: the current version, yet an earlier status (as a
+	// status computed before the write would see it).
+	stale.ResourceVersion = h.pod().ResourceVersion
+	if err := h.m.inf.GetIndexer().Update(stale); err != nil {
 		t.Fatal(err)
 	}
 	h.rt.Lock()
