@@ -798,6 +798,12 @@ func (m *Manager) stopWhileReporting(ctx context.Context, node Node, pod *corev1
 // (Succeeded when every app container exited 0, else Failed).
 func (m *Manager) writeFinalStatus(ctx context.Context, node Node, pod *corev1.Pod) error {
 	m.withRecord(pod.UID, func(r *podRecord) { r.restarts, r.waitErr = containerBackoff{}, nil })
+	// containerd reports a stopped container exited a moment after
+	// StopContainer returns: wait for that (briefly) to report real exits.
+	_ = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 2*time.Second, true, func(ctx context.Context) (bool, error) {
+		running, err := runningContainers(ctx, node, pod)
+		return err == nil && len(running) == 0, nil
+	})
 	sb, err := sandboxOf(ctx, node.Runtime, pod)
 	if err != nil {
 		return err
@@ -812,18 +818,40 @@ func (m *Manager) writeFinalStatus(ctx context.Context, node Node, pod *corev1.P
 	if err != nil {
 		return err
 	}
-	err = m.writeStatusWith(ctx, node, latest, sb, latest, func(st *corev1.PodStatus) {
-		st.Phase = corev1.PodSucceeded
-		for _, cs := range st.ContainerStatuses {
-			if t := cs.State.Terminated; t == nil || t.ExitCode != 0 {
-				st.Phase = corev1.PodFailed
-			}
-		}
-	})
+	err = m.writeStatusWith(ctx, node, latest, sb, latest, func(st *corev1.PodStatus) { terminalStatus(st) })
 	if apierrors.IsNotFound(err) {
 		return nil // already gone (force-deleted)
 	}
 	return err
+}
+
+// terminalStatus makes st the last status of a pod whose containers have
+// all stopped, as the kubelet writes it: a container still shown running
+// (its exit not seen) is terminated with the kubelet's ContainerStatusUnknown
+// (exit code 137), and the phase is Succeeded when every app container
+// exited 0, else Failed.
+func terminalStatus(st *corev1.PodStatus) {
+	for _, list := range [][]corev1.ContainerStatus{st.InitContainerStatuses, st.ContainerStatuses, st.EphemeralContainerStatuses} {
+		for i := range list {
+			if r := list[i].State.Running; r != nil {
+				list[i].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "ContainerStatusUnknown",
+					Message: "The container could not be located when the pod was terminated", StartedAt: r.StartedAt}}
+				list[i].Ready = false
+			}
+		}
+	}
+	st.Phase = corev1.PodSucceeded
+	for _, cs := range st.ContainerStatuses {
+		if t := cs.State.Terminated; t == nil || t.ExitCode != 0 {
+			st.Phase = corev1.PodFailed
+		}
+	}
+	// Nothing runs: not ready, for the kubelet's reason.
+	for i, c := range st.Conditions {
+		if (c.Type == corev1.PodReady || c.Type == corev1.ContainersReady) && c.Status == corev1.ConditionTrue {
+			st.Conditions[i].Status, st.Conditions[i].Reason, st.Conditions[i].LastTransitionTime = corev1.ConditionFalse, "PodCompleted", metav1.Now()
+		}
+	}
 }
 
 // killPod stops the pod's containers gracefully, removes them and the

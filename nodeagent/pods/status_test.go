@@ -313,3 +313,55 @@ func TestReadinessGatesAndForeignConditions(t *testing.T) {
 		t.Errorf("%d conditions, want 4 of the agent's and 3 kept: %+v", len(st.Conditions), st.Conditions)
 	}
 }
+
+// The last status of a deleted pod: nothing shown running (a container
+// whose exit was not seen is ContainerStatusUnknown, 137, as the kubelet
+// reports it), a terminal phase by the app containers' exits, not ready.
+func TestTerminalStatus(t *testing.T) {
+	running := corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}
+	exited := func(code int32) corev1.ContainerState {
+		return corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code}}
+	}
+	waiting := corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}}
+	for _, tc := range []struct {
+		name       string
+		init, apps []corev1.ContainerState
+		phase      corev1.PodPhase
+	}{
+		{"all exited 0", nil, []corev1.ContainerState{exited(0), exited(0)}, corev1.PodSucceeded},
+		{"one failed", nil, []corev1.ContainerState{exited(0), exited(1)}, corev1.PodFailed},
+		{"still shown running", nil, []corev1.ContainerState{running}, corev1.PodFailed},
+		{"init running, app never started", []corev1.ContainerState{running}, []corev1.ContainerState{waiting}, corev1.PodFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
+			for _, s := range tc.init {
+				st.InitContainerStatuses = append(st.InitContainerStatuses, corev1.ContainerStatus{State: s, Ready: true})
+			}
+			for _, s := range tc.apps {
+				st.ContainerStatuses = append(st.ContainerStatuses, corev1.ContainerStatus{State: s, Ready: true})
+			}
+			terminalStatus(&st)
+			if st.Phase != tc.phase {
+				t.Errorf("phase %s, want %s", st.Phase, tc.phase)
+			}
+			for _, cs := range append(st.InitContainerStatuses, st.ContainerStatuses...) {
+				if cs.State.Running != nil {
+					t.Errorf("a container still running in a final status: %+v", cs)
+				}
+			}
+			for i, s := range append(tc.init, tc.apps...) {
+				cs := append(st.InitContainerStatuses, st.ContainerStatuses...)[i]
+				if s.Running != nil && (cs.State.Terminated == nil || cs.State.Terminated.ExitCode != 137 || cs.State.Terminated.Reason != "ContainerStatusUnknown" || cs.Ready) {
+					t.Errorf("running container's final state %+v", cs)
+				}
+				if s.Waiting != nil && cs.State.Waiting == nil {
+					t.Errorf("a container that never ran is no longer waiting: %+v", cs)
+				}
+			}
+			if c := st.Conditions[0]; c.Status != corev1.ConditionFalse || c.Reason != "PodCompleted" {
+				t.Errorf("Ready %+v, want False/PodCompleted", c)
+			}
+		})
+	}
+}
