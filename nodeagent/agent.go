@@ -27,6 +27,7 @@ import (
 	"github.com/kubeparts/kubeparts/nodeagent/events"
 	"github.com/kubeparts/kubeparts/nodeagent/kubeclient"
 	"github.com/kubeparts/kubeparts/nodeagent/node"
+	"github.com/kubeparts/kubeparts/nodeagent/podcri"
 	"github.com/kubeparts/kubeparts/nodeagent/pods"
 	"github.com/kubeparts/kubeparts/nodeagent/runtime"
 	"github.com/kubeparts/kubeparts/nodeagent/server"
@@ -231,7 +232,7 @@ func (o *Options) Validate() []error {
 			errs = append(errs, fmt.Errorf("--node-labels %s: NodeRestriction forbids a node to set node-role labels on itself", k))
 		}
 	}
-	if _, err := pods.NewSysctlAllowlist(o.AllowedUnsafeSysctls); err != nil {
+	if _, err := podcri.NewSysctlAllowlist(o.AllowedUnsafeSysctls); err != nil {
 		errs = append(errs, err)
 	}
 	for _, ip := range o.ClusterDNS {
@@ -393,7 +394,7 @@ func (o *Options) Run(ctx context.Context) error {
 	broadcaster := events.NewBroadcaster(client.CoreV1())
 	go broadcaster.Run(ctx)
 	base := net.ParseIP(o.NodeIP).To4()
-	sysctls, err := pods.NewSysctlAllowlist(o.AllowedUnsafeSysctls)
+	sysctls, err := podcri.NewSysctlAllowlist(o.AllowedUnsafeSysctls)
 	if err != nil {
 		return err
 	}
@@ -414,7 +415,7 @@ func (o *Options) Run(ctx context.Context) error {
 		}
 		pn := pods.Node{Name: name, HostIP: ip, Allocatable: node.Allocatable(capacity, reserved),
 			Recorder: broadcaster.NewRecorder(corev1.EventSource{Component: "kubelet", Host: name}), Sysctls: sysctls,
-			Security: pods.Security{SeccompProfileRoot: filepath.Join(o.RootDir, "seccomp"), SeccompDefault: o.SeccompDefault}}
+			Security: podcri.Security{SeccompProfileRoot: filepath.Join(o.RootDir, "seccomp"), SeccompDefault: o.SeccompDefault}}
 		if o.Runtime == "remote" {
 			rs, is, err := runtime.Remote(ctx, o.RuntimeEndpoint)
 			if err != nil {
@@ -424,7 +425,7 @@ func (o *Options) Run(ctx context.Context) error {
 			maxSize := resource.MustParse(o.ContainerLogMaxSize)
 			pn.LogMaxSize, pn.LogMaxFiles = maxSize.Value(), o.ContainerLogMaxFiles
 			pn.PodDir, pn.ManifestDir = filepath.Join(o.RootDir, "pods"), o.PodManifestPath
-			pn.DNS = pods.DNS{ClusterDNS: o.ClusterDNS, ClusterDomain: o.ClusterDomain, ResolvConf: o.ResolvConf}
+			pn.DNS = podcri.DNS{ClusterDNS: o.ClusterDNS, ClusterDomain: o.ClusterDomain, ResolvConf: o.ResolvConf}
 			rt, prefix = criReady{rs, is}, ""
 			thresholds, _ := node.ParseEvictionHard(o.EvictionHard)
 			mp := node.MachinePressure{Thresholds: thresholds, Dir: o.RootDir}

@@ -18,6 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kubeparts/kubeparts/nodeagent/node"
+	"github.com/kubeparts/kubeparts/nodeagent/podcri"
 )
 
 // Hard eviction as the kubelet's eviction manager does it: every
@@ -216,15 +217,15 @@ func evictionMessage(p *corev1.Pod, b node.Breach, usage containerUsage) string 
 
 // admission says why a new pod may not start on the node (the reason and
 // message of its Failed status), in the order of the kubelet's admission
-// handlers: resource pressure, then sysctls; "" admits it.
+// handlers: resource pressure, then podcri.Sysctls; "" admits it.
 func admission(node Node, pod *corev1.Pod) (reason, message string) {
 	if node.Pressure != nil {
 		if msg := admissionRejection(pod, node.Pressure.Breaches()); msg != "" {
 			return Evicted, msg
 		}
 	}
-	if msg := node.Sysctls.rejection(pod); msg != "" {
-		return sysctlForbidden, msg
+	if msg := node.Sysctls.Rejection(pod); msg != "" {
+		return podcri.SysctlForbidden, msg
 	}
 	return "", ""
 }

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/kubeparts/kubeparts/nodeagent/podcri"
 	"github.com/kubeparts/kubeparts/nodeagent/probes"
 )
 
@@ -66,7 +67,7 @@ func (m *Manager) postStart(ctx context.Context, node Node, pod *corev1.Pod, c c
 
 // probeStates runs the probes of the pod's running containers and returns
 // their results by container ID.
-func (m *Manager) probeStates(node Node, pod *corev1.Pod, podIP string, containers map[string][]*runtimeapi.ContainerStatus) map[string]probeState {
+func (m *Manager) probeStates(node Node, pod *corev1.Pod, podIP string, containers map[string][]*runtimeapi.ContainerStatus) map[string]podcri.ProbeState {
 	p := m.probes[node.Name]
 	if p == nil {
 		return nil
@@ -78,10 +79,10 @@ func (m *Manager) probeStates(node Node, pod *corev1.Pod, podIP string, containe
 		}
 	}
 	p.Sync(pod, podIP, running)
-	out := map[string]probeState{}
+	out := map[string]podcri.ProbeState{}
 	for name, rc := range running {
 		started, ready, _ := p.State(pod.UID, name, rc.ID)
-		out[rc.ID] = probeState{started: started, ready: ready}
+		out[rc.ID] = podcri.ProbeState{Started: started, Ready: ready}
 	}
 	return out
 }

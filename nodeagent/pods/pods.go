@@ -36,6 +36,7 @@ import (
 	"github.com/kubeparts/kubeparts/nodeagent/events"
 	"github.com/kubeparts/kubeparts/nodeagent/fieldpath"
 	"github.com/kubeparts/kubeparts/nodeagent/kubeclient"
+	"github.com/kubeparts/kubeparts/nodeagent/podcri"
 	"github.com/kubeparts/kubeparts/nodeagent/probes"
 	"github.com/kubeparts/kubeparts/nodeagent/volumes"
 )
@@ -72,11 +73,11 @@ type Node struct {
 	LogMaxSize  int64
 	LogMaxFiles int
 	// Security are the node's seccomp defaults.
-	Security Security
-	// Sysctls are the sysctls pods may set (the safe ones and --allowed-unsafe-sysctls).
-	Sysctls SysctlAllowlist
+	Security podcri.Security
+	// Sysctls are the podcri.Sysctls pods may set (the safe ones and --allowed-unsafe-podcri.Sysctls).
+	Sysctls podcri.SysctlAllowlist
 	// DNS is how pods resolve names (unused on simulated nodes).
-	DNS DNS
+	DNS podcri.DNS
 }
 
 // Manager syncs the pods of its nodes.
@@ -474,15 +475,15 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 	if sb == nil {
 		// The resolver only matters to a new sandbox: the node's
 		// resolv.conf is read then, not on every sync.
-		var warnings []podEvent
+		var warnings []podcri.PodEvent
 		if !node.Simulated { // nothing resolves in a simulated pod
-			if config.DnsConfig, warnings, err = node.DNS.dnsConfig(pod); err != nil {
+			if config.DnsConfig, warnings, err = node.DNS.PodConfig(pod); err != nil {
 				node.event(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
 				return nil, err
 			}
 		}
 		for _, w := range warnings {
-			node.event(pod, corev1.EventTypeWarning, w.reason, "%s", w.message)
+			node.event(pod, corev1.EventTypeWarning, w.Reason, "%s", w.Message)
 		}
 		if _, err := node.Runtime.RunPodSandbox(ctx, config, ""); err != nil {
 			node.event(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
@@ -520,7 +521,7 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 		if err != nil {
 			return nil, err
 		}
-		envPod = withNodeIPs(pod, node.HostIP, st.GetStatus())
+		envPod = podcri.WithNodeIPs(pod, node.HostIP, st.GetStatus())
 		return envPod, nil
 	}
 	start := func(c corev1.Container, kind containerKind) error {
@@ -559,7 +560,7 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 		if err != nil {
 			return err
 		}
-		if err := verifyRunAsNonRoot(pod, &c, uid, username); err != nil {
+		if err := podcri.VerifyRunAsNonRoot(pod, &c, uid, username); err != nil {
 			node.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
 			return configError(c.Name, err.Error())
 		}
@@ -648,25 +649,6 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 		}
 	}
 	return sb, nil
-}
-
-// withNodeIPs is pod with the addresses its status will show: the node's
-// and the sandbox's (or the node's, on the host network).
-func withNodeIPs(pod *corev1.Pod, hostIP string, sb *runtimeapi.PodSandboxStatus) *corev1.Pod {
-	p := pod.DeepCopy()
-	if hostIP != "" {
-		p.Status.HostIP, p.Status.HostIPs = hostIP, []corev1.HostIP{{IP: hostIP}}
-	}
-	switch {
-	case pod.Spec.HostNetwork && hostIP != "":
-		p.Status.PodIP, p.Status.PodIPs = hostIP, []corev1.PodIP{{IP: hostIP}}
-	case sb.GetNetwork().GetIp() != "":
-		p.Status.PodIP, p.Status.PodIPs = sb.GetNetwork().GetIp(), []corev1.PodIP{{IP: sb.GetNetwork().GetIp()}}
-		for _, ip := range sb.GetNetwork().GetAdditionalIps() {
-			p.Status.PodIPs = append(p.Status.PodIPs, corev1.PodIP{IP: ip.GetIp()})
-		}
-	}
-	return p
 }
 
 // targetNamespace makes an ephemeral container share the process namespace
@@ -818,40 +800,11 @@ func (m *Manager) writeFinalStatus(ctx context.Context, node Node, pod *corev1.P
 	if err != nil {
 		return err
 	}
-	err = m.writeStatusWith(ctx, node, latest, sb, latest, func(st *corev1.PodStatus) { terminalStatus(st) })
+	err = m.writeStatusWith(ctx, node, latest, sb, latest, func(st *corev1.PodStatus) { podcri.TerminalStatus(st) })
 	if apierrors.IsNotFound(err) {
 		return nil // already gone (force-deleted)
 	}
 	return err
-}
-
-// terminalStatus makes st the last status of a pod whose containers have
-// all stopped, as the kubelet writes it: a container still shown running
-// (its exit not seen) is terminated with the kubelet's ContainerStatusUnknown
-// (exit code 137), and the phase is Succeeded when every app container
-// exited 0, else Failed.
-func terminalStatus(st *corev1.PodStatus) {
-	for _, list := range [][]corev1.ContainerStatus{st.InitContainerStatuses, st.ContainerStatuses, st.EphemeralContainerStatuses} {
-		for i := range list {
-			if r := list[i].State.Running; r != nil {
-				list[i].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "ContainerStatusUnknown",
-					Message: "The container could not be located when the pod was terminated", StartedAt: r.StartedAt}}
-				list[i].Ready = false
-			}
-		}
-	}
-	st.Phase = corev1.PodSucceeded
-	for _, cs := range st.ContainerStatuses {
-		if t := cs.State.Terminated; t == nil || t.ExitCode != 0 {
-			st.Phase = corev1.PodFailed
-		}
-	}
-	// Nothing runs: not ready, for the kubelet's reason.
-	for i, c := range st.Conditions {
-		if (c.Type == corev1.PodReady || c.Type == corev1.ContainersReady) && c.Status == corev1.ConditionTrue {
-			st.Conditions[i].Status, st.Conditions[i].Reason, st.Conditions[i].LastTransitionTime = corev1.ConditionFalse, "PodCompleted", metav1.Now()
-		}
-	}
 }
 
 // killPod stops the pod's containers gracefully, removes them and the
@@ -939,7 +892,7 @@ func (m *Manager) writeStatusWith(ctx context.Context, node Node, pod *corev1.Po
 	if pod.Spec.HostNetwork {
 		podIP = node.HostIP // probes of a host-network pod go to the node's address
 	}
-	st := computeStatus(pod, node.HostIP, node.RuntimeName, sbStatus.GetStatus(), containers, m.waiting(pod.UID), m.messagesOf(node, pod, containers),
+	st := podcri.ComputeStatus(pod, node.HostIP, node.RuntimeName, sbStatus.GetStatus(), containers, m.waiting(pod.UID), m.messagesOf(node, pod, containers),
 		m.probeStates(node, pod, podIP, containers), metav1.Now())
 	withResizeStatus(&st, pod, m.resourcesOf(node, pod), apiPod.Status.Conditions, metav1.Now())
 	if override != nil {
@@ -975,16 +928,16 @@ func (m *Manager) writeStatusWith(ctx context.Context, node Node, pod *corev1.Po
 func sandboxConfig(node Node, pod *corev1.Pod) (*runtimeapi.PodSandboxConfig, error) {
 	if pod.Spec.HostUsers != nil && !*pod.Spec.HostUsers {
 		// Running it in the host's user namespace would grant more than asked.
-		return nil, fmt.Errorf("user namespaces (hostUsers: false) are not supported by kubeparts-nodeagent")
+		return nil, fmt.Errorf("user podcri.Namespaces (hostUsers: false) are not supported by kubeparts-nodeagent")
 	}
 	config := &runtimeapi.PodSandboxConfig{
 		Metadata: &runtimeapi.PodSandboxMetadata{Name: pod.Name, Namespace: pod.Namespace, Uid: string(pod.UID)},
 		Labels:   map[string]string{labelNamespace: pod.Namespace, labelName: pod.Name, labelUID: string(pod.UID)},
-		Linux:    &runtimeapi.LinuxPodSandboxConfig{SecurityContext: sandboxSecurity(pod), Sysctls: sysctls(pod)},
+		Linux:    &runtimeapi.LinuxPodSandboxConfig{SecurityContext: podcri.SandboxSecurity(pod), Sysctls: podcri.Sysctls(pod)},
 	}
 	if !pod.Spec.HostNetwork {
 		var err error
-		if config.Hostname, err = sandboxHostname(pod, node.DNS.ClusterDomain); err != nil {
+		if config.Hostname, err = podcri.SandboxHostname(pod, node.DNS.ClusterDomain); err != nil {
 			return nil, err
 		}
 	}
@@ -995,23 +948,6 @@ func sandboxConfig(node Node, pod *corev1.Pod) (*runtimeapi.PodSandboxConfig, er
 		config.LogDirectory = filepath.Join(node.LogDir, fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID))
 	}
 	return config, nil
-}
-
-func namespaces(pod *corev1.Pod) *runtimeapi.NamespaceOption {
-	ns := &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_POD, Pid: runtimeapi.NamespaceMode_CONTAINER, Ipc: runtimeapi.NamespaceMode_POD}
-	if pod.Spec.HostNetwork {
-		ns.Network = runtimeapi.NamespaceMode_NODE
-	}
-	if pod.Spec.HostIPC {
-		ns.Ipc = runtimeapi.NamespaceMode_NODE
-	}
-	switch {
-	case pod.Spec.HostPID:
-		ns.Pid = runtimeapi.NamespaceMode_NODE
-	case pod.Spec.ShareProcessNamespace != nil && *pod.Spec.ShareProcessNamespace:
-		ns.Pid = runtimeapi.NamespaceMode_POD
-	}
-	return ns
 }
 
 func expandAll(in []string, env map[string]string) []string {
@@ -1026,11 +962,11 @@ func expandAll(in []string, env map[string]string) []string {
 }
 
 // containerConfig is the CRI container of c: command, args, its log file,
-// and its security context with the sandbox's namespaces to join (the
+// and its security context with the sandbox's podcri.Namespaces to join (the
 // environment and mounts are added by the caller). uid and username are the
 // image's user.
 func containerConfig(node Node, pod *corev1.Pod, c corev1.Container, image string, sandbox *runtimeapi.PodSandboxConfig, uid *int64, username string) (*runtimeapi.ContainerConfig, error) {
-	sc, err := containerSecurity(node.Security, pod, &c, uid, username, sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions())
+	sc, err := podcri.ContainerSecurity(node.Security, pod, &c, uid, username, sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions())
 	if err != nil {
 		return nil, err
 	}
@@ -1040,7 +976,7 @@ func containerConfig(node Node, pod *corev1.Pod, c corev1.Container, image strin
 		// An open stdin (and a TTY) for kubectl attach, as the spec asks.
 		Stdin: c.Stdin, StdinOnce: c.StdinOnce, Tty: c.TTY,
 		Labels: map[string]string{labelContainer: c.Name, labelUID: string(pod.UID), labelNamespace: pod.Namespace, labelName: pod.Name},
-		Linux:  &runtimeapi.LinuxContainerConfig{Resources: linuxResources(c), SecurityContext: sc},
+		Linux:  &runtimeapi.LinuxContainerConfig{Resources: podcri.LinuxResources(c), SecurityContext: sc},
 	}
 	if sandbox.LogDirectory != "" {
 		cc.LogPath = filepath.Join(c.Name, "0.log")

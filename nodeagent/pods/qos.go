@@ -12,6 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	resourcehelper "k8s.io/component-helpers/resource"
+
+	"github.com/kubeparts/kubeparts/nodeagent/podcri"
 )
 
 // The kubelet's cgroup layout per QoS class, under the node's pods cgroup:
@@ -75,7 +77,7 @@ func (m *Manager) updateQoSCgroups() error {
 			continue
 		}
 		for _, c := range p.Spec.Containers {
-			burstable[p.Spec.NodeName] += linuxResources(c).CpuShares
+			burstable[p.Spec.NodeName] += podcri.LinuxResources(c).CpuShares
 		}
 	}
 	var errs []string
@@ -83,7 +85,7 @@ func (m *Manager) updateQoSCgroups() error {
 		if n.CgroupParent == "" || n.Simulated {
 			continue
 		}
-		for class, shares := range map[string]int64{"besteffort": minShares, "burstable": max(burstable[name], minShares)} {
+		for class, shares := range map[string]int64{"besteffort": podcri.MinShares, "burstable": max(burstable[name], podcri.MinShares)} {
 			if err := setCPUShares(path.Join(n.CgroupParent, class), shares); err != nil {
 				errs = append(errs, err.Error())
 			}
@@ -157,7 +159,7 @@ func setPodCgroup(cgroup string, pod *corev1.Pod) error {
 	requests := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
 	limits := resourcehelper.PodLimits(pod, resourcehelper.PodResourcesOptions{})
 	cpuReq := requests[corev1.ResourceCPU]
-	shares := max(cpuReq.MilliValue()*sharesPerCPU/1000, minShares)
+	shares := max(cpuReq.MilliValue()*podcri.SharesPerCPU/1000, podcri.MinShares)
 	cpuLim, hasCPULimit := limits[corev1.ResourceCPU]
 	memLim, hasMemLimit := limits[corev1.ResourceMemory]
 	everyContainer := func(r corev1.ResourceName) bool {
@@ -176,12 +178,12 @@ func setPodCgroup(cgroup string, pod *corev1.Pod) error {
 	files := map[string]string{}
 	quota := int64(-1)
 	if hasCPULimit && everyContainer(corev1.ResourceCPU) {
-		quota = max(cpuLim.MilliValue()*quotaPeriodUs/1000, minQuotaUs)
+		quota = max(cpuLim.MilliValue()*podcri.QuotaPeriodUs/1000, podcri.MinQuotaUs)
 	}
 	if v2 {
 		files["cpu.weight"] = fmt.Sprint(1 + ((shares-2)*9999)/262142)
 		if quota > 0 {
-			files["cpu.max"] = fmt.Sprintf("%d %d", quota, quotaPeriodUs)
+			files["cpu.max"] = fmt.Sprintf("%d %d", quota, podcri.QuotaPeriodUs)
 		}
 		if hasMemLimit && everyContainer(corev1.ResourceMemory) {
 			files["memory.max"] = fmt.Sprint(memLim.Value())
@@ -190,7 +192,7 @@ func setPodCgroup(cgroup string, pod *corev1.Pod) error {
 	}
 	files["cpu.shares"] = fmt.Sprint(shares)
 	if quota > 0 {
-		files["cpu.cfs_period_us"] = fmt.Sprint(quotaPeriodUs)
+		files["cpu.cfs_period_us"] = fmt.Sprint(podcri.QuotaPeriodUs)
 		files["cpu.cfs_quota_us"] = fmt.Sprint(quota)
 	}
 	if err := writeCgroupFiles(dir, files); err != nil {

@@ -18,6 +18,8 @@ import (
 	resourcehelper "k8s.io/component-helpers/resource"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
+
+	"github.com/kubeparts/kubeparts/nodeagent/podcri"
 )
 
 // In-place pod resize, as the kubelet does it: a container's spec resources
@@ -32,6 +34,9 @@ import (
 // values. What was allocated and actuated is kept in <pod dir>/resources.json,
 // so an agent restart neither forgets a deferred resize nor redoes one.
 
+// resizeReason is a resize condition's reason and message.
+type resizeReason struct{ reason, message string }
+
 // podResources is the agent's record of a pod's resizable containers.
 type podResources struct {
 	// Allocated are the resources the agent admitted, per container.
@@ -40,7 +45,7 @@ type podResources struct {
 	Actuated map[string]actuated `json:"actuated,omitempty"`
 	// pending is why the spec's resources are not allocated yet (reason
 	// Infeasible or Deferred); failed why actuating them failed.
-	pending, failed podEvent
+	pending, failed resizeReason
 	// restarts are the containers (by ID) stopped to take new resources:
 	// started again whatever their exit code and the pod's restartPolicy.
 	restarts map[string]bool
@@ -154,17 +159,17 @@ func saveResources(node Node, uid types.UID, r *podResources) error {
 // allocations; otherwise the record says why not.
 func (m *Manager) allocate(node Node, pod *corev1.Pod, r *podResources) error {
 	if allocatedAsSpec(pod, r.Allocated) { // every sync: compare without copying
-		r.pending = podEvent{}
+		r.pending = resizeReason{}
 		return nil
 	}
 	desired := specResources(pod)
 	reason, msg := m.resizeFit(node, pod)
 	if reason != "" {
-		r.pending = podEvent{reason, msg}
+		r.pending = resizeReason{reason, msg}
 		return nil
 	}
 	m.mu.Lock() // other pods' resizes read it
-	r.Allocated, r.pending, r.failed = desired, podEvent{}, podEvent{}
+	r.Allocated, r.pending, r.failed = desired, resizeReason{}, resizeReason{}
 	m.mu.Unlock()
 	return saveResources(node, pod.UID, r)
 }
@@ -294,7 +299,7 @@ func (m *Manager) actuate(ctx context.Context, node Node, pod *corev1.Pod, sandb
 			delete(r.Actuated, ch.c.Name)
 			continue
 		}
-		if err := node.Runtime.UpdateContainerResources(ctx, ch.id, &runtimeapi.ContainerResources{Linux: linuxResources(*ch.c)}); err != nil {
+		if err := node.Runtime.UpdateContainerResources(ctx, ch.id, &runtimeapi.ContainerResources{Linux: podcri.LinuxResources(*ch.c)}); err != nil {
 			errs = append(errs, fmt.Errorf("container %s: %w", ch.c.Name, err))
 			continue
 		}
@@ -305,9 +310,9 @@ func (m *Manager) actuate(ctx context.Context, node Node, pod *corev1.Pod, sandb
 			errs = append(errs, fmt.Errorf("pod cgroup: %w", err))
 		}
 	}
-	r.failed = podEvent{}
+	r.failed = resizeReason{}
 	if err := errors.Join(errs...); err != nil {
-		r.failed = podEvent{"Error", err.Error()}
+		r.failed = resizeReason{"Error", err.Error()}
 	}
 	return saveResources(node, pod.UID, r)
 }
@@ -365,7 +370,7 @@ func withResizeStatus(st *corev1.PodStatus, pod *corev1.Pod, r *podResources, ol
 	set(st.InitContainerStatuses)
 	set(st.ContainerStatuses)
 	set(st.EphemeralContainerStatuses)
-	condition := func(t corev1.PodConditionType, e podEvent) corev1.PodCondition {
+	condition := func(t corev1.PodConditionType, e resizeReason) corev1.PodCondition {
 		c := corev1.PodCondition{Type: t, Status: corev1.ConditionTrue, Reason: e.reason, Message: e.message, LastTransitionTime: now, ObservedGeneration: pod.Generation}
 		for _, o := range old {
 			if o.Type == t && o.Status == c.Status {

@@ -13,7 +13,7 @@ import (
 // TestServiceEnv follows the variables the Kubernetes documentation lists
 // for a Service (concepts/services-networking/service, "Environment
 // variables"), the kubernetes Service's presence whatever enableServiceLinks
-// says, and that headless Services and other namespaces give none.
+// says, and that headless Services and other podcri.Namespaces give none.
 func TestServiceEnv(t *testing.T) {
 	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	add := func(ns, name, ip string, ports ...corev1.ServicePort) {

@@ -19,6 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kubeparts/kubeparts/nodeagent/kubeclient/kubeclienttest"
+	"github.com/kubeparts/kubeparts/nodeagent/podcri"
 )
 
 // syncHarness drives the pod manager's sync of one pod by hand, on the CRI
@@ -73,7 +74,7 @@ func newSyncHarnessOn(t *testing.T, pod *corev1.Pod, rt *critest.FakeRuntimeServ
 	cs := fake.NewClientset(pod)
 	h := &syncHarness{t: t, rt: rt, cs: cs, now: time.Unix(1_700_000_000, 0), key: pod.Namespace + "/" + pod.Name, configs: map[string]*runtimeapi.ContainerConfig{}}
 	m, err := NewManager(kubeclienttest.FromClientset(cs), []Node{{Name: "n1", HostIP: "192.0.2.1", Runtime: recordingRuntime{rt, h}, Images: images,
-		RuntimeName: "fake", DNS: DNS{ClusterDNS: []string{"10.96.0.10"}, ClusterDomain: "cluster.local"}}})
+		RuntimeName: "fake", DNS: podcri.DNS{ClusterDNS: []string{"10.96.0.10"}, ClusterDomain: "cluster.local"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

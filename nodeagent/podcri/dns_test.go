@@ -1,4 +1,4 @@
-package pods
+package podcri
 
 import (
 	"fmt"
@@ -17,7 +17,7 @@ func dnsPod(policy corev1.DNSPolicy, hostNetwork bool, cfg *corev1.PodDNSConfig)
 		Spec: corev1.PodSpec{DNSPolicy: policy, HostNetwork: hostNetwork, DNSConfig: cfg}}
 }
 
-// The kubelet's resolver per dnsPolicy, dnsConfig merged in, limits applied.
+// The kubelet's resolver per dnsPolicy, PodConfig merged in, limits applied.
 func TestDNSConfig(t *testing.T) {
 	resolv := filepath.Join(t.TempDir(), "resolv.conf")
 	if err := os.WriteFile(resolv, []byte("# host\nnameserver 192.0.2.53\nsearch old.example\nsearch corp.example. .\noptions rotate timeout:2\n"), 0o644); err != nil {
@@ -44,10 +44,10 @@ func TestDNSConfig(t *testing.T) {
 			"192.0.2.53 | corp.example | rotate timeout:2",
 			`MissingClusterDNS: pod: "web_shop(u1)". kubelet does not have ClusterDNS IP configured and cannot create Pod using "ClusterFirst" policy. Falling back to "Default" policy.`},
 		{"no --resolv-conf: the local resolver only", DNS{}, dnsPod(corev1.DNSDefault, false, nil), "127.0.0.1 | . | ", ""},
-		{"None: the pod's dnsConfig alone", cluster, dnsPod(corev1.DNSNone, false, &corev1.PodDNSConfig{
+		{"None: the pod's PodConfig alone", cluster, dnsPod(corev1.DNSNone, false, &corev1.PodDNSConfig{
 			Nameservers: []string{"1.1.1.1"}, Searches: []string{"a.example"}, Options: []corev1.PodDNSConfigOption{{Name: "edns0"}}}),
 			"1.1.1.1 | a.example | edns0", ""},
-		{"dnsConfig appended without duplicates, options overridden by name", cluster, dnsPod(corev1.DNSClusterFirst, false, &corev1.PodDNSConfig{
+		{"PodConfig appended without duplicates, options overridden by name", cluster, dnsPod(corev1.DNSClusterFirst, false, &corev1.PodDNSConfig{
 			Nameservers: []string{"10.96.0.10", "1.1.1.1"}, Searches: []string{"cluster.local", "b.example"},
 			Options: []corev1.PodDNSConfigOption{{Name: "ndots", Value: ptr.To("2")}, {Name: "single-request"}}}),
 			"10.96.0.10 1.1.1.1 | " + clusterSearch + " b.example | ndots:2 single-request", ""},
@@ -57,7 +57,7 @@ func TestDNSConfig(t *testing.T) {
 			"DNSConfigForming: Nameserver limits were exceeded, some nameservers have been omitted, the applied nameserver line is: 10.96.0.10 1.1.1.1 8.8.8.8"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, events, err := tc.dns.dnsConfig(tc.pod)
+			cfg, events, err := tc.dns.PodConfig(tc.pod)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -67,7 +67,7 @@ func TestDNSConfig(t *testing.T) {
 			}
 			var ev []string
 			for _, e := range events {
-				ev = append(ev, e.reason+": "+e.message)
+				ev = append(ev, e.Reason+": "+e.Message)
 			}
 			if strings.Join(ev, "\n") != tc.wantEvents {
 				t.Errorf("events %q, want %q", ev, tc.wantEvents)
@@ -78,11 +78,11 @@ func TestDNSConfig(t *testing.T) {
 	for i := range 40 {
 		searches = append(searches, fmt.Sprintf("d%d.example", i))
 	}
-	cfg, events, _ := DNS{}.dnsConfig(dnsPod(corev1.DNSNone, false, &corev1.PodDNSConfig{Searches: searches}))
-	if len(cfg.Searches) != maxSearchPaths || len(events) != 1 || !strings.HasPrefix(events[0].message, "Search Line limits were exceeded") {
+	cfg, events, _ := DNS{}.PodConfig(dnsPod(corev1.DNSNone, false, &corev1.PodDNSConfig{Searches: searches}))
+	if len(cfg.Searches) != maxSearchPaths || len(events) != 1 || !strings.HasPrefix(events[0].Message, "Search Line limits were exceeded") {
 		t.Errorf("40 search paths: kept %d, events %v", len(cfg.Searches), events)
 	}
-	if _, _, err := (DNS{ResolvConf: "/does/not/exist"}).dnsConfig(dnsPod(corev1.DNSDefault, false, nil)); err == nil {
+	if _, _, err := (DNS{ResolvConf: "/does/not/exist"}).PodConfig(dnsPod(corev1.DNSDefault, false, nil)); err == nil {
 		t.Error("an unreadable --resolv-conf must fail the sandbox, not give the pod no resolver")
 	}
 }
@@ -108,8 +108,8 @@ func TestHostnameAndEtcHosts(t *testing.T) {
 			err: "FQDN " + strings.Repeat("h", 40) + ".backend.shop.svc.cluster.local is too long (64 characters is the max, 71 characters requested)"},
 	} {
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: tc.podName, Namespace: "shop"}, Spec: tc.spec}
-		h, d, err := hostnameAndDomain(pod, "cluster.local")
-		sb, sbErr := sandboxHostname(pod, "cluster.local")
+		h, d, err := HostnameAndDomain(pod, "cluster.local")
+		sb, sbErr := SandboxHostname(pod, "cluster.local")
 		if tc.err != "" {
 			if sbErr == nil || !strings.Contains(sbErr.Error(), tc.err) {
 				t.Errorf("%s: %v, want %s", tc.name, sbErr, tc.err)
@@ -128,30 +128,11 @@ func TestHostnameAndEtcHosts(t *testing.T) {
 	want := "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n" +
 		"fe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n" +
 		"10.244.0.5\tdb.backend.shop.svc.cluster.local\tdb\n\n# Entries added by HostAliases.\n192.0.2.1\tfoo.local\tbar.local\n"
-	if got := string(etcHosts(pod, []string{"10.244.0.5"}, "db", "backend.shop.svc.cluster.local", nil)); got != want {
+	if got := string(EtcHosts(pod, []string{"10.244.0.5"}, "db", "backend.shop.svc.cluster.local", nil)); got != want {
 		t.Errorf("/etc/hosts\n%s\nwant\n%s", got, want)
 	}
 	pod.Spec.HostNetwork, pod.Spec.HostAliases = true, nil
-	if got := string(etcHosts(pod, nil, "node", "", []byte("127.0.0.1 localhost\n"))); got != "# Kubernetes-managed hosts file (host network).\n127.0.0.1 localhost\n" {
+	if got := string(EtcHosts(pod, nil, "node", "", []byte("127.0.0.1 localhost\n"))); got != "# Kubernetes-managed hosts file (host network).\n127.0.0.1 localhost\n" {
 		t.Errorf("host-network /etc/hosts %q", got)
-	}
-	node := Node{PodDir: "/pods"}
-	c := &corev1.Container{VolumeMounts: []corev1.VolumeMount{{Name: "own", MountPath: "/etc/hosts"}}}
-	if m := etcHostsMount(node, pod, c); m != nil {
-		t.Errorf("a container mounting its own /etc/hosts got ours: %v", m)
-	}
-	if m := etcHostsMount(node, pod, &corev1.Container{}); m == nil || m.ContainerPath != "/etc/hosts" {
-		t.Errorf("mount %v", m)
-	}
-}
-
-func TestSandboxConfigRefusesUserNamespaces(t *testing.T) {
-	pod := dnsPod(corev1.DNSNone, false, nil)
-	if _, err := sandboxConfig(Node{}, pod); err != nil {
-		t.Fatal(err)
-	}
-	pod.Spec.HostUsers = ptr.To(false)
-	if _, err := sandboxConfig(Node{}, pod); err == nil || !strings.Contains(err.Error(), "hostUsers: false") {
-		t.Errorf("a pod asking for a user namespace: %v", err)
 	}
 }

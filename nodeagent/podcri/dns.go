@@ -1,12 +1,10 @@
-package pods
+package podcri
 
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -19,7 +17,7 @@ import (
 // A pod's names and resolver, as the kubelet sets them up: the sandbox's
 // hostname (spec.hostname or the pod name, with spec.subdomain a domain
 // under the cluster's), /etc/hosts naming the pod's own IPs and its
-// hostAliases, and resolv.conf per dnsPolicy and dnsConfig.
+// hostAliases, and resolv.conf per dnsPolicy and PodConfig.
 
 // DNS are a node's settings for pod name resolution (the kubelet's flags).
 type DNS struct {
@@ -40,13 +38,13 @@ const (
 	maxSearchLineChars = 2048
 )
 
-// podEvent is an event to emit about a pod when its sandbox is created.
-type podEvent struct{ reason, message string }
+// PodEvent is an event to emit about a pod when its sandbox is created.
+type PodEvent struct{ Reason, Message string }
 
-// hostnameAndDomain is the pod's hostname (spec.hostname, else its name,
+// HostnameAndDomain is the pod's hostname (spec.hostname, else its name,
 // cut to 63 characters) and, with a subdomain, its domain
 // <subdomain>.<namespace>.svc.<cluster domain>.
-func hostnameAndDomain(pod *corev1.Pod, clusterDomain string) (string, string, error) {
+func HostnameAndDomain(pod *corev1.Pod, clusterDomain string) (string, string, error) {
 	hostname := pod.Name
 	if pod.Spec.Hostname != "" {
 		if msgs := validation.IsDNS1123Label(pod.Spec.Hostname); len(msgs) > 0 {
@@ -72,11 +70,11 @@ func hostnameAndDomain(pod *corev1.Pod, clusterDomain string) (string, string, e
 	return hostname, domain, nil
 }
 
-// sandboxHostname is the hostname the kernel gives the pod (its UTS
+// SandboxHostname is the hostname the kernel gives the pod (its UTS
 // namespace): the FQDN with setHostnameAsFQDN, which must fit the
 // kernel's 64 characters.
-func sandboxHostname(pod *corev1.Pod, clusterDomain string) (string, error) {
-	hostname, domain, err := hostnameAndDomain(pod, clusterDomain)
+func SandboxHostname(pod *corev1.Pod, clusterDomain string) (string, error) {
+	hostname, domain, err := HostnameAndDomain(pod, clusterDomain)
 	if err != nil {
 		return "", err
 	}
@@ -90,10 +88,10 @@ func sandboxHostname(pod *corev1.Pod, clusterDomain string) (string, error) {
 	return hostname, nil
 }
 
-// dnsConfig is the pod's resolver configuration for the runtime to write
+// PodConfig is the pod's resolver configuration for the runtime to write
 // as its resolv.conf, and the warnings to give about it.
-func (d DNS) dnsConfig(pod *corev1.Pod) (*runtimeapi.DNSConfig, []podEvent, error) {
-	var events []podEvent
+func (d DNS) PodConfig(pod *corev1.Pod) (*runtimeapi.DNSConfig, []PodEvent, error) {
+	var events []PodEvent
 	policy := pod.Spec.DNSPolicy
 	if policy == "" {
 		policy = corev1.DNSClusterFirst
@@ -107,8 +105,8 @@ func (d DNS) dnsConfig(pod *corev1.Pod) (*runtimeapi.DNSConfig, []podEvent, erro
 		policy = corev1.DNSClusterFirst
 	}
 	if policy == corev1.DNSClusterFirst && len(d.ClusterDNS) == 0 {
-		events = append(events, podEvent{"MissingClusterDNS", fmt.Sprintf("pod: %q. kubelet does not have ClusterDNS IP configured and cannot create Pod using %q policy. Falling back to %q policy.",
-			podRef(pod), corev1.DNSClusterFirst, corev1.DNSDefault)})
+		events = append(events, PodEvent{"MissingClusterDNS", fmt.Sprintf("pod: %q. kubelet does not have ClusterDNS IP configured and cannot create Pod using %q policy. Falling back to %q policy.",
+			PodRef(pod), corev1.DNSClusterFirst, corev1.DNSDefault)})
 		policy = corev1.DNSDefault
 	}
 	cfg := &runtimeapi.DNSConfig{}
@@ -139,11 +137,11 @@ func (d DNS) dnsConfig(pod *corev1.Pod) (*runtimeapi.DNSConfig, []podEvent, erro
 	}
 	if len(cfg.Servers) > maxNameservers {
 		cfg.Servers = cfg.Servers[:maxNameservers]
-		events = append(events, podEvent{"DNSConfigForming", "Nameserver limits were exceeded, some nameservers have been omitted, the applied nameserver line is: " + strings.Join(cfg.Servers, " ")})
+		events = append(events, PodEvent{"DNSConfigForming", "Nameserver limits were exceeded, some nameservers have been omitted, the applied nameserver line is: " + strings.Join(cfg.Servers, " ")})
 	}
 	if searches := fitSearches(cfg.Searches); len(searches) < len(cfg.Searches) {
 		cfg.Searches = searches
-		events = append(events, podEvent{"DNSConfigForming", "Search Line limits were exceeded, some search paths have been omitted, the applied search line is: " + strings.Join(searches, " ")})
+		events = append(events, PodEvent{"DNSConfigForming", "Search Line limits were exceeded, some search paths have been omitted, the applied search line is: " + strings.Join(searches, " ")})
 	}
 	return cfg, events, nil
 }
@@ -240,20 +238,15 @@ func uniq(s []string) []string {
 	return out
 }
 
-// podRef names a pod as the kubelet does in messages: name_namespace(uid).
-func podRef(pod *corev1.Pod) string {
+// PodRef names a pod as the kubelet does in messages: name_namespace(uid).
+func PodRef(pod *corev1.Pod) string {
 	return fmt.Sprintf("%s_%s(%s)", pod.Name, pod.Namespace, pod.UID)
 }
 
-// etcHostsPath is the pod's managed /etc/hosts on the node.
-func etcHostsPath(node Node, pod *corev1.Pod) string {
-	return filepath.Join(node.PodDir, string(pod.UID), "etc-hosts")
-}
-
-// etcHosts is the /etc/hosts the kubelet gives a pod: localhost entries and
+// EtcHosts is the /etc/hosts the kubelet gives a pod: localhost entries and
 // the pod's IPs under its hostname (and FQDN with a subdomain), or for a
 // host-network pod the node's own hosts file; then the hostAliases.
-func etcHosts(pod *corev1.Pod, ips []string, hostname, domain string, nodeHosts []byte) []byte {
+func EtcHosts(pod *corev1.Pod, ips []string, hostname, domain string, nodeHosts []byte) []byte {
 	var b bytes.Buffer
 	if pod.Spec.HostNetwork {
 		b.WriteString("# Kubernetes-managed hosts file (host network).\n")
@@ -281,58 +274,4 @@ func etcHosts(pod *corev1.Pod, ips []string, hostname, domain string, nodeHosts 
 		}
 	}
 	return b.Bytes()
-}
-
-// ensureEtcHosts writes the pod's /etc/hosts once its sandbox has its IPs;
-// an existing file is kept (containers may have edited it), as the kubelet
-// keeps it.
-func ensureEtcHosts(ctx context.Context, node Node, pod *corev1.Pod, sandboxID string) error {
-	path := etcHostsPath(node, pod)
-	if _, err := os.Stat(path); err == nil {
-		return nil
-	}
-	hostname, domain, err := hostnameAndDomain(pod, node.DNS.ClusterDomain)
-	if err != nil {
-		return err
-	}
-	var ips []string
-	var nodeHosts []byte
-	if pod.Spec.HostNetwork {
-		if nodeHosts, err = os.ReadFile("/etc/hosts"); err != nil {
-			return err
-		}
-	} else {
-		st, err := node.Runtime.PodSandboxStatus(ctx, sandboxID, false)
-		if err != nil {
-			return err
-		}
-		if ip := st.GetStatus().GetNetwork().GetIp(); ip != "" {
-			ips = append(ips, ip)
-		}
-		for _, ip := range st.GetStatus().GetNetwork().GetAdditionalIps() {
-			ips = append(ips, ip.GetIp())
-		}
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, etcHosts(pod, ips, hostname, domain, nodeHosts), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
-// etcHostsMount mounts the pod's /etc/hosts into c, unless c mounts
-// something of its own there.
-func etcHostsMount(node Node, pod *corev1.Pod, c *corev1.Container) *runtimeapi.Mount {
-	if node.PodDir == "" {
-		return nil
-	}
-	for _, m := range c.VolumeMounts {
-		if m.MountPath == "/etc/hosts" {
-			return nil
-		}
-	}
-	return &runtimeapi.Mount{ContainerPath: "/etc/hosts", HostPath: etcHostsPath(node, pod)}
 }

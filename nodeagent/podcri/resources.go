@@ -1,4 +1,4 @@
-package pods
+package podcri
 
 import (
 	corev1 "k8s.io/api/core/v1"
@@ -7,16 +7,16 @@ import (
 
 // CFS constants the kubelet uses: shares per CPU, the quota period.
 const (
-	sharesPerCPU  = 1024
-	minShares     = 2
-	quotaPeriodUs = 100000
-	minQuotaUs    = 1000
+	SharesPerCPU  = 1024
+	MinShares     = 2
+	QuotaPeriodUs = 100000
+	MinQuotaUs    = 1000
 )
 
-// linuxResources maps a container's requests and limits to the CRI Linux
+// LinuxResources maps a container's requests and limits to the CRI Linux
 // resources the kubelet sets: cpu.shares from the request (limit when no
 // request), a CFS quota from the cpu limit, and the memory limit.
-func linuxResources(c corev1.Container) *runtimeapi.LinuxContainerResources {
+func LinuxResources(c corev1.Container) *runtimeapi.LinuxContainerResources {
 	r := &runtimeapi.LinuxContainerResources{}
 	cpuReq, hasReq := c.Resources.Requests[corev1.ResourceCPU]
 	cpuLim, hasLim := c.Resources.Limits[corev1.ResourceCPU]
@@ -27,10 +27,10 @@ func linuxResources(c corev1.Container) *runtimeapi.LinuxContainerResources {
 	case hasLim:
 		milli = cpuLim.MilliValue()
 	}
-	r.CpuShares = max(milli*sharesPerCPU/1000, minShares)
+	r.CpuShares = max(milli*SharesPerCPU/1000, MinShares)
 	if hasLim {
-		r.CpuPeriod = quotaPeriodUs
-		r.CpuQuota = max(cpuLim.MilliValue()*quotaPeriodUs/1000, minQuotaUs)
+		r.CpuPeriod = QuotaPeriodUs
+		r.CpuQuota = max(cpuLim.MilliValue()*QuotaPeriodUs/1000, MinQuotaUs)
 	}
 	if mem, ok := c.Resources.Limits[corev1.ResourceMemory]; ok {
 		r.MemoryLimitInBytes = mem.Value()

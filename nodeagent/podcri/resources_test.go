@@ -1,4 +1,4 @@
-package pods
+package podcri
 
 import (
 	"testing"
@@ -24,7 +24,7 @@ func TestLinuxResources(t *testing.T) {
 		{"guaranteed 2 cpu", res(corev1.ResourceList{"cpu": q("2")}, corev1.ResourceList{"cpu": q("2"), "memory": q("1Gi")}), 2048, 200000, 1 << 30},
 		{"minimum quota", res(nil, corev1.ResourceList{"cpu": q("1m")}), 2, 1000, 0},
 	} {
-		r := linuxResources(tc.c)
+		r := LinuxResources(tc.c)
 		if r.CpuShares != tc.shares || r.CpuQuota != tc.quota || r.MemoryLimitInBytes != tc.mem || (tc.quota > 0) != (r.CpuPeriod == 100000) {
 			t.Errorf("%s: shares %d quota %d period %d mem %d; want %d %d %d", tc.name, r.CpuShares, r.CpuQuota, r.CpuPeriod, r.MemoryLimitInBytes, tc.shares, tc.quota, tc.mem)
 		}

@@ -1,4 +1,4 @@
-package pods
+package podcri
 
 import (
 	"fmt"
@@ -7,8 +7,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// sysctlForbidden is the kubelet's reason for a pod refused for its sysctls.
-const sysctlForbidden = "SysctlForbidden"
+// SysctlForbidden is the kubelet's reason for a pod refused for its Sysctls.
+const SysctlForbidden = "SysctlForbidden"
 
 // safeSysctls are namespaced and isolated (they affect no other pod), so
 // every pod may set them: the kubelet's list (the last three need kernels
@@ -28,15 +28,15 @@ var safeSysctls = []string{
 	"net.ipv4.tcp_wmem",
 }
 
-// SysctlAllowlist are the sysctls a node lets pods set: the safe ones and
-// --allowed-unsafe-sysctls (names, or prefixes ending in *), each with the
+// SysctlAllowlist are the Sysctls a node lets pods set: the safe ones and
+// --allowed-unsafe-Sysctls (names, or prefixes ending in *), each with the
 // namespace it lives in ("net" or "ipc"), which a pod sharing the host's
 // network or IPC namespace may not change.
 type SysctlAllowlist struct {
 	names, prefixes map[string]string
 }
 
-// NewSysctlAllowlist allows the safe sysctls and unsafe, which must all be
+// NewSysctlAllowlist allows the safe Sysctls and unsafe, which must all be
 // namespaced: a sysctl of the whole machine cannot be set for one pod.
 func NewSysctlAllowlist(unsafe []string) (SysctlAllowlist, error) {
 	a := SysctlAllowlist{names: map[string]string{}, prefixes: map[string]string{}}
@@ -47,7 +47,7 @@ func NewSysctlAllowlist(unsafe []string) (SysctlAllowlist, error) {
 		s = normalizeSysctl(s)
 		ns := sysctlNamespace(strings.TrimSuffix(s, "*"))
 		if ns == "" {
-			return SysctlAllowlist{}, fmt.Errorf("--allowed-unsafe-sysctls: %q is not a namespaced sysctl (net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*)", s)
+			return SysctlAllowlist{}, fmt.Errorf("--allowed-unsafe-Sysctls: %q is not a namespaced sysctl (net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*)", s)
 		}
 		if p, ok := strings.CutSuffix(s, "*"); ok {
 			a.prefixes[p] = ns
@@ -59,7 +59,7 @@ func NewSysctlAllowlist(unsafe []string) (SysctlAllowlist, error) {
 }
 
 // sysctlNamespace is the kernel namespace a sysctl (or a prefix of
-// sysctls) belongs to; "" for sysctls of the whole machine.
+// Sysctls) belongs to; "" for Sysctls of the whole machine.
 func sysctlNamespace(s string) string {
 	switch {
 	case strings.HasPrefix(s, "net."):
@@ -87,13 +87,13 @@ func normalizeSysctl(s string) string {
 	}, s)
 }
 
-// rejection says why the pod may not set its sysctls on this node, in the
+// Rejection says why the pod may not set its Sysctls on this node, in the
 // kubelet's words; "" admits it.
-func (a SysctlAllowlist) rejection(pod *corev1.Pod) string {
+func (a SysctlAllowlist) Rejection(pod *corev1.Pod) string {
 	if pod.Spec.SecurityContext == nil || len(pod.Spec.SecurityContext.Sysctls) == 0 {
 		return ""
 	}
-	if a.names == nil { // the zero value: the safe sysctls only
+	if a.names == nil { // the zero value: the safe Sysctls only
 		a, _ = NewSysctlAllowlist(nil)
 	}
 	for _, s := range pod.Spec.SecurityContext.Sysctls {
@@ -117,8 +117,8 @@ func (a SysctlAllowlist) rejection(pod *corev1.Pod) string {
 	return ""
 }
 
-// sysctls are the pod's sysctls for its sandbox.
-func sysctls(pod *corev1.Pod) map[string]string {
+// Sysctls are the pod's Sysctls for its sandbox.
+func Sysctls(pod *corev1.Pod) map[string]string {
 	if pod.Spec.SecurityContext == nil || len(pod.Spec.SecurityContext.Sysctls) == 0 {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package pods
+package podcri
 
 import (
 	"fmt"
@@ -48,7 +48,7 @@ func TestComputeStatus(t *testing.T) {
 		{"app failed, restart Never", pod(corev1.RestartPolicyNever), sandbox, map[string][]*runtimeapi.ContainerStatus{"app": {exited("a", 2)}}, corev1.PodFailed, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st := computeStatus(tc.pod, "192.0.2.10", "containerd", tc.sb, tc.containers, nil, nil, nil, now)
+			st := ComputeStatus(tc.pod, "192.0.2.10", "containerd", tc.sb, tc.containers, nil, nil, nil, now)
 			if st.Phase != tc.phase {
 				t.Errorf("phase %s, want %s", st.Phase, tc.phase)
 			}
@@ -76,8 +76,8 @@ func TestComputeStatus(t *testing.T) {
 	// Recomputing with nothing changed yields the same status: no write.
 	p := pod(corev1.RestartPolicyAlways)
 	cs := map[string][]*runtimeapi.ContainerStatus{"app": {running("a")}}
-	p.Status = computeStatus(p, "192.0.2.10", "containerd", sandbox, cs, nil, nil, nil, now)
-	again := computeStatus(p, "192.0.2.10", "containerd", sandbox, cs, nil, nil, nil, metav1.NewTime(now.Add(time.Minute)))
+	p.Status = ComputeStatus(p, "192.0.2.10", "containerd", sandbox, cs, nil, nil, nil, now)
+	again := ComputeStatus(p, "192.0.2.10", "containerd", sandbox, cs, nil, nil, nil, metav1.NewTime(now.Add(time.Minute)))
 	for i := range again.Conditions {
 		if !again.Conditions[i].LastTransitionTime.Equal(&p.Status.Conditions[i].LastTransitionTime) {
 			t.Errorf("condition %s moved its transition time without a transition", again.Conditions[i].Type)
@@ -96,7 +96,7 @@ func TestCrashLoopStatus(t *testing.T) {
 	}
 	pod := &corev1.Pod{Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyAlways, Containers: []corev1.Container{{Name: "app"}}}}
 	sb := &runtimeapi.PodSandboxStatus{State: runtimeapi.PodSandboxState_SANDBOX_READY}
-	st := computeStatus(pod, "", "containerd", sb, map[string][]*runtimeapi.ContainerStatus{"app": {exited("b", 3), exited("a", 2)}},
+	st := ComputeStatus(pod, "", "containerd", sb, map[string][]*runtimeapi.ContainerStatus{"app": {exited("b", 3), exited("a", 2)}},
 		map[string]corev1.ContainerStateWaiting{"app": {Reason: "CrashLoopBackOff", Message: "back-off 40s restarting failed container"}}, nil, nil, now)
 	cs := st.ContainerStatuses[0]
 	if cs.State.Waiting == nil || cs.State.Waiting.Reason != "CrashLoopBackOff" || cs.RestartCount != 3 ||
@@ -150,31 +150,6 @@ func TestTerminatedAndWaitingStates(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	b := containerBackoff{}
-	t0 := time.Unix(0, 0)
-	steps := []struct {
-		at   time.Duration
-		wait time.Duration
-	}{
-		{0, 0},                             // first restart: at once
-		{5 * time.Second, 5 * time.Second}, // within 10s
-		{10 * time.Second, 0},              // due: restart, next wait 20s
-		{15 * time.Second, 15 * time.Second},
-		{30 * time.Second, 0},                // next 40s
-		{30*time.Second + 11*time.Minute, 0}, // a long healthy run resets it
-		{30*time.Second + 11*time.Minute + time.Second, 9 * time.Second},
-	}
-	for _, s := range steps {
-		if got := b.wait("app", t0.Add(s.at)); got != s.wait {
-			t.Errorf("at %s: wait %s, want %s", s.at, got, s.wait)
-		}
-	}
-	if w := b.waiting(t0.Add(30*time.Second + 11*time.Minute + time.Second)); w["app"].Reason != "CrashLoopBackOff" {
-		t.Errorf("waiting = %v, want a back-off message for app", w)
-	}
-}
-
 // Probes decide started and ready: a container whose readiness probe has
 // not passed keeps the pod out of Ready; one before its startup probe
 // passed is neither started nor ready, and a sidecar in that state holds
@@ -190,17 +165,17 @@ func TestProbedStatus(t *testing.T) {
 	cs := map[string][]*runtimeapi.ContainerStatus{"side": {running("s", "side")}, "app": {running("a", "app")}}
 	tests := []struct {
 		name                  string
-		probed                map[string]probeState
+		probed                map[string]ProbeState
 		appStarted, appReady  bool
 		initialized, podReady bool
 	}{
 		{"no probes", nil, true, true, true, true},
-		{"readiness not passed", map[string]probeState{"a": {started: true}}, true, false, true, false},
-		{"startup not passed", map[string]probeState{"a": {}}, false, false, true, false},
-		{"sidecar before its startup probe", map[string]probeState{"s": {}}, true, true, false, false},
+		{"readiness not passed", map[string]ProbeState{"a": {Started: true}}, true, false, true, false},
+		{"startup not passed", map[string]ProbeState{"a": {}}, false, false, true, false},
+		{"sidecar before its startup probe", map[string]ProbeState{"s": {}}, true, true, false, false},
 	}
 	for _, tt := range tests {
-		st := computeStatus(pod, "", "containerd", sb, cs, nil, nil, tt.probed, now)
+		st := ComputeStatus(pod, "", "containerd", sb, cs, nil, nil, tt.probed, now)
 		app := st.ContainerStatuses[0]
 		cond := map[corev1.PodConditionType]bool{}
 		for _, c := range st.Conditions {
@@ -221,7 +196,7 @@ func TestEphemeralStatus(t *testing.T) {
 		"app": {{Id: "a", Metadata: &runtimeapi.ContainerMetadata{Name: "app"}, State: runtimeapi.ContainerState_CONTAINER_RUNNING}},
 		"dbg": {{Id: "d", Metadata: &runtimeapi.ContainerMetadata{Name: "dbg"}, State: runtimeapi.ContainerState_CONTAINER_RUNNING}},
 	}
-	st := computeStatus(pod, "", "containerd", sb, cs, nil, nil, nil, metav1.NewTime(time.Unix(1000, 0)))
+	st := ComputeStatus(pod, "", "containerd", sb, cs, nil, nil, nil, metav1.NewTime(time.Unix(1000, 0)))
 	if len(st.EphemeralContainerStatuses) != 1 || st.EphemeralContainerStatuses[0].State.Running == nil || st.EphemeralContainerStatuses[0].Ready {
 		t.Errorf("ephemeral statuses %+v", st.EphemeralContainerStatuses)
 	}
@@ -234,12 +209,12 @@ func TestEphemeralStatus(t *testing.T) {
 func TestHostNetworkPodIP(t *testing.T) {
 	pod := &corev1.Pod{Spec: corev1.PodSpec{HostNetwork: true, Containers: []corev1.Container{{Name: "app"}}}}
 	sb := &runtimeapi.PodSandboxStatus{State: runtimeapi.PodSandboxState_SANDBOX_READY}
-	st := computeStatus(pod, "192.0.2.10", "containerd", sb, nil, nil, nil, nil, metav1.NewTime(time.Unix(1000, 0)))
+	st := ComputeStatus(pod, "192.0.2.10", "containerd", sb, nil, nil, nil, nil, metav1.NewTime(time.Unix(1000, 0)))
 	if st.PodIP != "192.0.2.10" || len(st.PodIPs) != 1 || st.PodIPs[0].IP != "192.0.2.10" {
 		t.Errorf("podIP %q podIPs %v", st.PodIP, st.PodIPs)
 	}
 	pod.Spec.HostNetwork = false
-	if st := computeStatus(pod, "192.0.2.10", "containerd", sb, nil, nil, nil, nil, metav1.NewTime(time.Unix(1000, 0))); st.PodIP != "" {
+	if st := ComputeStatus(pod, "192.0.2.10", "containerd", sb, nil, nil, nil, nil, metav1.NewTime(time.Unix(1000, 0))); st.PodIP != "" {
 		t.Errorf("pod network without an address got %q", st.PodIP)
 	}
 }
@@ -265,7 +240,7 @@ func TestReadinessGatesAndForeignConditions(t *testing.T) {
 		return nil
 	}
 	// web is not running: ContainersReady and Ready say which containers.
-	st := computeStatus(base(), "", "containerd", sb, running, nil, nil, nil, now)
+	st := ComputeStatus(base(), "", "containerd", sb, running, nil, nil, nil, now)
 	if c := find(st, corev1.PodReady); c.Reason != "ContainersNotReady" || c.Message != "containers with unready status: [web]" {
 		t.Errorf("Ready %+v", c)
 	}
@@ -287,7 +262,7 @@ func TestReadinessGatesAndForeignConditions(t *testing.T) {
 			`the status of pod readiness gate "example.com/lb-ready" is not "True", but False`},
 		{"gate True", []corev1.PodCondition{{Type: gate, Status: corev1.ConditionTrue}}, corev1.ConditionTrue, ""},
 	} {
-		st := computeStatus(base(tc.conds...), "", "containerd", sb, running, nil, nil, nil, now)
+		st := ComputeStatus(base(tc.conds...), "", "containerd", sb, running, nil, nil, nil, now)
 		c := find(st, corev1.PodReady)
 		if c.Status != tc.ready || c.Message != tc.message || (tc.ready == corev1.ConditionFalse && c.Reason != "ReadinessGatesNotReady") {
 			t.Errorf("%s: Ready %+v", tc.name, c)
@@ -299,7 +274,7 @@ func TestReadinessGatesAndForeignConditions(t *testing.T) {
 	// Others' conditions survive the agent's status writes; its own are recomputed.
 	p := base(corev1.PodCondition{Type: gate, Status: corev1.ConditionTrue}, corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue, Reason: "PreemptionByScheduler"},
 		corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}, corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionFalse, Reason: "stale"})
-	st = computeStatus(p, "", "containerd", sb, running, nil, nil, nil, now)
+	st = ComputeStatus(p, "", "containerd", sb, running, nil, nil, nil, now)
 	if c := find(st, corev1.DisruptionTarget); c == nil || c.Reason != "PreemptionByScheduler" {
 		t.Errorf("DisruptionTarget lost: %+v", st.Conditions)
 	}
@@ -341,7 +316,7 @@ func TestTerminalStatus(t *testing.T) {
 			for _, s := range tc.apps {
 				st.ContainerStatuses = append(st.ContainerStatuses, corev1.ContainerStatus{State: s, Ready: true})
 			}
-			terminalStatus(&st)
+			TerminalStatus(&st)
 			if st.Phase != tc.phase {
 				t.Errorf("phase %s, want %s", st.Phase, tc.phase)
 			}

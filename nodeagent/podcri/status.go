@@ -1,4 +1,4 @@
-package pods
+package podcri
 
 import (
 	"fmt"
@@ -10,18 +10,18 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// computeStatus is the pod status the runtime's state implies: a pure
+// ComputeStatus is the pod status the runtime's state implies: a pure
 // function of its inputs, so it is table-tested and a write happens only
 // when its result differs from what the API holds. Transition times of
 // conditions whose status did not change are kept, as the kubelet does.
-func computeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.PodSandboxStatus, containers map[string][]*runtimeapi.ContainerStatus, waiting map[string]corev1.ContainerStateWaiting, messages map[string]string, probed map[string]probeState, now metav1.Time) corev1.PodStatus {
+func ComputeStatus(pod *corev1.Pod, hostIP, runtimeName string, sb *runtimeapi.PodSandboxStatus, containers map[string][]*runtimeapi.ContainerStatus, waiting map[string]corev1.ContainerStateWaiting, messages map[string]string, probed map[string]ProbeState, now metav1.Time) corev1.PodStatus {
 	st := corev1.PodStatus{QOSClass: pod.Status.QOSClass, StartTime: pod.Status.StartTime}
 	if st.StartTime == nil {
 		st.StartTime = &now
 	}
 	sandboxReady := sb != nil && sb.State == runtimeapi.PodSandboxState_SANDBOX_READY
 	// A host-network pod has the node's address, as the kubelet reports it.
-	ips := withNodeIPs(&corev1.Pod{Spec: corev1.PodSpec{HostNetwork: pod.Spec.HostNetwork}}, hostIP, sb)
+	ips := WithNodeIPs(&corev1.Pod{Spec: corev1.PodSpec{HostNetwork: pod.Spec.HostNetwork}}, hostIP, sb)
 	if !sandboxReady { // no address before the sandbox runs
 		ips.Status.PodIP, ips.Status.PodIPs = "", nil
 	}
@@ -173,9 +173,9 @@ func readinessGatesMessage(pod *corev1.Pod) string {
 	return strings.Join(msgs, ", ")
 }
 
-// probeState is what a running container's probes say (no entry: no
+// ProbeState is what a running container's probes say (no entry: no
 // probes run for it, so it is started and ready).
-type probeState struct{ started, ready bool }
+type ProbeState struct{ Started, Ready bool }
 
 // containerStatus maps a container's CRI statuses (newest first; none: not
 // created yet) to the API's. A running container is started and ready as its
@@ -183,7 +183,7 @@ type probeState struct{ started, ready bool }
 // notCreated. A container waiting (restart back-off: CrashLoopBackOff; a
 // configuration that cannot be built: CreateContainerConfigError) shows that,
 // with its last exit as lastState.
-func containerStatus(c corev1.Container, runtimeName string, history []*runtimeapi.ContainerStatus, wait corev1.ContainerStateWaiting, messages map[string]string, probed map[string]probeState, notCreated string) corev1.ContainerStatus {
+func containerStatus(c corev1.Container, runtimeName string, history []*runtimeapi.ContainerStatus, wait corev1.ContainerStateWaiting, messages map[string]string, probed map[string]ProbeState, notCreated string) corev1.ContainerStatus {
 	cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, Started: new(bool)}
 	if len(history) == 0 {
 		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: notCreated}
@@ -204,7 +204,7 @@ func containerStatus(c corev1.Container, runtimeName string, history []*runtimea
 		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: nanos(s.StartedAt)}
 		cs.Ready, *cs.Started = true, true
 		if p, ok := probed[s.Id]; ok {
-			cs.Ready, *cs.Started = p.ready && p.started, p.started
+			cs.Ready, *cs.Started = p.Ready && p.Started, p.Started
 		}
 	case runtimeapi.ContainerState_CONTAINER_EXITED:
 		if wait.Reason != "" {
@@ -245,4 +245,52 @@ func terminated(runtimeName string, s *runtimeapi.ContainerStatus, messages map[
 // the API keeps (so a recomputed status compares equal).
 func nanos(ns int64) metav1.Time {
 	return metav1.NewTime(time.Unix(0, ns).Truncate(time.Second))
+}
+
+// WithNodeIPs is pod with the addresses its status will show: the node's
+// and the sandbox's (or the node's, on the host network).
+func WithNodeIPs(pod *corev1.Pod, hostIP string, sb *runtimeapi.PodSandboxStatus) *corev1.Pod {
+	p := pod.DeepCopy()
+	if hostIP != "" {
+		p.Status.HostIP, p.Status.HostIPs = hostIP, []corev1.HostIP{{IP: hostIP}}
+	}
+	switch {
+	case pod.Spec.HostNetwork && hostIP != "":
+		p.Status.PodIP, p.Status.PodIPs = hostIP, []corev1.PodIP{{IP: hostIP}}
+	case sb.GetNetwork().GetIp() != "":
+		p.Status.PodIP, p.Status.PodIPs = sb.GetNetwork().GetIp(), []corev1.PodIP{{IP: sb.GetNetwork().GetIp()}}
+		for _, ip := range sb.GetNetwork().GetAdditionalIps() {
+			p.Status.PodIPs = append(p.Status.PodIPs, corev1.PodIP{IP: ip.GetIp()})
+		}
+	}
+	return p
+}
+
+// TerminalStatus makes st the last status of a pod whose containers have
+// all stopped, as the kubelet writes it: a container still shown running
+// (its exit not seen) is terminated with the kubelet's ContainerStatusUnknown
+// (exit code 137), and the phase is Succeeded when every app container
+// exited 0, else Failed.
+func TerminalStatus(st *corev1.PodStatus) {
+	for _, list := range [][]corev1.ContainerStatus{st.InitContainerStatuses, st.ContainerStatuses, st.EphemeralContainerStatuses} {
+		for i := range list {
+			if r := list[i].State.Running; r != nil {
+				list[i].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "ContainerStatusUnknown",
+					Message: "The container could not be located when the pod was terminated", StartedAt: r.StartedAt}}
+				list[i].Ready = false
+			}
+		}
+	}
+	st.Phase = corev1.PodSucceeded
+	for _, cs := range st.ContainerStatuses {
+		if t := cs.State.Terminated; t == nil || t.ExitCode != 0 {
+			st.Phase = corev1.PodFailed
+		}
+	}
+	// Nothing runs: not ready, for the kubelet's reason.
+	for i, c := range st.Conditions {
+		if (c.Type == corev1.PodReady || c.Type == corev1.ContainersReady) && c.Status == corev1.ConditionTrue {
+			st.Conditions[i].Status, st.Conditions[i].Reason, st.Conditions[i].LastTransitionTime = corev1.ConditionFalse, "PodCompleted", metav1.Now()
+		}
+	}
 }

@@ -1,12 +1,10 @@
-package pods
+package podcri
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 
 	corev1 "k8s.io/api/core/v1"
-	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -37,14 +35,14 @@ type Security struct {
 	SeccompDefault bool
 }
 
-// sandboxSecurity is the sandbox's security context: the pod's namespaces,
+// SandboxSecurity is the sandbox's security context: the pod's namespaces,
 // user, groups and SELinux label, privileged when any container is (the
 // runtime refuses a privileged container in an unprivileged sandbox), and the
 // runtime's default seccomp profile for the pause process whatever the pod
 // says, as the kubelet does.
-func sandboxSecurity(pod *corev1.Pod) *runtimeapi.LinuxSandboxSecurityContext {
+func SandboxSecurity(pod *corev1.Pod) *runtimeapi.LinuxSandboxSecurityContext {
 	sc := &runtimeapi.LinuxSandboxSecurityContext{
-		NamespaceOptions: namespaces(pod),
+		NamespaceOptions: Namespaces(pod),
 		Privileged:       hasPrivileged(pod),
 		Seccomp:          &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault},
 	}
@@ -110,10 +108,10 @@ func selinuxOptions(o *corev1.SELinuxOptions) *runtimeapi.SELinuxOption {
 	return &runtimeapi.SELinuxOption{User: o.User, Role: o.Role, Type: o.Type, Level: o.Level}
 }
 
-// effectiveSecurity merges the pod's securityContext into the container's:
+// EffectiveSecurity merges the pod's securityContext into the container's:
 // the container's own settings win; capabilities, privileged, read-only root,
 // privilege escalation and procMount exist only on the container.
-func effectiveSecurity(pod *corev1.Pod, c *corev1.Container) corev1.SecurityContext {
+func EffectiveSecurity(pod *corev1.Pod, c *corev1.Container) corev1.SecurityContext {
 	var sc corev1.SecurityContext
 	if c.SecurityContext != nil {
 		sc = *c.SecurityContext
@@ -141,34 +139,16 @@ func effectiveSecurity(pod *corev1.Pod, c *corev1.Container) corev1.SecurityCont
 	return sc
 }
 
-// imageUser is the user an image runs as: a uid when numeric, else a name;
-// an image that names none runs as root (uid 0), as the kubelet assumes.
-func imageUser(ctx context.Context, images internalapi.ImageManagerService, image string) (*int64, string, error) {
-	st, err := images.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: image}, false)
-	if err != nil {
-		return nil, "", fmt.Errorf("image status %s: %w", image, err)
-	}
-	if img := st.GetImage(); img != nil {
-		if img.Uid != nil {
-			return &img.Uid.Value, "", nil
-		}
-		if img.Username != "" {
-			return nil, img.Username, nil
-		}
-	}
-	return new(int64), "", nil
-}
-
-// verifyRunAsNonRoot refuses to start a container that runAsNonRoot forbids,
+// VerifyRunAsNonRoot refuses to start a container that runAsNonRoot forbids,
 // with the kubelet's messages (shown as CreateContainerConfigError): an
 // explicit runAsUser 0, an image running as root, or an image user given by
 // name, which cannot be checked.
-func verifyRunAsNonRoot(pod *corev1.Pod, c *corev1.Container, uid *int64, username string) error {
-	sc := effectiveSecurity(pod, c)
+func VerifyRunAsNonRoot(pod *corev1.Pod, c *corev1.Container, uid *int64, username string) error {
+	sc := EffectiveSecurity(pod, c)
 	if sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
 		return nil
 	}
-	who := fmt.Sprintf("pod: %q, container: %s", podRef(pod), c.Name)
+	who := fmt.Sprintf("pod: %q, container: %s", PodRef(pod), c.Name)
 	switch {
 	case sc.RunAsUser != nil && *sc.RunAsUser == 0:
 		return fmt.Errorf("container's runAsUser breaks non-root policy (%s)", who)
@@ -182,11 +162,11 @@ func verifyRunAsNonRoot(pod *corev1.Pod, c *corev1.Container, uid *int64, userna
 	return nil
 }
 
-// containerSecurity is the container's CRI security context; uid and
+// ContainerSecurity is the container's CRI security context; uid and
 // username are the image's user, used when neither pod nor container sets
 // runAsUser. ns are the namespaces it joins (the sandbox's).
-func containerSecurity(sec Security, pod *corev1.Pod, c *corev1.Container, uid *int64, username string, ns *runtimeapi.NamespaceOption) (*runtimeapi.LinuxContainerSecurityContext, error) {
-	sc := effectiveSecurity(pod, c)
+func ContainerSecurity(sec Security, pod *corev1.Pod, c *corev1.Container, uid *int64, username string, ns *runtimeapi.NamespaceOption) (*runtimeapi.LinuxContainerSecurityContext, error) {
+	sc := EffectiveSecurity(pod, c)
 	out := &runtimeapi.LinuxContainerSecurityContext{
 		NamespaceOptions: ns,
 		Privileged:       sc.Privileged != nil && *sc.Privileged,
@@ -268,4 +248,21 @@ func apparmorProfile(p *corev1.AppArmorProfile) *runtimeapi.SecurityProfile {
 		}
 	}
 	return &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}
+}
+
+func Namespaces(pod *corev1.Pod) *runtimeapi.NamespaceOption {
+	ns := &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_POD, Pid: runtimeapi.NamespaceMode_CONTAINER, Ipc: runtimeapi.NamespaceMode_POD}
+	if pod.Spec.HostNetwork {
+		ns.Network = runtimeapi.NamespaceMode_NODE
+	}
+	if pod.Spec.HostIPC {
+		ns.Ipc = runtimeapi.NamespaceMode_NODE
+	}
+	switch {
+	case pod.Spec.HostPID:
+		ns.Pid = runtimeapi.NamespaceMode_NODE
+	case pod.Spec.ShareProcessNamespace != nil && *pod.Spec.ShareProcessNamespace:
+		ns.Pid = runtimeapi.NamespaceMode_POD
+	}
+	return ns
 }
