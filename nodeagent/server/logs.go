@@ -169,11 +169,15 @@ func copyLog(ctx context.Context, w io.Writer, f *os.File, flt filter, follow bo
 		if err != io.EOF {
 			return err
 		}
-		if !follow {
-			return nil
-		}
+		// What was read goes out now, in a chunk of its own ahead of the
+		// response's end, as the kubelet's flushing writer sends it:
+		// kube-apiserver's websocket log reader drops the data of a read that
+		// also returns EOF.
 		if flusher != nil {
 			flusher.Flush()
+		}
+		if !follow {
+			return nil
 		}
 		// At the end of what is written: stop once the container has
 		// exited (after a last read), else wait for more.

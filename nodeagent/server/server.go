@@ -168,8 +168,14 @@ func (s *Server) Listen() (net.Listener, error) {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// Client certificates are verified by the authenticator against the
 	// dynamic CA, so the TLS layer only asks for them.
+	// HTTP/2 as the kubelet serves it (logs, stats, metrics); exec,
+	// attach and port-forward upgrade an HTTP/1.1 connection, which the
+	// clients that upgrade ask for alone. Over HTTP/2 a log's last data
+	// and its end arrive apart: kube-apiserver's websocket log reader drops
+	// the data of a read that also returns EOF, as HTTP/1.1's chunked
+	// reader returns them when both are buffered.
 	tlsConfig := &tls.Config{ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12,
-		NextProtos: []string{"http/1.1"}} // exec/attach/port-forward upgrade an HTTP/1.1 connection
+		NextProtos: []string{"h2", "http/1.1"}}
 	if get := s.cfg.ServingCertificate; get != nil {
 		tlsConfig.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			if c := get(); c != nil {

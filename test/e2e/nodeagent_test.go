@@ -532,8 +532,9 @@ func testVolumes(t *testing.T, bin, kc, hostDir string) {
 		}
 		return nil
 	})
-	if out, _ := kubectl(t, bin, kc, "get", "pod", "vols", "-o", "jsonpath={.status.phase} {.status.containerStatuses[0].state.waiting.reason}"); out != "Pending ContainerCreating" {
-		t.Errorf("pod with a missing ConfigMap volume: %q, want Pending ContainerCreating", out)
+	// It has an init container: its containers wait PodInitializing, as the kubelet shows them.
+	if out, _ := kubectl(t, bin, kc, "get", "pod", "vols", "-o", "jsonpath={.status.phase} {.status.containerStatuses[0].state.waiting.reason}"); out != "Pending PodInitializing" {
+		t.Errorf("pod with a missing ConfigMap volume: %q, want Pending PodInitializing", out)
 	}
 	if out, err := kubectl(t, bin, kc, "create", "configmap", "late-config", "--from-literal=greeting=hello"); err != nil {
 		t.Fatalf("%v %s", err, out)
