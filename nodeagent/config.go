@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"slices"
@@ -292,14 +293,7 @@ func jsonText(v any) string {
 
 func jsonEqual(a, b any) bool { return jsonText(a) == jsonText(b) }
 
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
+func sortedKeys(m map[string]any) []string { return slices.Sorted(maps.Keys(m)) }
 
 // readKubeletConfig reads a KubeletConfiguration file into flag settings,
 // reporting every bad field at once.

@@ -3,7 +3,8 @@ package pods
 import (
 	"context"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -175,11 +176,4 @@ func containerEnv(ctx context.Context, client kubeclient.Interface, pod *corev1.
 }
 
 // sortedEnv is env in a stable order for the CRI.
-func sortedEnv(env map[string]string) []string {
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
+func sortedEnv(env map[string]string) []string { return slices.Sorted(maps.Keys(env)) }

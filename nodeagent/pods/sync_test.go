@@ -3,6 +3,7 @@ package pods
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -114,6 +115,38 @@ func (h *syncHarness) mustSync(n int) {
 		if err := h.sync(); err != nil {
 			h.t.Fatalf("sync: %v", err)
 		}
+	}
+}
+
+// recordStatusWrites keeps every pod status the manager writes; the
+// returned function lists them so far.
+func (h *syncHarness) recordStatusWrites() func() []*corev1.Pod {
+	var mu sync.Mutex
+	var writes []*corev1.Pod
+	h.cs.PrependReactor("update", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() == "status" {
+			mu.Lock()
+			writes = append(writes, a.(k8stesting.UpdateAction).GetObject().(*corev1.Pod).DeepCopy())
+			mu.Unlock()
+		}
+		return false, nil, nil
+	})
+	return func() []*corev1.Pod {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(writes)
+	}
+}
+
+// deleteGracefully deletes the pod as kube-apiserver does with a grace
+// period: a deletion timestamp, the object still there.
+func (h *syncHarness) deleteGracefully() {
+	h.t.Helper()
+	p := h.pod()
+	now := metav1.NewTime(h.now)
+	p.DeletionTimestamp, p.DeletionGracePeriodSeconds = &now, ptr.To[int64](30)
+	if _, err := h.cs.CoreV1().Pods("ns").Update(context.Background(), p, metav1.UpdateOptions{}); err != nil {
+		h.t.Fatal(err)
 	}
 }
 
@@ -537,26 +570,16 @@ func TestSyncGracefulDeletionFinalStatus(t *testing.T) {
 	h.mustSync(1)
 	h.exit("init1", 0)
 	h.mustSync(1)
-	var last *corev1.Pod
-	h.cs.PrependReactor("update", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		if a.GetSubresource() == "status" {
-			last = a.(k8stesting.UpdateAction).GetObject().(*corev1.Pod).DeepCopy()
-		}
-		return false, nil, nil
-	})
-	p := h.pod()
-	now := metav1.NewTime(h.now)
-	p.DeletionTimestamp, p.DeletionGracePeriodSeconds = &now, ptr.To[int64](30)
-	if _, err := h.cs.CoreV1().Pods("ns").Update(context.Background(), p, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	writes := h.recordStatusWrites()
+	h.deleteGracefully()
 	h.mustSync(1)
 	if _, err := h.cs.CoreV1().Pods("ns").Get(context.Background(), "p", metav1.GetOptions{}); err == nil {
 		t.Fatal("the pod object is still there after its containers stopped")
 	}
-	if last == nil {
+	if len(writes()) == 0 {
 		t.Fatal("no final status written before the deletion")
 	}
+	last := writes()[len(writes())-1]
 	if last.Status.Phase != corev1.PodSucceeded && last.Status.Phase != corev1.PodFailed {
 		t.Errorf("final phase %s, want a terminal one", last.Status.Phase)
 	}
@@ -575,28 +598,12 @@ func TestSyncStatusWhileTerminating(t *testing.T) {
 	h.mustSync(1)
 	release := make(chan struct{})
 	h.holdStop = map[string]chan struct{}{"app": release}
-	var mu sync.Mutex
-	var writes []*corev1.Pod
-	h.cs.PrependReactor("update", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		if a.GetSubresource() == "status" {
-			mu.Lock()
-			writes = append(writes, a.(k8stesting.UpdateAction).GetObject().(*corev1.Pod).DeepCopy())
-			mu.Unlock()
-		}
-		return false, nil, nil
-	})
-	p := h.pod()
-	now := metav1.NewTime(h.now)
-	p.DeletionTimestamp, p.DeletionGracePeriodSeconds = &now, ptr.To[int64](30)
-	if _, err := h.cs.CoreV1().Pods("ns").Update(context.Background(), p, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	writes := h.recordStatusWrites()
+	h.deleteGracefully()
 	done := make(chan error, 1)
 	go func() { done <- h.sync() }()
 	midway := func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, w := range writes {
+		for _, w := range writes() {
 			app, side := statusOf(w.Status.ContainerStatuses, "app"), statusOf(w.Status.ContainerStatuses, "side")
 			if app.State.Running != nil && side.State.Terminated != nil {
 				return true
