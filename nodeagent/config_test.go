@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 
 	"github.com/kubeparts/kubeparts/internal/leanflags"
@@ -181,5 +182,45 @@ func TestConfigFieldsMatchTheFormat(t *testing.T) {
 				t.Errorf("field %s is not in the format", f)
 			}
 		}
+	}
+}
+
+// Node allocatable as the kubelet computes it: capacity (measured on a
+// real node, --capacity entries replacing single values) minus
+// --system-reserved, --kube-reserved and, on a real node, the hard
+// eviction thresholds.
+func TestCapacityAndReserved(t *testing.T) {
+	for _, tc := range []struct {
+		name                  string
+		o                     Options
+		wantCapacity, wantRes map[corev1.ResourceName]string
+	}{
+		{"simulated defaults", Options{Runtime: "simulated", MaxPods: 110},
+			map[corev1.ResourceName]string{"cpu": "4", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"}, map[corev1.ResourceName]string{}},
+		{"simulated, --max-pods and --capacity", Options{Runtime: "simulated", MaxPods: 20, Capacity: "cpu=8"},
+			map[corev1.ResourceName]string{"cpu": "8", "pods": "20"}, map[corev1.ResourceName]string{}},
+		{"reservations add up", Options{Runtime: "simulated", MaxPods: 110, SystemReserved: "cpu=100m,memory=1Gi", KubeReserved: "cpu=200m"},
+			nil, map[corev1.ResourceName]string{"cpu": "300m", "memory": "1Gi"}},
+		{"a real node reserves the eviction thresholds", Options{Runtime: "remote", MaxPods: 50, RootDir: t.TempDir(), EvictionHard: "memory.available<100Mi", Capacity: "cpu=3"},
+			map[corev1.ResourceName]string{"cpu": "3", "pods": "50"}, map[corev1.ResourceName]string{"memory": "100Mi"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			capacity, reserved := tc.o.capacity()
+			for name, want := range tc.wantCapacity {
+				if got := capacity[name]; got.String() != want {
+					t.Errorf("capacity %s = %s, want %s", name, got.String(), want)
+				}
+			}
+			if tc.o.Runtime == "remote" {
+				if q := capacity[corev1.ResourceEphemeralStorage]; q.Sign() <= 0 {
+					t.Errorf("a real node's ephemeral-storage capacity %s, want the filesystem's size", q.String())
+				}
+			}
+			for name, want := range tc.wantRes {
+				if got := reserved[name]; got.String() != want {
+					t.Errorf("reserved %s = %s, want %s", name, got.String(), want)
+				}
+			}
+		})
 	}
 }
