@@ -105,9 +105,15 @@ func (s *Server) servePortForward(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	// Ports come with the stream (one per forwarded port): the runtime's
-	// server reads them from the client's headers.
-	resp, err := s.cfg.Runtime.PortForward(r.Context(), &runtimeapi.PortForwardRequest{PodSandboxId: sb})
+	// Over SPDY the ports come with the streams (one per forwarded port,
+	// in their headers). Over a WebSocket they are the request's "port"
+	// parameters, which the runtime's server takes from the CRI request.
+	ports, err := webSocketPorts(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	resp, err := s.cfg.Runtime.PortForward(r.Context(), &runtimeapi.PortForwardRequest{PodSandboxId: sb, Port: ports})
 	if err != nil {
 		writeError(w, err)
 		return
@@ -168,4 +174,28 @@ func isUpgrade(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// webSocketPorts are the ports a WebSocket port-forward asks for (the
+// kubelet's V4 options: "port" parameters, at least one, each in 1..65535);
+// none for other requests.
+func webSocketPorts(r *http.Request) ([]int32, error) {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		return nil, nil
+	}
+	values := r.URL.Query()["port"]
+	if len(values) == 0 {
+		return nil, fmt.Errorf("query parameter %q is required", "port")
+	}
+	var ports []int32
+	for _, v := range values {
+		for _, p := range strings.Split(v, ",") {
+			n, err := strconv.ParseUint(p, 10, 16)
+			if err != nil || n == 0 {
+				return nil, fmt.Errorf("unable to parse %q as a port: %v", p, err)
+			}
+			ports = append(ports, int32(n))
+		}
+	}
+	return ports, nil
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +78,39 @@ func TestStreamProxy(t *testing.T) {
 			fmt.Fprint(conn, "hello\n")
 			if line, err := br.ReadString('\n'); err != nil || line != "echo:hello\n" {
 				t.Errorf("relayed %q %v, want echo:hello", line, err)
+			}
+		})
+	}
+}
+
+// A WebSocket port-forward names its ports in "port" parameters, which the
+// runtime's server takes from the CRI request (the kubelet's V4 options);
+// SPDY carries them in its streams instead.
+func TestWebSocketPorts(t *testing.T) {
+	for _, tc := range []struct {
+		name, query, upgrade string
+		want                 []int32
+		wantErr              string
+	}{
+		{"SPDY: none", "port=80", "SPDY/3.1", nil, ""},
+		{"one port", "port=80", "websocket", []int32{80}, ""},
+		{"repeated and comma-separated", "port=80&port=8080,9090", "websocket", []int32{80, 8080, 9090}, ""},
+		{"none given", "", "websocket", nil, `query parameter "port" is required`},
+		{"zero", "port=0", "websocket", nil, `unable to parse "0" as a port`},
+		{"not a port", "port=70000", "websocket", nil, `unable to parse "70000" as a port`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/portForward/ns/p?"+tc.query, nil)
+			r.Header.Set("Upgrade", tc.upgrade)
+			got, err := webSocketPorts(r)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tc.want) {
+				t.Errorf("ports %v %v, want %v", got, err, tc.want)
 			}
 		})
 	}
