@@ -26,7 +26,7 @@ spec:
     image: docker.io/library/busybox:1.35
     imagePullPolicy: Never
     command: [sleep, "3600"]
-    resources: {requests: {memory: "1"}}
+    resources: {requests: {cpu: "1m"}}
 ---
 apiVersion: v1
 kind: Pod
@@ -50,6 +50,9 @@ spec:
 // TestNodeAgentEviction runs a node agent whose memory.available threshold
 // is above the machine's memory, so the node is always under memory
 // pressure, and checks the kubelet's hard-eviction behaviour end to end.
+// As with the kubelet, the threshold leaves no allocatable memory, so the
+// Burstable victim requests CPU only (a memory request would be refused
+// at admission, OutOfmemory).
 func TestNodeAgentEviction(t *testing.T) {
 	needRoot(t)
 	bin := binDir(t)
