@@ -794,8 +794,8 @@ func (m *Manager) writeFinalStatus(ctx context.Context, node Node, pod *corev1.P
 	// may not have reached the cache, and a conflict here would lose the
 	// final status.
 	latest, err := m.client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) || (err == nil && latest.UID != pod.UID) {
-		return nil // already gone (force-deleted)
+	if goneFromAPI(err) || (err == nil && latest.UID != pod.UID) {
+		return nil // already gone (force-deleted, or deleted by an earlier sync the cache has not seen yet)
 	}
 	if err != nil {
 		return err
@@ -834,6 +834,15 @@ func (m *Manager) deletePodNow(ctx context.Context, pod *corev1.Pod) error {
 		return nil
 	}
 	return err
+}
+
+// goneFromAPI says whether a read of one of this node's pods failed because
+// the pod no longer exists. Under the Node authorizer a deleted pod is not
+// NotFound but Forbidden ("no relationship found between node and this
+// object"): the authorizer's graph dropped the pod with its binding, and a
+// pod in the agent's cache is bound to the agent's node.
+func goneFromAPI(err error) bool {
+	return apierrors.IsNotFound(err) || apierrors.IsForbidden(err)
 }
 
 func removeSandboxes(ctx context.Context, rt internalapi.RuntimeService, labels map[string]string) error {

@@ -2,6 +2,7 @@ package pods
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -585,6 +587,31 @@ func TestSyncGracefulDeletionFinalStatus(t *testing.T) {
 	}
 	if s := statusOf(last.Status.ContainerStatuses, "app"); s.State.Terminated == nil {
 		t.Errorf("app's final state %+v, want terminated", s.State)
+	}
+}
+
+// A sync of a terminating pod that the cache still holds after the agent
+// deleted it: under the Node authorizer the API answers Forbidden, not
+// NotFound, for a pod no longer bound to the node. That is the pod being
+// gone, not an error to retry with back-off.
+func TestSyncTerminatingPodGoneForbidden(t *testing.T) {
+	h := newSyncHarness(t, syncTestPod(corev1.RestartPolicyAlways))
+	h.mustSync(1)
+	h.deleteGracefully()
+	h.refresh()
+	stale, ok, _ := h.m.inf.GetIndexer().GetByKey(h.key)
+	if !ok {
+		t.Fatal("the terminating pod is not in the cache")
+	}
+	if err := h.m.sync(context.Background(), h.key); err != nil {
+		t.Fatal(err)
+	}
+	h.cs.PrependReactor("get", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(corev1.Resource("pods"), "p", errors.New("no relationship found between node 'n1' and this object"))
+	})
+	_ = h.m.inf.GetIndexer().Add(stale) // the watch has not delivered the deletion yet
+	if err := h.m.sync(context.Background(), h.key); err != nil {
+		t.Errorf("second sync of the deleted pod: %v, want none", err)
 	}
 }
 
