@@ -41,12 +41,21 @@ build: ## Build the kubeparts binaries and the sandbox (pause) binary into bin/.
 	@$(GO_BUILD) -ldflags '-s -w' -o $(BIN)/nettool ./hack/images/nettool
 
 .PHONY: image
-IMAGES := kubeparts-controller-manager kubeparts-scheduler kubeparts-apiserver kubeparts-proxy
-image: build ## Build the in-cluster images (controller manager, scheduler, apiserver, proxy) as OCI archives in bin/images/ (ctr import / kind load).
+IMAGES := kubeparts-controller-manager kubeparts-scheduler kubeparts-apiserver kubeparts-proxy kubeparts-nodeagent
+# Roles that need no root run as the distroless "nonroot" user; the proxy programs
+# nftables and the node agent runs containers, both as root.
+NONROOT_IMAGES := kubeparts-controller-manager kubeparts-scheduler kubeparts-apiserver
+IMAGE_TAG ?= dev
+IMAGE_REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+IMAGE_LABELS := --label org.opencontainers.image.version=$(IMAGE_TAG) \
+  --label org.opencontainers.image.source=https://github.com/kubeparts/kubeparts \
+  --label org.opencontainers.image.revision=$(IMAGE_REVISION)
+image: build ## Build the in-cluster images (controller manager, scheduler, apiserver, proxy, node agent) as OCI archives in bin/images/ (ctr import / kind load). Same commit, same digests.
 	@for i in $(IMAGES); do \
 	  extra=""; [ $$i = kubeparts-proxy ] && extra="--host-binary $$(command -v nft)"; \
-	  go run ./hack/images/build --binary $(BIN)/$$i --name kubeparts/$$i:dev --out $(BIN)/images/$$i.tar $$extra && \
-	  echo "image: $(BIN)/images/$$i.tar (kubeparts/$$i:dev)"; done
+	  case " $(NONROOT_IMAGES) " in *" $$i "*) extra="$$extra --user 65532:65532";; esac; \
+	  go run ./hack/images/build --binary $(BIN)/$$i --name kubeparts/$$i:$(IMAGE_TAG) --out $(BIN)/images/$$i.tar $(IMAGE_LABELS) $$extra && \
+	  echo "image: $(BIN)/images/$$i.tar (kubeparts/$$i:$(IMAGE_TAG))"; done
 
 .PHONY: upstream
 upstream: ## Build the stock v1.36.3 binaries and etcd into bin/ (skipped when built).

@@ -44,6 +44,10 @@ type Image struct {
 	// User is the image config's user ("uid" or "uid:gid"); the runtime runs the
 	// entrypoint as it unless the pod's securityContext says otherwise. Empty is root.
 	User string
+	// Labels go into the image config (what `crictl inspecti` and registries show)
+	// and, as annotations, onto the manifest: the org.opencontainers.image.* keys
+	// (version, source, revision) say where an image came from.
+	Labels map[string]string
 }
 
 // Normalize completes a short image reference the way the CRI resolves it
@@ -97,6 +101,9 @@ func Write(w io.Writer, img Image) error {
 	if img.User != "" { // absent rather than "", so images without a user keep their digests
 		imgConfig["User"] = img.User
 	}
+	if len(img.Labels) > 0 { // encoding/json sorts map keys: the digest does not depend on map order
+		imgConfig["Labels"] = img.Labels
+	}
 	config, err := json.Marshal(map[string]any{
 		"architecture": runtime.GOARCH,
 		"os":           "linux",
@@ -107,14 +114,18 @@ func Write(w io.Writer, img Image) error {
 	if err != nil {
 		return err
 	}
-	manifest, err := json.Marshal(map[string]any{
+	manifestFields := map[string]any{
 		"schemaVersion": 2,
 		"mediaType":     "application/vnd.oci.image.manifest.v1+json",
 		"config":        descriptor{MediaType: "application/vnd.oci.image.config.v1+json", Digest: digest(config), Size: int64(len(config))},
 		"layers": []descriptor{{
 			MediaType: "application/vnd.oci.image.layer.v1.tar+gzip", Digest: digest(gz.Bytes()), Size: int64(gz.Len()),
 		}},
-	})
+	}
+	if len(img.Labels) > 0 {
+		manifestFields["annotations"] = img.Labels
+	}
+	manifest, err := json.Marshal(manifestFields)
 	if err != nil {
 		return err
 	}

@@ -123,7 +123,8 @@ func TestWriteLayout(t *testing.T) {
 }
 
 func TestWriteIsReproducible(t *testing.T) {
-	img := Image{Name: "example/app:1", Files: []File{{Path: "b", Mode: 0o644, Data: []byte("b")}, {Path: "a", Mode: 0o644, Data: []byte("a")}}}
+	img := Image{Name: "example/app:1", Files: []File{{Path: "b", Mode: 0o644, Data: []byte("b")}, {Path: "a", Mode: 0o644, Data: []byte("a")}},
+		Labels: map[string]string{"org.opencontainers.image.version": "v1", "org.opencontainers.image.revision": "abc", "org.opencontainers.image.source": "https://example.org/app"}}
 	var one, two bytes.Buffer
 	if err := Write(&one, img); err != nil {
 		t.Fatal(err)
@@ -172,6 +173,7 @@ func TestWriteUserAndXattrs(t *testing.T) {
 		Files:      []File{{Path: "coredns", Mode: 0o755, Data: []byte("bin"), Xattrs: map[string]string{"security.capability": caps}}},
 		Entrypoint: []string{"/coredns"},
 		User:       "65532:65532",
+		Labels:     map[string]string{"org.opencontainers.image.revision": "abc"},
 	}
 	var buf bytes.Buffer
 	if err := Write(&buf, img); err != nil {
@@ -180,10 +182,16 @@ func TestWriteUserAndXattrs(t *testing.T) {
 	files := readTar(t, bytes.NewReader(buf.Bytes()))
 	var index struct{ Manifests []struct{ Digest string } }
 	var manifest struct {
-		Config struct{ Digest string }
-		Layers []struct{ Digest string }
+		Config      struct{ Digest string }
+		Layers      []struct{ Digest string }
+		Annotations map[string]string
 	}
-	var config struct{ Config struct{ User string } }
+	var config struct {
+		Config struct {
+			User   string
+			Labels map[string]string
+		}
+	}
 	if err := json.Unmarshal(files["index.json"], &index); err != nil {
 		t.Fatal(err)
 	}
@@ -195,6 +203,9 @@ func TestWriteUserAndXattrs(t *testing.T) {
 	}
 	if config.Config.User != "65532:65532" {
 		t.Fatalf("config User = %q", config.Config.User)
+	}
+	if config.Config.Labels["org.opencontainers.image.revision"] != "abc" || manifest.Annotations["org.opencontainers.image.revision"] != "abc" {
+		t.Fatalf("revision label: config %v, manifest annotations %v", config.Config.Labels, manifest.Annotations)
 	}
 	zr, err := gzip.NewReader(bytes.NewReader(blob(t, files, manifest.Layers[0].Digest)))
 	if err != nil {

@@ -29,17 +29,32 @@ func main() {
 	binary := flag.String("binary", "", "static binary to put in the image as its entrypoint")
 	name := flag.String("name", "", "image reference, e.g. kubeparts/kubeparts-controller-manager:dev")
 	out := flag.String("out", "", "OCI archive to write")
-	var host multi
+	user := flag.String("user", "", "user the entrypoint runs as (uid or uid:gid); empty is root")
+	var host, labels multi
 	flag.Var(&host, "host-binary", "absolute path of a dynamically linked program of this machine to add with its libraries (repeatable)")
+	flag.Var(&labels, "label", "KEY=VALUE image label, e.g. org.opencontainers.image.revision=<commit> (repeatable)")
 	flag.Parse()
-	if err := run(*binary, *name, *out, host); err != nil {
+	img := ociimage.Image{Name: *name, User: *user}
+	for _, l := range labels {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			fmt.Fprintf(os.Stderr, "build: --label %q: want KEY=VALUE\n", l)
+			os.Exit(2)
+		}
+		if img.Labels == nil {
+			img.Labels = map[string]string{}
+		}
+		img.Labels[k] = v
+	}
+	if err := run(*binary, img, *out, host); err != nil {
 		fmt.Fprintln(os.Stderr, "build:", err)
 		os.Exit(1)
 	}
 }
 
-func run(binary, name, out string, host []string) error {
-	if binary == "" || name == "" || out == "" {
+// run writes img, with binary as its entrypoint and the host programs, to out.
+func run(binary string, img ociimage.Image, out string, host []string) error {
+	if binary == "" || img.Name == "" || out == "" {
 		return fmt.Errorf("--binary, --name and --out are required")
 	}
 	data, err := os.ReadFile(binary)
@@ -64,12 +79,8 @@ func run(binary, name, out string, host []string) error {
 		files = append(files, more...)
 		path += ":" + filepath.Dir(h)
 	}
-	err = ociimage.Write(f, ociimage.Image{
-		Name:       name,
-		Files:      files,
-		Entrypoint: []string{"/" + base},
-		Env:        []string{"PATH=" + path},
-	})
+	img.Files, img.Entrypoint, img.Env = files, []string{"/" + base}, []string{"PATH=" + path}
+	err = ociimage.Write(f, img)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
