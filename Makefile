@@ -77,8 +77,9 @@ generate: $(BIN)/controller-gen $(BIN)/openapi-gen ## Generate deepcopy code for
 	  --go-header-file /dev/null --report-filename /dev/null $(OPENAPI_PKGS)
 
 .PHONY: manifests
-manifests: $(BIN)/controller-gen ## Generate CRDs into config/crd/ (api/v1alpha1 only: api/controlplane is served by kubeparts-apiserver, not a CRD).
+manifests: $(BIN)/controller-gen ## Generate CRDs into config/crd/ and the chart's crds/ (api/v1alpha1 only: api/controlplane is served by kubeparts-apiserver, not a CRD).
 	@$(BIN)/controller-gen crd paths=./api/v1alpha1/... output:crd:artifacts:config=config/crd
+	@cp config/crd/*.*.yaml charts/kubeparts/crds/
 
 $(BIN)/openapi-gen: hack/tools/go.mod
 	@echo "tools: building openapi-gen"
@@ -87,6 +88,16 @@ $(BIN)/openapi-gen: hack/tools/go.mod
 $(BIN)/controller-gen: hack/tools/go.mod
 	@echo "tools: building controller-gen"
 	@cd hack/tools && $(GO_BUILD) -o $(BIN)/controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen
+
+# The real helm CLI for the chart's tests, from its Go module (no download site is
+# reachable here); ~2 min to build once, kept in bin/ (the stamp names the version).
+HELM_VERSION := v4.3.2
+$(BIN)/helm: $(BIN)/.helm-$(HELM_VERSION).stamp
+$(BIN)/.helm-$(HELM_VERSION).stamp:
+	@echo "tools: building helm $(HELM_VERSION)"
+	@mkdir -p $(BIN)
+	@GOBIN=$(BIN) CGO_ENABLED=0 go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	@touch $@
 
 ##@ Run
 .PHONY: run
@@ -98,7 +109,7 @@ run: deps build upstream ## Start a local cluster in the foreground (Ctrl-C stop
 test: deps build upstream image lint verify test-unit test-integration test-e2e ## Everything CI runs: lint, generated files, unit, integration, e2e.
 
 .PHONY: test-unit
-test-unit: ## Unit tests (no apiserver).
+test-unit: $(BIN)/helm ## Unit tests (no apiserver; the chart's with the real helm).
 	@echo "test: unit"
 	@go test $(TEST_FLAGS) $$(go list ./... | grep -v /test/)
 

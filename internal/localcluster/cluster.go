@@ -201,7 +201,7 @@ func (c *Cluster) startAll(ctx context.Context) error {
 		return fmt.Errorf("cluster DNS: %w", err)
 	}
 	if p.runKubeparts[RoleControllerManager] || p.runKubeparts[RoleScheduler] || p.runKubeparts[RoleCloud] {
-		if err := applyRBAC(ctx, c.client); err != nil {
+		if err := applyRBAC(ctx, c.client, p.runKubeparts); err != nil {
 			return fmt.Errorf("RBAC for kubeparts pieces: %w", err)
 		}
 		if err := applyCRDs(ctx, cfg); err != nil {

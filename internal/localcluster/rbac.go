@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"strings"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/client-go/kubernetes"
@@ -15,14 +16,17 @@ import (
 )
 
 // applyRBAC creates or updates the ClusterRoles and ClusterRoleBindings of config/rbac,
-// the same files users apply with kubectl.
-func applyRBAC(ctx context.Context, client kubernetes.Interface) error {
+// the same files users apply with kubectl, for the roles this cluster runs as
+// kubeparts host processes (config/rbac/<role>.yaml). A role run stock gets
+// none: its in-cluster install (the Helm chart, config/) owns those objects, and
+// Helm refuses to adopt objects it did not create.
+func applyRBAC(ctx context.Context, client kubernetes.Interface, runs map[string]bool) error {
 	files, err := fs.Glob(config.RBAC, "rbac/*.yaml")
 	if err != nil {
 		return err
 	}
 	for _, name := range files {
-		if path.Base(name) == "kustomization.yaml" {
+		if !runs[strings.TrimSuffix(path.Base(name), ".yaml")] { // kustomization.yaml included
 			continue
 		}
 		data, err := config.RBAC.ReadFile(name)
