@@ -153,7 +153,6 @@ func firstDiff(want, got string) string {
 	return "(same lines, different endings)"
 }
 
-
 // The chart README documents every value of values.yaml.
 func TestREADMENamesEveryValue(t *testing.T) {
 	data, err := os.ReadFile("kubeparts/values.yaml")
