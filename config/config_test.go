@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/kubeparts/kubeparts/internal/controllernames"
 )
 
@@ -47,5 +49,45 @@ func TestNoKubeProxyFiles(t *testing.T) {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("%s lacks %q", file, want)
 		}
+	}
+}
+
+// kind's kubeadm patches are in kubeadm v1beta4's form (current node images
+// refuse v1beta3's map of extraArgs): apiVersion named, extraArgs a list of
+// name/value pairs.
+func TestKindPatchesAreV1beta4(t *testing.T) {
+	data, err := os.ReadFile("kind/cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cluster struct {
+		Nodes []struct {
+			KubeadmConfigPatches []string `json:"kubeadmConfigPatches"`
+		} `json:"nodes"`
+	}
+	if err := yaml.Unmarshal(data, &cluster); err != nil {
+		t.Fatal(err)
+	}
+	patches := 0
+	for _, n := range cluster.Nodes {
+		for _, p := range n.KubeadmConfigPatches {
+			patches++
+			var patch struct {
+				APIVersion        string `json:"apiVersion"`
+				Kind              string `json:"kind"`
+				ControllerManager struct {
+					ExtraArgs []struct{ Name, Value string } `json:"extraArgs"`
+				} `json:"controllerManager"`
+			}
+			if err := yaml.UnmarshalStrict([]byte(p), &patch); err != nil {
+				t.Fatalf("patch %q: %v (v1beta4 wants extraArgs as a list of name/value)", p, err)
+			}
+			if patch.APIVersion != "kubeadm.k8s.io/v1beta4" || patch.Kind != "ClusterConfiguration" || len(patch.ControllerManager.ExtraArgs) == 0 {
+				t.Errorf("patch %q: want a kubeadm.k8s.io/v1beta4 ClusterConfiguration with controllerManager.extraArgs", p)
+			}
+		}
+	}
+	if patches == 0 {
+		t.Fatal("no kubeadmConfigPatches")
 	}
 }
