@@ -21,3 +21,9 @@ var CRDs embed.FS
 //
 //go:embed scheduler/profile.yaml
 var SchedulerProfile []byte
+
+// KubeadmStaticPods holds config/kubeadm/kubeparts-*.yaml, the static pods
+// `kubeparts swap` puts in a kubeadm control-plane host's manifests directory.
+//
+//go:embed kubeadm/kubeparts-*.yaml
+var KubeadmStaticPods embed.FS

@@ -21,7 +21,8 @@ const usage = `usage: kubeparts <command> [flags]
 commands:
   up       run a local cluster in the foreground until Ctrl-C
   status   say whether a cluster runs on a data dir and whether it is ready
-  swap     swap a role between stock and kubeparts in a running cluster (not implemented yet)
+  swap     on a kubeadm control-plane host, swap the scheduler or controller manager
+           between stock and kubeparts (static pods; backed up, rolled back on failure)
 
 Run 'kubeparts <command> --help' for a command's flags.
 `
@@ -38,7 +39,7 @@ func main() {
 	case "status":
 		err = status(os.Args[2:])
 	case "swap":
-		err = fmt.Errorf("swap is not implemented yet: stop the cluster and start it again with --stock=ROLE")
+		err = swapRole(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
