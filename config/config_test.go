@@ -18,8 +18,11 @@ import (
 func TestStockControllersSwitchedOffMatchImplemented(t *testing.T) {
 	names := controllernames.StockNames()
 	sort.Strings(names)
-	want := "*,-" + strings.Join(names, ",-")
-	re := regexp.MustCompile(`"(\*,-[a-z,-]+)"`)
+	// kubeadm's own default is "*,bootstrapsigner,tokencleaner": those two are off
+	// under "*" alone, and without bootstrapsigner no node can join (kubeadm join finds
+	// no JWS signature in the cluster-info ConfigMap).
+	want := "*,bootstrapsigner,tokencleaner,-" + strings.Join(names, ",-")
+	re := regexp.MustCompile(`"(\*,[a-z,-]+)"`)
 	for _, f := range []string{"kubeadm/cluster-configuration.yaml", "kind/cluster.yaml"} {
 		data, err := os.ReadFile(f)
 		if err != nil {

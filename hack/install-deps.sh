@@ -17,6 +17,13 @@ command -v nft >/dev/null || missing+=(nftables)
 command -v conntrack >/dev/null || missing+=(conntrack)
 # A static busybox becomes the local cluster's busybox image (shell, wget, nc for examples and tests).
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+# make test-kind: kind's nodes run under podman (no Docker engine here), from a node image
+# whose root filesystem debootstrap makes.
+command -v podman >/dev/null || missing+=(podman)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+# podman's network stack for kind's network (the one the feasibility runs used).
+dpkg -s netavark >/dev/null 2>&1 || missing+=(netavark)
+dpkg -s aardvark-dns >/dev/null 2>&1 || missing+=(aardvark-dns)
 if [ ${#missing[@]} -gt 0 ]; then
   pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
   if [ "$(id -u)" -ne 0 ]; then
@@ -36,3 +43,4 @@ echo "deps: downloading Go modules"
 go mod download
 (cd hack/upstream && go mod download)
 (cd hack/upstream/coredns && go mod download)
+(cd hack/kind && go mod download)

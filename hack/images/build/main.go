@@ -30,6 +30,7 @@ func main() {
 	name := flag.String("name", "", "image reference, e.g. kubeparts/kubeparts-controller-manager:dev")
 	out := flag.String("out", "", "OCI archive to write")
 	user := flag.String("user", "", "user the entrypoint runs as (uid or uid:gid); empty is root")
+	dir := flag.String("dir", "", "directory of the image to put the binary in, e.g. usr/local/bin (where kubeadm's manifests run kube-proxy from); empty: the root")
 	var host, labels multi
 	flag.Var(&host, "host-binary", "absolute path of a dynamically linked program of this machine to add with its libraries (repeatable)")
 	flag.Var(&labels, "label", "KEY=VALUE image label, e.g. org.opencontainers.image.revision=<commit> (repeatable)")
@@ -46,11 +47,15 @@ func main() {
 		}
 		img.Labels[k] = v
 	}
+	binDir = strings.Trim(*dir, "/")
 	if err := run(*binary, img, *out, host); err != nil {
 		fmt.Fprintln(os.Stderr, "build:", err)
 		os.Exit(1)
 	}
 }
+
+// binDir is where run puts the binary inside the image ("" for the root).
+var binDir string
 
 // run writes img, with binary as its entrypoint and the host programs, to out.
 func run(binary string, img ociimage.Image, out string, host []string) error {
@@ -69,8 +74,9 @@ func run(binary string, img ociimage.Image, out string, host []string) error {
 		return err
 	}
 	base := filepath.Base(binary)
-	files := []ociimage.File{{Path: base, Mode: 0o755, Data: data}}
-	path := "/"
+	inImage := filepath.Join(binDir, base)
+	files := []ociimage.File{{Path: inImage, Mode: 0o755, Data: data}}
+	path := "/" + binDir
 	for _, h := range host {
 		more, err := withLibraries(h)
 		if err != nil {
@@ -79,7 +85,7 @@ func run(binary string, img ociimage.Image, out string, host []string) error {
 		files = append(files, more...)
 		path += ":" + filepath.Dir(h)
 	}
-	img.Files, img.Entrypoint, img.Env = files, []string{"/" + base}, []string{"PATH=" + path}
+	img.Files, img.Entrypoint, img.Env = files, []string{"/" + inImage}, []string{"PATH=" + path}
 	err = ociimage.Write(f, img)
 	if cerr := f.Close(); err == nil {
 		err = cerr
