@@ -121,7 +121,7 @@ test: deps build upstream image lint verify test-unit test-integration test-e2e 
 .PHONY: test-kind
 test-kind: deps build upstream image $(BIN)/helm $(BIN)/kind $(BIN)/kubeadm ## kind on podman: a multi-node kind cluster from our own node image, the chart installed, the e2e checks there.
 	@echo "test: kind (podman; node image cached in podman and bin/kind-node/)"
-	@go test $(TEST_FLAGS) -count=1 -timeout 30m -v ./test/kind/
+	@KUBEPARTS_KIND=1 go test $(TEST_FLAGS) -count=1 -timeout 30m -v ./test/kind/
 
 .PHONY: test-unit
 test-unit: $(BIN)/helm ## Unit tests (no apiserver; the chart's with the real helm).

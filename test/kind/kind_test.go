@@ -117,6 +117,10 @@ func TestKind(t *testing.T) {
 		if out, err := e.kind(3*time.Minute, "delete", "cluster", "--name", clusterName); err != nil {
 			t.Errorf("kind delete cluster: %v\n%s", err, out)
 		}
+		// kind leaves its podman network (and netavark's firewall rules for it) behind.
+		if out, err := e.run(time.Minute, "podman", "network", "rm", "kind"); err != nil && !strings.Contains(out, "not found") {
+			t.Logf("podman network rm kind: %v", err)
+		}
 	})
 	if _, err := e.kind(10*time.Minute, "create", "cluster", "--name", clusterName, "--config", cfg, "--kubeconfig", e.kc, "--retain"); err != nil {
 		t.Fatal(err)
@@ -136,10 +140,10 @@ func TestKind(t *testing.T) {
 	installChart(t, e)
 }
 
-// installChart loads the images from `make image` and installs the chart as its
-// README says. config/kind/cluster.yaml switched kubeparts' controllers off in the
-// stock kube-controller-manager, so the chart's manager runs them all (its default):
-// a Deployment only rolls out if kubeparts' controllers work in the cluster.
+// installChart loads the images from `make image` and installs the chart as
+// config/kind/cluster.yaml says. That cluster's kube-controller-manager leaves
+// kubeparts' controllers to the kubeparts-controller-manager static pod: CoreDNS,
+// kube-proxy and every Deployment only get pods once it runs.
 func installChart(t *testing.T, e *env) {
 	t.Helper()
 	for _, i := range []string{"kubeparts-controller-manager", "kubeparts-scheduler", "kubeparts-apiserver"} {
@@ -147,17 +151,28 @@ func installChart(t *testing.T, e *env) {
 			t.Fatal(err)
 		}
 	}
+	framework.Eventually(t, 5*time.Minute, "the static kubeparts-controller-manager leading, CoreDNS and kube-proxy rolled out by it", func() error {
+		holder, err := e.kubectl("-n", "kube-system", "get", "lease", "kubeparts-controller-manager", "-o", "jsonpath={.spec.holderIdentity}")
+		if err != nil || !strings.HasPrefix(holder, clusterName+"-control-plane") {
+			return fmt.Errorf("Lease holder %q (%v)", holder, err)
+		}
+		if _, err := e.kubectl("-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=5s"); err != nil {
+			return err
+		}
+		_, err = e.kubectl("-n", "kube-system", "rollout", "status", "daemonset/kube-proxy", "--timeout=5s")
+		return err
+	})
 	helmEnv := t.TempDir()
 	e.extraEnv = append(e.extraEnv, "HELM_CACHE_HOME="+helmEnv, "HELM_CONFIG_HOME="+helmEnv, "HELM_DATA_HOME="+helmEnv)
 	start := time.Now()
 	// kind's kubelets serve self-signed certificates (no serverTLSBootstrap): the
 	// metrics-server setting for that.
 	if _, err := e.run(6*time.Minute, filepath.Join(e.bin, "helm"), "--kubeconfig", e.kc, "install", "kubeparts", filepath.Join(e.repo, "charts", "kubeparts"),
-		"--namespace", "kube-system", "--wait", "--timeout", "5m", "--set", "apiserver.kubelet.insecureTLS=true"); err != nil {
+		"--namespace", "kube-system", "--wait", "--timeout", "5m", "--set", "apiserver.kubelet.insecureTLS=true", "--set", "controllerManager.enabled=false"); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("helm install --wait in %s", time.Since(start).Round(time.Second))
-	for lease, selector := range map[string]string{"kubeparts-controller-manager": "app.kubernetes.io/name=kubeparts-controller-manager", "kubeparts-scheduler": "app.kubernetes.io/name=kubeparts-scheduler"} {
+	for lease, selector := range map[string]string{"kubeparts-scheduler": "app.kubernetes.io/name=kubeparts-scheduler"} {
 		framework.Eventually(t, 90*time.Second, "Lease "+lease+" held by a pod", func() error {
 			holder, err := e.kubectl("-n", "kube-system", "get", "lease", lease, "-o", "jsonpath={.spec.holderIdentity}")
 			if err != nil {
@@ -209,7 +224,17 @@ func clusterConfig(t *testing.T, repo, image string) string {
 		t.Fatal(err)
 	}
 	for _, n := range cluster["nodes"].([]any) {
-		n.(map[string]any)["image"] = image
+		node := n.(map[string]any)
+		node["image"] = image
+		// Mounts name files relative to the repository's root, where users run kind.
+		if mounts, ok := node["extraMounts"].([]any); ok {
+			for _, m := range mounts {
+				mount := m.(map[string]any)
+				if p := mount["hostPath"].(string); !filepath.IsAbs(p) {
+					mount["hostPath"] = filepath.Join(repo, p)
+				}
+			}
+		}
 	}
 	cluster["networking"] = map[string]any{"disableDefaultCNI": true, "kubeProxyMode": "nftables", "podSubnet": "10.244.0.0/16"}
 	cluster["kubeadmConfigPatches"] = []any{
