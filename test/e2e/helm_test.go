@@ -87,26 +87,8 @@ func TestUpHelm(t *testing.T) {
 		}
 		return err
 	})
-	leaseHeldByPod := func(lease, selector string) {
-		eventually(t, 90*time.Second, "Lease "+lease+" held by a pod", func() error {
-			holder, err := kubectl(t, bin, kc, "-n", "kube-system", "get", "lease", lease, "-o", "jsonpath={.spec.holderIdentity}")
-			if err != nil {
-				return err
-			}
-			pods, err := kubectl(t, bin, kc, "-n", "kube-system", "get", "pods", "-l", selector, "-o", "jsonpath={.items[*].metadata.name}")
-			if err != nil {
-				return err
-			}
-			for _, p := range strings.Fields(pods) {
-				if strings.HasPrefix(holder, p) {
-					return nil
-				}
-			}
-			return fmt.Errorf("holder %q is none of %s", holder, pods)
-		})
-	}
-	leaseHeldByPod("kubeparts-controller-manager", "app.kubernetes.io/name=kubeparts-controller-manager")
-	leaseHeldByPod("kubeparts-scheduler", "app.kubernetes.io/name=kubeparts-scheduler")
+	leaseHeldByPod(t, bin, kc, "kubeparts-controller-manager", "app.kubernetes.io/name=kubeparts-controller-manager")
+	leaseHeldByPod(t, bin, kc, "kubeparts-scheduler", "app.kubernetes.io/name=kubeparts-scheduler")
 	eventually(t, 2*time.Minute, "kubectl top nodes through the chart's kubeparts-apiserver", func() error {
 		out, err := kubectl(t, bin, kc, "top", "nodes")
 		if err != nil {
@@ -182,17 +164,8 @@ spec:
 // block name (continuation lines joined, single quotes removed as the shell would).
 func readmeHelm(t *testing.T, name string) [][]string {
 	t.Helper()
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, block, ok := strings.Cut(string(readme), "<!-- "+name)
-	block, _, ok2 := strings.Cut(block, "<!-- /"+name+" -->")
-	if !ok || !ok2 {
-		t.Fatalf("README has no %s block", name)
-	}
 	var out [][]string
-	for _, line := range strings.Split(strings.ReplaceAll(block, "\\\n", " "), "\n") {
+	for _, line := range strings.Split(strings.ReplaceAll(readmeBlock(t, name), "\\\n", " "), "\n") {
 		line, _, _ = strings.Cut(line, "#")
 		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "helm "); ok {
 			var args []string

@@ -261,3 +261,25 @@ func scrape(t testing.TB, bin, kubeconfig string, port int) string {
 	}
 	return string(body)
 }
+
+// leaseHeldByPod waits until an in-cluster component's pod leads (its Lease in kube-system).
+func leaseHeldByPod(t *testing.T, bin, kc, lease, selector string) {
+	t.Helper()
+	framework.LeaseHeldByPod(t, 90*time.Second, func(args ...string) (string, error) { return kubectl(t, bin, kc, args...) }, lease, selector)
+}
+
+// readmeBlock is the README's text between <!-- name ... --> and <!-- /name -->: the
+// commands tests run as a newcomer would.
+func readmeBlock(t *testing.T, name string) string {
+	t.Helper()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(readme), "<!-- "+name)
+	block, _, ok2 := strings.Cut(block, "<!-- /"+name+" -->")
+	if !ok || !ok2 {
+		t.Fatalf("README has no %s block", name)
+	}
+	return block
+}

@@ -119,26 +119,8 @@ patches:
 	rollout("deployment", "kubeparts-apiserver")
 	rollout("daemonset", "kubeparts-proxy")
 
-	leaseHeldByPod := func(lease, selector string) {
-		eventually(t, 60*time.Second, "Lease "+lease+" held by a pod", func() error {
-			holder, err := kubectl(t, bin, kc, "-n", "kube-system", "get", "lease", lease, "-o", "jsonpath={.spec.holderIdentity}")
-			if err != nil {
-				return err
-			}
-			pods, err := kubectl(t, bin, kc, "-n", "kube-system", "get", "pods", "-l", selector, "-o", "jsonpath={.items[*].metadata.name}")
-			if err != nil {
-				return err
-			}
-			for _, p := range strings.Fields(pods) {
-				if strings.HasPrefix(holder, p) {
-					return nil
-				}
-			}
-			return fmt.Errorf("holder %q is none of %s", holder, pods)
-		})
-	}
-	leaseHeldByPod("kubeparts-controller-manager", "app.kubernetes.io/name=kubeparts-controller-manager")
-	leaseHeldByPod("kubeparts-scheduler", "app.kubernetes.io/name=kubeparts-scheduler")
+	leaseHeldByPod(t, bin, kc, "kubeparts-controller-manager", "app.kubernetes.io/name=kubeparts-controller-manager")
+	leaseHeldByPod(t, bin, kc, "kubeparts-scheduler", "app.kubernetes.io/name=kubeparts-scheduler")
 
 	// The second scheduler places a pod that asks for it.
 	apply(t, bin, kc, `apiVersion: v1

@@ -769,17 +769,8 @@ spec:
 // of the README block between <!-- name ... --> and <!-- /name -->.
 func readmeKubectl(t *testing.T, name string) []string {
 	t.Helper()
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, block, ok := strings.Cut(string(readme), "<!-- "+name)
-	block, _, ok2 := strings.Cut(block, "<!-- /"+name+" -->")
-	if !ok || !ok2 {
-		t.Fatalf("README has no %s block", name)
-	}
 	var out []string
-	for _, line := range strings.Split(block, "\n") {
+	for _, line := range strings.Split(readmeBlock(t, name), "\n") {
 		line, _, _ = strings.Cut(line, "#")
 		if args, ok := strings.CutPrefix(strings.TrimSpace(line), "kubectl "); ok {
 			out = append(out, strings.TrimSpace(args))

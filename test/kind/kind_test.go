@@ -172,24 +172,7 @@ func installChart(t *testing.T, e *env) {
 		t.Fatal(err)
 	}
 	t.Logf("helm install --wait in %s", time.Since(start).Round(time.Second))
-	for lease, selector := range map[string]string{"kubeparts-scheduler": "app.kubernetes.io/name=kubeparts-scheduler"} {
-		framework.Eventually(t, 90*time.Second, "Lease "+lease+" held by a pod", func() error {
-			holder, err := e.kubectl("-n", "kube-system", "get", "lease", lease, "-o", "jsonpath={.spec.holderIdentity}")
-			if err != nil {
-				return err
-			}
-			pods, err := e.kubectl("-n", "kube-system", "get", "pods", "-l", selector, "-o", "jsonpath={.items[*].metadata.name}")
-			if err != nil {
-				return err
-			}
-			for _, p := range strings.Fields(pods) {
-				if strings.HasPrefix(holder, p) {
-					return nil
-				}
-			}
-			return fmt.Errorf("holder %q is none of %s", holder, pods)
-		})
-	}
+	framework.LeaseHeldByPod(t, 90*time.Second, e.kubectl, "kubeparts-scheduler", "app.kubernetes.io/name=kubeparts-scheduler")
 	if _, err := e.kubectl("create", "deployment", "web", "--image=registry.k8s.io/pause:3.10", "--replicas=3"); err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,9 @@ package framework
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -122,4 +124,28 @@ func Deployment(ns, name string, replicas int32) *appsv1.Deployment {
 			},
 		},
 	}
+}
+
+// LeaseHeldByPod waits until the kube-system Lease is held by one of the pods the
+// label selector picks (leader-election identities start with the pod's name, the
+// host name of an in-cluster component), reading both with kubectl, the client
+// users have.
+func LeaseHeldByPod(t testing.TB, timeout time.Duration, kubectl func(args ...string) (string, error), lease, selector string) {
+	t.Helper()
+	Eventually(t, timeout, "Lease "+lease+" held by a pod", func() error {
+		holder, err := kubectl("-n", "kube-system", "get", "lease", lease, "-o", "jsonpath={.spec.holderIdentity}")
+		if err != nil {
+			return err
+		}
+		pods, err := kubectl("-n", "kube-system", "get", "pods", "-l", selector, "-o", "jsonpath={.items[*].metadata.name}")
+		if err != nil {
+			return err
+		}
+		for _, p := range strings.Fields(pods) {
+			if strings.HasPrefix(holder, p) {
+				return nil
+			}
+		}
+		return fmt.Errorf("holder %q is none of %s", holder, pods)
+	})
 }
