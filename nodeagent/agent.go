@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -67,6 +68,7 @@ type Options struct {
 	Workers       int
 	// Remote runtime (containerd).
 	RuntimeEndpoint, CgroupParent, PodLogDir string
+	CgroupDriver                             string
 	// EvictionHard are the thresholds of the pressure conditions.
 	EvictionHard string
 	// ContainerLogMaxSize and ContainerLogMaxFiles bound each container's
@@ -98,7 +100,7 @@ type Options struct {
 
 // NewOptions returns the defaults: a simulated node of 4 cpu, 32Gi, 110 pods.
 func NewOptions() *Options {
-	return &Options{Runtime: "simulated", SimulateNodes: 1, MaxPods: node.DefaultMaxPods, Workers: 10, NodeIP: "10.0.0.1", RootDir: "/var/lib/kubeparts-nodeagent", CertDir: "/var/lib/kubelet/pki", ResolvConf: "/etc/resolv.conf", EvictionHard: node.DefaultEvictionHard, ContainerLogMaxSize: "10Mi", ContainerLogMaxFiles: 5,
+	return &Options{Runtime: "simulated", SimulateNodes: 1, MaxPods: node.DefaultMaxPods, Workers: 10, CgroupDriver: pods.CgroupDriverCgroupfs, PodLogDir: "/var/log/pods", NodeIP: "10.0.0.1", RootDir: "/var/lib/kubeparts-nodeagent", CertDir: "/var/lib/kubelet/pki", ResolvConf: "/etc/resolv.conf", EvictionHard: node.DefaultEvictionHard, ContainerLogMaxSize: "10Mi", ContainerLogMaxFiles: 5,
 		Address: "0.0.0.0", Port: 10250, AuthorizationMode: "Webhook", HealthzBindAddress: "127.0.0.1", HealthzPort: 10248}
 }
 
@@ -119,8 +121,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NodeName, "hostname-override", o.NodeName, "node name; with --simulate-nodes=N the nodes are <name>-0 ... <name>-(N-1)")
 	fs.StringVar(&o.Runtime, "runtime", o.Runtime, "container runtime: simulated (in-process CRI) or remote (a CRI socket such as containerd's; experimental)")
 	fs.StringVar(&o.RuntimeEndpoint, "container-runtime-endpoint", o.RuntimeEndpoint, "CRI endpoint for --runtime=remote, e.g. unix:///run/containerd/containerd.sock")
-	fs.StringVar(&o.CgroupParent, "cgroup-parent", o.CgroupParent, "cgroup the pods' cgroups go under (--runtime=remote)")
-	fs.StringVar(&o.PodLogDir, "pod-log-dir", o.PodLogDir, "directory of the pods' container logs (--runtime=remote)")
+	fs.StringVar(&o.CgroupParent, "cgroup-parent", o.CgroupParent, "cgroup the pods' cgroups go under (--runtime=remote); with the systemd driver, empty is kubepods (kubepods.slice), as the kubelet's")
+	fs.StringVar(&o.CgroupDriver, "cgroup-driver", o.CgroupDriver, "how the runtime names cgroups: cgroupfs (paths) or systemd (slices; containerd's SystemdCgroup = true)")
+	fs.StringVar(&o.PodLogDir, "pod-log-dir", o.PodLogDir, "directory of the pods' container logs (--runtime=remote), the kubelet's podLogsDir")
 	fs.StringVar(&o.ContainerLogMaxSize, "container-log-max-size", o.ContainerLogMaxSize, "a container's log is rotated when it reaches this size (--runtime=remote)")
 	fs.IntVar(&o.ContainerLogMaxFiles, "container-log-max-files", o.ContainerLogMaxFiles, "log files kept per container, the current one included; at least 2 (--runtime=remote)")
 	fs.StringVar(&o.EvictionHard, "eviction-hard", o.EvictionHard, "thresholds under which the node reports MemoryPressure/DiskPressure and evicts pods (memory.available, nodefs.available; --runtime=remote)")
@@ -139,7 +142,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.MaxPods, "max-pods", o.MaxPods, "pods the node runs at most (its pods capacity)")
 	fs.StringVar(&o.CloudProvider, "cloud-provider", o.CloudProvider, "'external': a cloud-controller-manager initializes the node (it registers tainted node.cloudprovider.kubernetes.io/uninitialized and the cloud's addresses win); empty: none")
 	fs.StringSliceVar(&o.RegisterWithTaints, "register-with-taints", o.RegisterWithTaints, "taints the node registers with, key=value:Effect")
-	fs.StringToStringVar(&o.NodeLabels, "node-labels", o.NodeLabels, "labels the node registers with (NodeRestriction forbids node-role.kubernetes.io/*)")
+	fs.Var((*labelsFlag)(&o.NodeLabels), "node-labels", "labels the node registers with, key=value,... (NodeRestriction forbids node-role.kubernetes.io/*); empty for none, as kind passes it")
 	fs.IntVar(&o.Workers, "pod-workers", o.Workers, "pods synced in parallel")
 	fs.StringVar(&o.Address, "address", o.Address, "address the kubelet API listens on (--runtime=remote)")
 	fs.IntVar(&o.Port, "port", o.Port, "port of the kubelet API (logs, exec, attach, port-forward, metrics, stats); 0 disables it")
@@ -257,6 +260,9 @@ func (o *Options) Validate() []error {
 	}
 	if _, err := node.ParseEvictionHard(o.EvictionHard); err != nil {
 		errs = append(errs, err)
+	}
+	if o.CgroupDriver != pods.CgroupDriverCgroupfs && o.CgroupDriver != pods.CgroupDriverSystemd {
+		errs = append(errs, fmt.Errorf("--cgroup-driver %q: want cgroupfs or systemd (as containerd's SystemdCgroup says)", o.CgroupDriver))
 	}
 	if o.Workers < 1 {
 		errs = append(errs, fmt.Errorf("--pod-workers must be positive"))
@@ -421,7 +427,10 @@ func (o *Options) Run(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			pn.Runtime, pn.Images, pn.CgroupParent, pn.LogDir = rs, is, o.CgroupParent, o.PodLogDir
+			pn.Runtime, pn.Images, pn.CgroupParent, pn.LogDir, pn.CgroupDriver = rs, is, o.CgroupParent, o.PodLogDir, o.CgroupDriver
+			if pn.CgroupParent == "" && o.CgroupDriver == pods.CgroupDriverSystemd {
+				pn.CgroupParent = "kubepods" // the kubelet's kubepods.slice
+			}
 			maxSize := resource.MustParse(o.ContainerLogMaxSize)
 			pn.LogMaxSize, pn.LogMaxFiles = maxSize.Value(), o.ContainerLogMaxFiles
 			pn.PodDir, pn.ManifestDir = filepath.Join(o.RootDir, "pods"), o.PodManifestPath
@@ -513,3 +522,35 @@ func (o *Options) Run(ctx context.Context) error {
 	wg.Wait()
 	return nil
 }
+
+// labelsFlag is --node-labels as the kubelet reads it: key=value pairs separated by
+// commas, and the empty string (kind's drop-in passes --node-labels="") for none.
+type labelsFlag map[string]string
+
+func (l *labelsFlag) String() string {
+	var parts []string
+	for k, v := range *l {
+		parts = append(parts, k+"="+v)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func (l *labelsFlag) Set(s string) error {
+	if *l == nil {
+		*l = map[string]string{}
+	}
+	for _, pair := range strings.Split(s, ",") {
+		if pair = strings.TrimSpace(pair); pair == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(pair, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("%q: want key=value", pair)
+		}
+		(*l)[k] = v
+	}
+	return nil
+}
+
+func (l *labelsFlag) Type() string { return "mapStringString" }

@@ -7,12 +7,15 @@ import (
 	"maps"
 	"net"
 	"os"
+	"path"
 	"slices"
 	"sort"
 	"strings"
 
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kubeparts/kubeparts/nodeagent/pods"
 )
 
 // A KubeletConfiguration file (--config, kubelet.config.k8s.io/v1beta1,
@@ -51,20 +54,31 @@ func toFlag(flag string) configField {
 
 // configFields are the fields the agent implements.
 var configFields = map[string]configField{
-	"staticPodPath":            toFlag("pod-manifest-path"),
-	"podLogsDir":               toFlag("pod-log-dir"),
-	"address":                  toFlag("address"),
-	"port":                     toFlag("port"),
-	"tlsCertFile":              toFlag("tls-cert-file"),
-	"tlsPrivateKeyFile":        toFlag("tls-private-key-file"),
-	"rotateCertificates":       toFlag("rotate-certificates"),
-	"serverTLSBootstrap":       toFlag("rotate-server-certificates"),
-	"healthzPort":              toFlag("healthz-port"),
-	"healthzBindAddress":       toFlag("healthz-bind-address"),
-	"clusterDomain":            toFlag("cluster-domain"),
-	"clusterDNS":               toFlag("cluster-dns"),
-	"resolvConf":               toFlag("resolv-conf"),
-	"cgroupRoot":               toFlag("cgroup-parent"),
+	"staticPodPath":      toFlag("pod-manifest-path"),
+	"podLogsDir":         toFlag("pod-log-dir"),
+	"address":            toFlag("address"),
+	"port":               toFlag("port"),
+	"tlsCertFile":        toFlag("tls-cert-file"),
+	"tlsPrivateKeyFile":  toFlag("tls-private-key-file"),
+	"rotateCertificates": toFlag("rotate-certificates"),
+	"serverTLSBootstrap": toFlag("rotate-server-certificates"),
+	"healthzPort":        toFlag("healthz-port"),
+	"healthzBindAddress": toFlag("healthz-bind-address"),
+	"clusterDomain":      toFlag("cluster-domain"),
+	"clusterDNS":         toFlag("cluster-dns"),
+	"resolvConf":         toFlag("resolv-conf"),
+	// The kubelet's pods go to <cgroupRoot>/kubepods (cgroupsPerQOS); the agent's
+	// --cgroup-parent names that cgroup itself.
+	"cgroupRoot": func(v any) ([]flagSetting, error) {
+		s, err := scalar(v)
+		return []flagSetting{{"cgroup-parent", path.Join("/", s, "kubepods")}}, err
+	},
+	"cgroupDriver": func(v any) ([]flagSetting, error) {
+		if s, _ := v.(string); s != pods.CgroupDriverCgroupfs && s != pods.CgroupDriverSystemd {
+			return nil, fmt.Errorf("%s: want cgroupfs or systemd", jsonText(v))
+		}
+		return toFlag("cgroup-driver")(v)
+	},
 	"maxPods":                  toFlag("max-pods"),
 	"containerLogMaxSize":      toFlag("container-log-max-size"),
 	"containerLogMaxFiles":     toFlag("container-log-max-files"),
@@ -84,7 +98,6 @@ var configFields = map[string]configField{
 	"readOnlyPort":           only("the read-only port is not served (as kubeadm configures the kubelet)", float64(0)),
 	"registerNode":           only("the agent always registers its Node", true),
 	"cgroupsPerQOS":          only("pods always run in per-QoS cgroups", true),
-	"cgroupDriver":           only("only cgroupfs is supported (set containerd's SystemdCgroup = false too)", "cgroupfs"),
 	"enforceNodeAllocatable": only("only the pods' cgroup is bounded", []any{"pods"}, []any{}, []any{"none"}),
 	"memorySwap": func(v any) ([]flagSetting, error) {
 		if m, ok := v.(map[string]any); ok && (m["swapBehavior"] == nil || m["swapBehavior"] == "" || m["swapBehavior"] == "NoSwap") {

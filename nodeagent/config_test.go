@@ -112,6 +112,8 @@ func TestKubeadmConfigFile(t *testing.T) {
 		{"the command line wins over the file (healthzPort)", o.HealthzPort, 20248},
 		{"the node is named after the host", o.NodeName != "", true},
 		{"bootstrap kubeconfig", o.BootstrapKubeconfig, "/etc/kubernetes/bootstrap-kubelet.conf"},
+		{"cgroupDriver", o.CgroupDriver, "cgroupfs"},
+		{"the kubelet's log directory by default", o.PodLogDir, "/var/log/pods"},
 	} {
 		if !reflect.DeepEqual(c.got, c.want) {
 			t.Errorf("%s: %v, want %v", c.what, c.got, c.want)
@@ -119,6 +121,22 @@ func TestKubeadmConfigFile(t *testing.T) {
 	}
 	if errs := o.Validate(); len(errs) > 0 {
 		t.Errorf("kubeadm's configuration does not validate: %v", errs)
+	}
+}
+
+// kind's and kubeadm's current default: the systemd driver, and (kind) a cgroup root
+// under which the kubelet's pods go to kubepods.
+func TestSystemdCgroupConfig(t *testing.T) {
+	config := strings.Replace(kubeadmKubeletConfig, "cgroupDriver: cgroupfs", "cgroupDriver: systemd\ncgroupRoot: /kubelet", 1)
+	o, err := parseWithConfig(t, config, "--container-runtime-endpoint=unix:///run/containerd/containerd.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.CgroupDriver != "systemd" || o.CgroupParent != "/kubelet/kubepods" {
+		t.Errorf("cgroup driver %q, parent %q; want systemd and /kubelet/kubepods", o.CgroupDriver, o.CgroupParent)
+	}
+	if errs := o.Validate(); len(errs) > 0 {
+		t.Errorf("does not validate: %v", errs)
 	}
 }
 
@@ -133,7 +151,7 @@ func TestConfigFileRefusals(t *testing.T) {
 		{"a typo", head + "clusterDNs: [10.96.0.10]\n", []string{"clusterDNs: unknown field of KubeletConfiguration"}},
 		{"a behaviour the agent lacks", head + "cpuManagerPolicy: static\n", []string{`cpuManagerPolicy: "static" is not supported`}},
 		{"its default is fine", head + "cpuManagerPolicy: none\npodPidsLimit: -1\n", nil},
-		{"the systemd cgroup driver", head + "cgroupDriver: systemd\n", []string{`cgroupDriver: "systemd" is not supported by kubeparts-nodeagent: only cgroupfs`}},
+		{"an unknown cgroup driver", head + "cgroupDriver: openrc\n", []string{`cgroupDriver: "openrc": want cgroupfs or systemd`}},
 		{"a nested typo", head + "authentication:\n  x509:\n    clientCAfile: /ca\n", []string{`authentication: x509: unknown field "clientCAfile"`}},
 		{"every error at once", head + "featureGates: {Foo: true}\nreadOnlyPort: 10255\n", []string{"featureGates:", "readOnlyPort: 10255 is not supported"}},
 		{"another kind", "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeProxyConfiguration\n", []string{"want kubelet.config.k8s.io/v1beta1 KubeletConfiguration"}},
@@ -222,5 +240,27 @@ func TestCapacityAndReserved(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// --node-labels as kubeadm's and kind's drop-ins pass it.
+func TestNodeLabelsFlag(t *testing.T) {
+	for _, tc := range []struct {
+		arg     string
+		want    map[string]string
+		wantErr bool
+	}{
+		{"", map[string]string{}, false}, // kind: --node-labels=""
+		{"a=1", map[string]string{"a": "1"}, false},
+		{"a=1,topology.kubernetes.io/zone=z", map[string]string{"a": "1", "topology.kubernetes.io/zone": "z"}, false},
+		{"a=", map[string]string{"a": ""}, false},
+		{"a", nil, true},
+		{"=1", nil, true},
+	} {
+		var l labelsFlag
+		err := l.Set(tc.arg)
+		if (err != nil) != tc.wantErr || (!tc.wantErr && !reflect.DeepEqual(map[string]string(l), tc.want)) {
+			t.Errorf("--node-labels=%q: %v %v, want %v (error %v)", tc.arg, l, err, tc.want, tc.wantErr)
+		}
 	}
 }

@@ -10,6 +10,7 @@
 # in bin/kind-node/ as a tarball), the rest ~1 min.
 #
 # usage: hack/kind/node-image.sh BIN_DIR   (as root; prints the image name last)
+# ENGINE=docker imports it into Docker instead, for kind's default provider.
 set -euo pipefail
 BIN=$(realpath "${1:?bin dir}")
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -18,6 +19,7 @@ KIND_VERSION=v0.33.0
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PACKAGES=containerd,runc,iptables,nftables,conntrack,iproute2,ethtool,kmod,pigz,fuse-overlayfs,jq,curl,procps,containernetworking-plugins,ca-certificates,systemd,systemd-sysv,dbus
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$HERE/containers.conf}
+ENGINE=${ENGINE:-podman}
 CACHE=$BIN/kind-node
 mkdir -p "$CACHE"
 
@@ -29,7 +31,7 @@ KIND_FILES=$(go env GOMODCACHE)/sigs.k8s.io/kind@$KIND_VERSION/images/base/files
 
 key=$( (cat "$0" "$HERE"/files/* ; echo "$PACKAGES $KIND_VERSION"; for b in kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy etcd coredns pause; do sha256sum "$BIN/$b"; done) | sha256sum | cut -c1-12)
 IMAGE=localhost/kubeparts-kind-node:v1.36.3-$key
-if podman image exists "$IMAGE"; then echo "node-image: $IMAGE (cached)" >&2; echo "$IMAGE"; exit 0; fi
+if $ENGINE image inspect "$IMAGE" >/dev/null 2>&1; then echo "node-image: $IMAGE (cached)" >&2; echo "$IMAGE"; exit 0; fi
 
 # The Debian part: debootstrap, then the packages, as one cached tarball.
 base=$CACHE/bookworm-$(echo "$PACKAGES" | sha256sum | cut -c1-12).tar
@@ -92,8 +94,8 @@ chroot "$R" systemctl mask systemd-binfmt.service systemd-sysctl.service >/dev/n
 echo "v1.36.3" > "$R/kind/version"
 rm -f "$R/usr/sbin/policy-rc.d"
 
-echo "node-image: podman import $IMAGE" >&2
-tar -C "$R" --numeric-owner -c . | podman import \
+echo "node-image: $ENGINE import $IMAGE" >&2
+tar -C "$R" --numeric-owner -c . | $ENGINE import \
   --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' --change 'ENV container=docker' --change 'STOPSIGNAL SIGRTMIN+3' \
   - "$IMAGE" >/dev/null
 echo "$IMAGE"

@@ -43,14 +43,15 @@ func (a APIHealth) Leader(ctx context.Context, lease string) (string, error) {
 
 // WaitInCharge polls every second until the pod is Ready and the Lease held afresh.
 func (a APIHealth) WaitInCharge(ctx context.Context, pod, lease, previous string) error {
+	// What was last seen missing says more than a read that failed (the last
+	// one may only fail for the deadline itself).
 	var missing string
+	var apiErr error
 	err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
 		name := pod + "-" + a.Node
 		p, err := a.Client.CoreV1().Pods("kube-system").Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			if ctx.Err() == nil { // else the deadline, not the pod: keep what was missing
-				missing = fmt.Sprintf("mirror pod kube-system/%s: %v", name, err)
-			}
+			apiErr = fmt.Errorf("mirror pod kube-system/%s: %w", name, err)
 			return false, nil
 		}
 		if !podReady(p) {
@@ -63,9 +64,7 @@ func (a APIHealth) WaitInCharge(ctx context.Context, pod, lease, previous string
 		ns, ln := splitLease(lease)
 		l, err := a.Client.CoordinationV1().Leases(ns).Get(ctx, ln, metav1.GetOptions{})
 		if err != nil {
-			if ctx.Err() == nil {
-				missing = fmt.Sprintf("Lease %s: %v", lease, err)
-			}
+			apiErr = fmt.Errorf("Lease %s: %w", lease, err)
 			return false, nil
 		}
 		holder := ""
@@ -80,8 +79,13 @@ func (a APIHealth) WaitInCharge(ctx context.Context, pod, lease, previous string
 		}
 		return true, nil
 	})
-	if err != nil && missing != "" {
+	switch {
+	case err == nil:
+		return nil
+	case missing != "":
 		return fmt.Errorf("%s", missing)
+	case apiErr != nil:
+		return apiErr
 	}
 	return err
 }

@@ -58,6 +58,9 @@ type Node struct {
 	// CgroupParent holds the pods' cgroups (pod<uid> under it); LogDir their
 	// logs (<namespace>_<name>_<uid>/<container>/0.log). Empty: the runtime's defaults.
 	CgroupParent, LogDir string
+	// CgroupDriver is how the runtime names cgroups: CgroupDriverCgroupfs
+	// (also when empty) or CgroupDriverSystemd.
+	CgroupDriver string
 	// Allocatable is what pods may use of the node: the value of
 	// resourceFieldRef limits a container does not set.
 	Allocatable corev1.ResourceList
@@ -492,7 +495,8 @@ func (m *Manager) ensureRunning(ctx context.Context, node Node, pod *corev1.Pod)
 		if !node.Simulated && config.GetLinux().GetCgroupParent() != "" {
 			// The pod's own cgroup (runc created it for the sandbox) gets the
 			// pod-level limits; a failure is logged, the pod still runs.
-			if err := setPodCgroup(config.Linux.CgroupParent, pod); err != nil {
+			_, fsPath := node.podCgroup(pod)
+			if err := setPodCgroup(fsPath, pod); err != nil {
 				klog.FromContext(ctx).Error(err, "Setting the pod cgroup's limits", "pod", klog.KObj(pod))
 			}
 		}
@@ -951,7 +955,7 @@ func sandboxConfig(node Node, pod *corev1.Pod) (*runtimeapi.PodSandboxConfig, er
 		}
 	}
 	if node.CgroupParent != "" {
-		config.Linux.CgroupParent = podCgroupParent(node.CgroupParent, pod)
+		config.Linux.CgroupParent, _ = node.podCgroup(pod)
 	}
 	if node.LogDir != "" {
 		config.LogDirectory = filepath.Join(node.LogDir, fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID))

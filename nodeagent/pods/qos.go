@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -52,17 +51,6 @@ func qosClass(pod *corev1.Pod) corev1.PodQOSClass {
 	return corev1.PodQOSBurstable
 }
 
-// podCgroupParent is the cgroup of the pod under the node's pods cgroup.
-func podCgroupParent(parent string, pod *corev1.Pod) string {
-	switch qosClass(pod) {
-	case corev1.PodQOSBurstable:
-		return path.Join(parent, "burstable", "pod"+string(pod.UID))
-	case corev1.PodQOSBestEffort:
-		return path.Join(parent, "besteffort", "pod"+string(pod.UID))
-	}
-	return path.Join(parent, "pod"+string(pod.UID))
-}
-
 // updateQoSCgroups sets the CPU weight of the BestEffort and Burstable
 // cgroups of each real node from its running pods, as the kubelet's QoS
 // manager does periodically.
@@ -86,7 +74,7 @@ func (m *Manager) updateQoSCgroups() error {
 			continue
 		}
 		for class, shares := range map[string]int64{"besteffort": podcri.MinShares, "burstable": max(burstable[name], podcri.MinShares)} {
-			if err := setCPUShares(path.Join(n.CgroupParent, class), shares); err != nil {
+			if err := setCPUShares(n.qosCgroupPath(class), shares); err != nil {
 				errs = append(errs, err.Error())
 			}
 		}

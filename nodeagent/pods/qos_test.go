@@ -39,8 +39,40 @@ func TestQoSCgroupParent(t *testing.T) {
 		for _, r := range tt.resources {
 			pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Resources: r})
 		}
-		if got := podCgroupParent("/kp", pod); got != tt.want {
-			t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
+		if got, fs := (Node{CgroupParent: "/kp"}).podCgroup(pod); got != tt.want || fs != tt.want {
+			t.Errorf("%s: %s (path %s), want %s", tt.name, got, fs, tt.want)
 		}
+	}
+}
+
+// With the systemd driver the runtime is told the pod's slice, named as the
+// kubelet's systemd cgroup manager names it (dashes of the UID escaped), and
+// the limits go to the path systemd gives that slice.
+func TestPodCgroupSystemd(t *testing.T) {
+	burstable := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Resources: corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")}}}}}}
+	burstable.UID = "1234-5678"
+	guaranteed := burstable.DeepCopy()
+	guaranteed.Status.QOSClass = corev1.PodQOSGuaranteed
+	for _, tc := range []struct {
+		parent        string
+		pod           *corev1.Pod
+		slice, fsPath string
+	}{
+		{"kubepods", burstable, "kubepods-burstable-pod1234_5678.slice", "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234_5678.slice"},
+		{"/kubepods", guaranteed, "kubepods-pod1234_5678.slice", "/kubepods.slice/kubepods-pod1234_5678.slice"},
+		{"/kubeparts-ab/kubepods", burstable, "kubeparts_ab-kubepods-burstable-pod1234_5678.slice",
+			"/kubeparts_ab.slice/kubeparts_ab-kubepods.slice/kubeparts_ab-kubepods-burstable.slice/kubeparts_ab-kubepods-burstable-pod1234_5678.slice"},
+	} {
+		n := Node{CgroupParent: tc.parent, CgroupDriver: CgroupDriverSystemd}
+		if slice, fsPath := n.podCgroup(tc.pod); slice != tc.slice || fsPath != tc.fsPath {
+			t.Errorf("parent %s: slice %s path %s, want %s and %s", tc.parent, slice, fsPath, tc.slice, tc.fsPath)
+		}
+	}
+	if got := (Node{CgroupParent: "kubepods", CgroupDriver: CgroupDriverSystemd}).qosCgroupPath("besteffort"); got != "/kubepods.slice/kubepods-besteffort.slice" {
+		t.Errorf("besteffort QoS cgroup %s", got)
+	}
+	if got := (Node{CgroupParent: "/kp"}).qosCgroupPath("burstable"); got != "/kp/burstable" {
+		t.Errorf("cgroupfs burstable QoS cgroup %s", got)
 	}
 }

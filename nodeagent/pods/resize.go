@@ -278,7 +278,7 @@ func (m *Manager) actuate(ctx context.Context, node Node, pod *corev1.Pod, sandb
 	}
 	cgroup := ""
 	if !node.Simulated && node.CgroupParent != "" {
-		cgroup = podCgroupParent(node.CgroupParent, pod)
+		_, cgroup = node.podCgroup(pod)
 		_ = setPodCgroup(cgroup, pod) // may refuse to shrink below the containers yet: set again below
 	}
 	var errs []error

@@ -31,6 +31,7 @@ type env struct {
 	bin      string
 	kc       string
 	extraEnv []string
+	engine   string // podman or docker: what runs kind's nodes
 }
 
 func (e *env) run(timeout time.Duration, name string, args ...string) (string, error) {
@@ -82,8 +83,15 @@ func TestKind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, repo: repo, bin: bin, kc: filepath.Join(t.TempDir(), "kubeconfig"),
-		extraEnv: []string{"KIND_EXPERIMENTAL_PROVIDER=podman", "CONTAINERS_CONF=" + filepath.Join(repo, "hack", "kind", "containers.conf")}}
+	e := &env{t: t, repo: repo, bin: bin, kc: filepath.Join(t.TempDir(), "kubeconfig"), engine: "podman"}
+	// A machine with a Docker engine runs kind on it, as kind does by default; these
+	// machines have podman, with the settings hack/kind/containers.conf holds.
+	if err := exec.Command("docker", "info").Run(); err == nil {
+		e.engine = "docker"
+	} else {
+		e.extraEnv = []string{"KIND_EXPERIMENTAL_PROVIDER=podman", "CONTAINERS_CONF=" + filepath.Join(repo, "hack", "kind", "containers.conf")}
+	}
+	e.extraEnv = append(e.extraEnv, "ENGINE="+e.engine)
 	for _, tool := range []string{"kind", "kubeadm", "kubectl", "helm"} {
 		if _, err := os.Stat(filepath.Join(bin, tool)); err != nil {
 			t.Fatalf("%v (make test-kind builds it)", err)
@@ -118,8 +126,10 @@ func TestKind(t *testing.T) {
 			t.Errorf("kind delete cluster: %v\n%s", err, out)
 		}
 		// kind leaves its podman network (and netavark's firewall rules for it) behind.
-		if out, err := e.run(time.Minute, "podman", "network", "rm", "kind"); err != nil && !strings.Contains(out, "not found") {
-			t.Logf("podman network rm kind: %v", err)
+		if e.engine == "podman" {
+			if out, err := e.run(time.Minute, "podman", "network", "rm", "kind"); err != nil && !strings.Contains(out, "not found") {
+				t.Logf("podman network rm kind: %v", err)
+			}
 		}
 	})
 	if _, err := e.kind(10*time.Minute, "create", "cluster", "--name", clusterName, "--config", cfg, "--kubeconfig", e.kc, "--retain"); err != nil {
@@ -138,6 +148,77 @@ func TestKind(t *testing.T) {
 		return nil
 	})
 	installChart(t, e)
+	nodeAgentOnWorker(t, e)
+}
+
+// nodeAgentOnWorker puts kubeparts-nodeagent in the kubelet's place on the worker, as an
+// operator would on a kubeadm node: the same systemd unit, kubeadm's flags and
+// /var/lib/kubelet/config.yaml unchanged (kind's: the systemd cgroup driver, a cgroup
+// root), the credentials kubeadm join gave the kubelet. The node stays Ready, a new pod
+// runs there in the pod slice systemd names as the kubelet's would, its logs come from
+// the agent's kubelet API.
+func nodeAgentOnWorker(t *testing.T, e *env) {
+	t.Helper()
+	worker := clusterName + "-worker"
+	e.must(time.Minute, e.engine, "cp", filepath.Join(e.bin, "kubeparts-nodeagent"), worker+":/usr/local/bin/kubeparts-nodeagent")
+	dropIn := `[Service]
+ExecStart=
+ExecStart=/usr/local/bin/kubeparts-nodeagent $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
+`
+	e.must(time.Minute, e.engine, "exec", worker, "sh", "-c", "printf '%s' '"+dropIn+"' > /etc/systemd/system/kubelet.service.d/20-kubeparts-nodeagent.conf && systemctl daemon-reload && systemctl restart kubelet")
+	restarted := time.Now()
+	framework.Eventually(t, 2*time.Minute, "kubeparts-nodeagent running as the worker's kubelet, the node Ready", func() error {
+		if out, err := e.run(time.Minute, e.engine, "exec", worker, "systemctl", "show", "kubelet", "-p", "ExecMainStatus", "-p", "ActiveState", "-p", "ExecStart"); err != nil || !strings.Contains(out, "kubeparts-nodeagent") || !strings.Contains(out, "ActiveState=active") {
+			logs, _ := e.run(time.Minute, e.engine, "exec", worker, "journalctl", "-u", "kubelet", "-n", "5", "--no-pager")
+			return fmt.Errorf("kubelet unit: %s %v\n%s", out, err, logs)
+		}
+		out, err := e.kubectl("get", "node", worker, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}`)
+		if err != nil {
+			return err
+		}
+		f := strings.Fields(out)
+		if len(f) != 2 || f[0] != "True" {
+			return fmt.Errorf("Ready: %q", out)
+		}
+		if beat, err := time.Parse(time.RFC3339, f[1]); err != nil || beat.Before(restarted.Add(-time.Second)) {
+			return fmt.Errorf("no heartbeat since the restart (%q)", f[1])
+		}
+		return nil
+	})
+	pod := `apiVersion: v1
+kind: Pod
+metadata: {name: on-agent, namespace: default}
+spec:
+  nodeName: ` + worker + `
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: registry.k8s.io/pause:3.10
+    resources: {requests: {cpu: 10m}}
+`
+	manifest := filepath.Join(t.TempDir(), "pod.yaml")
+	if err := os.WriteFile(manifest, []byte(pod), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.kubectl("apply", "-f", manifest); err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, 2*time.Minute, "a pod Ready under kubeparts-nodeagent", func() error {
+		_, err := e.kubectl("wait", "--for=condition=Ready", "pod/on-agent", "--timeout=5s")
+		return err
+	})
+	uid, err := e.kubectl("get", "pod", "on-agent", "-o", "jsonpath={.metadata.uid}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// kind's cgroupRoot is /kubelet: the pod's slice is under kubelet-kubepods.
+	slice := "kubelet-kubepods-burstable-pod" + strings.ReplaceAll(strings.TrimSpace(uid), "-", "_") + ".slice"
+	if out, err := e.run(time.Minute, e.engine, "exec", worker, "sh", "-c", "find /sys/fs/cgroup -maxdepth 6 -type d -name "+slice+" | head -3"); err != nil || !strings.Contains(out, "kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice/"+slice) {
+		t.Errorf("the pod's cgroup %s under kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice: %q %v", slice, out, err)
+	}
+	if _, err := e.kubectl("logs", "on-agent"); err != nil {
+		t.Errorf("kubectl logs through the agent: %v", err)
+	}
 }
 
 // installChart loads the images from `make image` and installs the chart as
@@ -236,7 +317,7 @@ func clusterConfig(t *testing.T, repo, image string) string {
 }
 
 // routePodRanges routes each node's pod range to it on every other node, what kind's
-// kindnetd does in clusters that can pull it (nodes share podman's network).
+// kindnetd does in clusters that can pull it (nodes share kind's network).
 func routePodRanges(t *testing.T, e *env) {
 	t.Helper()
 	var nodes map[string][2]string
@@ -258,7 +339,7 @@ func routePodRanges(t *testing.T, e *env) {
 	for node := range nodes {
 		for other, r := range nodes {
 			if other != node {
-				e.must(time.Minute, "podman", "exec", node, "ip", "route", "replace", r[0], "via", r[1])
+				e.must(time.Minute, e.engine, "exec", node, "ip", "route", "replace", r[0], "via", r[1])
 			}
 		}
 	}
