@@ -64,7 +64,7 @@ func (a APIHealth) WaitInCharge(ctx context.Context, pod, lease, previous string
 		ns, ln := splitLease(lease)
 		l, err := a.Client.CoordinationV1().Leases(ns).Get(ctx, ln, metav1.GetOptions{})
 		if err != nil {
-			apiErr = fmt.Errorf("Lease %s: %w", lease, err)
+			apiErr = fmt.Errorf("reading Lease %s: %w", lease, err)
 			return false, nil
 		}
 		holder := ""
