@@ -149,6 +149,67 @@ func TestKind(t *testing.T) {
 	})
 	installChart(t, e)
 	nodeAgentOnWorker(t, e)
+	swapScheduler(t, e)
+}
+
+// swapScheduler runs `kubeparts swap` on the control-plane node, as an operator would
+// on a kubeadm host: the scheduler to kubeparts (a new holder of the stock Lease, pods
+// still scheduled), a swap whose new piece cannot start (rolled back, stock in charge
+// again), and back to stock.
+func swapScheduler(t *testing.T, e *env) {
+	t.Helper()
+	cp := clusterName + "-control-plane"
+	e.must(time.Minute, e.engine, "cp", filepath.Join(e.bin, "kubeparts"), cp+":/usr/local/bin/kubeparts")
+	// As the stock scheduler's identity, kubeparts-scheduler also reads PodGroups
+	// (config/rbac/scheduler.yaml binds the same for kubeadm hosts).
+	if _, err := e.kubectl("create", "clusterrolebinding", "kubeparts-scheduler-as-stock", "--clusterrole=kubeparts-scheduler", "--user=system:kube-scheduler"); err != nil {
+		t.Fatal(err)
+	}
+	swap := func(args ...string) (string, error) {
+		return e.run(5*time.Minute, e.engine, append([]string{"exec", cp, "kubeparts", "swap"}, args...)...)
+	}
+	scheduled := func(name string) {
+		t.Helper()
+		if _, err := e.kubectl("run", name, "--image=registry.k8s.io/pause:3.10", "--restart=Never"); err != nil {
+			t.Fatal(err)
+		}
+		framework.Eventually(t, 2*time.Minute, "pod "+name+" scheduled", func() error {
+			out, err := e.kubectl("get", "pod", name, "-o", "jsonpath={.spec.nodeName}")
+			if err != nil || strings.TrimSpace(out) == "" {
+				return fmt.Errorf("not bound yet (%v)", err)
+			}
+			return nil
+		})
+	}
+
+	if out, err := swap("scheduler", "--to", "kubeparts", "--dry-run"); err != nil || !strings.Contains(out, "+++ /dev/null") {
+		t.Fatalf("--dry-run: %v\n%s", err, out)
+	}
+	start := time.Now()
+	if out, err := swap("scheduler", "--to", "kubeparts"); err != nil {
+		t.Fatalf("swap to kubeparts: %v\n%s", err, out)
+	}
+	t.Logf("swap scheduler to kubeparts in %s", time.Since(start).Round(time.Second))
+	if out, err := e.kubectl("-n", "kube-system", "get", "pod", "kube-scheduler-"+cp, "--ignore-not-found", "-o", "name"); err != nil || strings.TrimSpace(out) != "" {
+		t.Errorf("the stock scheduler's mirror pod after the swap: %q %v", out, err)
+	}
+	scheduled("by-kubeparts-scheduler")
+	if out, err := swap("scheduler", "--to", "kubeparts"); err != nil || !strings.Contains(out, "already runs kubeparts") {
+		t.Errorf("a second swap to kubeparts: %v\n%s", err, out)
+	}
+
+	// Back to stock, then a swap whose image does not exist: rolled back.
+	if out, err := swap("scheduler", "--to", "stock"); err != nil {
+		t.Fatalf("swap back to stock: %v\n%s", err, out)
+	}
+	out, err := swap("scheduler", "--to", "kubeparts", "--image", "docker.io/kubeparts/no-such-image:dev", "--timeout", "40s")
+	if err == nil || !strings.Contains(out, "rolled back: kube-scheduler is in charge again") {
+		t.Fatalf("a swap to an image that does not exist: %v\n%s", err, out)
+	}
+	if out, err := e.run(time.Minute, e.engine, "exec", cp, "ls", "/etc/kubernetes/manifests"); err != nil || !strings.Contains(out, "kube-scheduler.yaml") || strings.Contains(out, "kubeparts-scheduler.yaml") {
+		t.Errorf("manifests after the rollback: %q %v", out, err)
+	}
+	scheduled("by-stock-scheduler")
 }
 
 // nodeAgentOnWorker puts kubeparts-nodeagent in the kubelet's place on the worker, as an
