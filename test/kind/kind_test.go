@@ -190,9 +190,13 @@ func swapScheduler(t *testing.T, e *env) {
 		t.Fatalf("swap to kubeparts: %v\n%s", err, out)
 	}
 	t.Logf("swap scheduler to kubeparts in %s", time.Since(start).Round(time.Second))
-	if out, err := e.kubectl("-n", "kube-system", "get", "pod", "kube-scheduler-"+cp, "--ignore-not-found", "-o", "name"); err != nil || strings.TrimSpace(out) != "" {
-		t.Errorf("the stock scheduler's mirror pod after the swap: %q %v", out, err)
-	}
+	// The kubelet removes the stock scheduler's mirror pod in its own time.
+	framework.Eventually(t, time.Minute, "the stock scheduler's mirror pod gone", func() error {
+		if out, err := e.kubectl("-n", "kube-system", "get", "pod", "kube-scheduler-"+cp, "--ignore-not-found", "-o", "name"); err != nil || strings.TrimSpace(out) != "" {
+			return fmt.Errorf("%q %v", out, err)
+		}
+		return nil
+	})
 	scheduled("by-kubeparts-scheduler")
 	if out, err := swap("scheduler", "--to", "kubeparts"); err != nil || !strings.Contains(out, "already runs kubeparts") {
 		t.Errorf("a second swap to kubeparts: %v\n%s", err, out)
