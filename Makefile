@@ -123,6 +123,11 @@ test-kind: deps build upstream image $(BIN)/helm $(BIN)/kind $(BIN)/kubeadm ## k
 	@echo "test: kind (podman; node image cached in podman and bin/kind-node/)"
 	@KUBEPARTS_KIND=1 go test $(TEST_FLAGS) -count=1 -timeout 30m -v ./test/kind/
 
+.PHONY: test-kind-upstream
+test-kind-upstream: deps build upstream image $(BIN)/helm $(BIN)/kind $(BIN)/kubeadm ## make test-kind, then the upstream e2e sets of the swapped roles in that cluster (builds e2e.test, ~10 min once).
+	@echo "test: kind + upstream e2e sets (controller manager, node agent, scheduler)"
+	@KUBEPARTS_KIND=1 KUBEPARTS_KIND_UPSTREAM=1 go test $(TEST_FLAGS) -count=1 -timeout 90m -v ./test/kind/
+
 .PHONY: test-unit
 test-unit: $(BIN)/helm ## Unit tests (no apiserver; the chart's with the real helm).
 	@echo "test: unit"

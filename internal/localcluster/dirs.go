@@ -1,7 +1,6 @@
 package localcluster
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kubeparts/kubeparts/internal/mountinfo"
 )
 
 // dataDirLock is held by the `up` that owns a data dir, for as long as it runs.
@@ -70,19 +71,12 @@ func OwnerPID(dir string) int {
 // kubelet mounted and rootfs or shm mounts containerd left behind would otherwise block
 // removing the data dir, or pin the disk.
 func unmountUnder(dirs ...string) error {
-	f, err := os.Open("/proc/self/mountinfo")
+	points, err := mountinfo.Points(mountinfo.Self)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
 	var targets []string
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		fields := strings.Fields(s.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMount(fields[4])
+	for _, mp := range points {
 		for _, d := range dirs {
 			if strings.HasPrefix(mp, d+"/") {
 				targets = append(targets, mp)
@@ -100,26 +94,7 @@ func unmountUnder(dirs ...string) error {
 	if len(errs) > 0 {
 		return fmt.Errorf("unmount: %s", strings.Join(errs, "; "))
 	}
-	return s.Err()
-}
-
-// unescapeMount undoes the octal escapes of /proc/self/mountinfo (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return nil
 }
 
 // wipe empties the data dir for --fresh, keeping the lock file we hold.

@@ -165,18 +165,6 @@ func TestLayoutsOfTwoDataDirsDoNotCollide(t *testing.T) {
 	}
 }
 
-func TestUnescapeMount(t *testing.T) {
-	for in, want := range map[string]string{
-		`/data/plain`:           "/data/plain",
-		`/data/with\040space`:   "/data/with space",
-		`/data/tab\011and\134b`: "/data/tab\tand\\b",
-	} {
-		if got := unescapeMount(in); got != want {
-			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // Workers must not collide with each other, with node 0 or with another cluster's
 // nodes, and their names must fit the kernel's limits.
 func TestNodeSpecs(t *testing.T) {
@@ -242,7 +230,7 @@ func TestNodeSpecs(t *testing.T) {
 				t.Errorf("worker %d: ip %s gateway %s do not share a /30 in 100.64.0.0/10 as host addresses", n.index, n.ip, n.gateway)
 			}
 			if !strings.HasPrefix(n.netns, netnsPrefix(layoutFor("/data/a"))) && !strings.HasPrefix(n.netns, netnsPrefix(layoutFor("/data/b"))) {
-				t.Errorf("netns %q lacks its cluster's prefix: removeWorkerNetworks would miss it", n.netns)
+				t.Errorf("netns %q lacks its cluster's prefix: removeHostNetworks would miss it", n.netns)
 			}
 			if !strings.HasPrefix(n.cgroupRoot, nodes[0].cgroupRoot+"/") {
 				t.Errorf("cgroup root %s is not under node 0's %s: the leftover sweep would miss its pods", n.cgroupRoot, nodes[0].cgroupRoot)

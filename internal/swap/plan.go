@@ -107,6 +107,9 @@ func NewPlan(h Host, role, to string) (*Plan, error) {
 	if len(p.Changes) == 0 {
 		return nil, ErrNothingToDo{role, to}
 	}
+	if err := p.refuseMounts(); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 

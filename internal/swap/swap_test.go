@@ -257,3 +257,29 @@ func keys(m map[string]string) []string {
 	}
 	return out
 }
+
+// A manifest that is a mount point (kind's extraMounts) cannot be renamed over or
+// removed: the plan is refused before anything is touched, naming the file; the same
+// host without the mount swaps.
+func TestMountedManifestRefused(t *testing.T) {
+	h := newHost(t, map[string]string{"kube-controller-manager.yaml": kubeadmControllerManager, "kubeparts-controller-manager.yaml": "kind's"})
+	ours := filepath.Join(h.ManifestsDir, "kubeparts-controller-manager.yaml")
+	info := filepath.Join(t.TempDir(), "mountinfo")
+	escaped := strings.ReplaceAll(ours, " ", `\040`)
+	if err := os.WriteFile(info, []byte("22 1 0:21 / / rw - ext4 /dev/vda rw\n612 22 0:5 /kubeparts-controller-manager.yaml "+escaped+" ro - ext4 /dev/vdb ro\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer func(old string) { mountInfo = old }(mountInfo)
+	mountInfo = info
+	_, err := NewPlan(h, RoleControllerManager, ToStock)
+	if err == nil || !strings.Contains(err.Error(), ours+" is a mount point") {
+		t.Fatalf("error %v, want one naming the mounted %s", err, ours)
+	}
+	if err := os.WriteFile(info, []byte("22 1 0:21 / / rw - ext4 /dev/vda rw\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPlan(h, RoleControllerManager, ToStock)
+	if err != nil || len(p.Changes) != 1 || p.Changes[0].Path != ours || p.Changes[0].New != nil {
+		t.Fatalf("without the mount: %v %+v", err, p)
+	}
+}

@@ -8,6 +8,8 @@ package kind
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -115,7 +117,7 @@ func TestKind(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cfg := clusterConfig(t, repo, image)
+	cfg, nodes := clusterConfig(t, repo, image)
 	start = time.Now()
 	t.Cleanup(func() {
 		if os.Getenv("KEEP_KIND") != "" {
@@ -142,14 +144,73 @@ func TestKind(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if strings.Count(out, " Ready ") != 2 {
+		if strings.Count(out, " Ready ") != nodes {
 			return fmt.Errorf("nodes:\n%s", out)
 		}
 		return nil
 	})
 	installChart(t, e)
 	nodeAgentOnWorker(t, e)
+	joinedByAgent(t, e)
 	swapScheduler(t, e)
+	swapControllerManager(t, e)
+	if os.Getenv("KUBEPARTS_KIND_UPSTREAM") != "" {
+		upstreamSets(t, e)
+	}
+}
+
+// upstreamSets runs upstream v1.36.3 e2e specs of the roles this cluster has swapped
+// (the kubeparts controller manager and scheduler in charge, kubeparts-nodeagent on both
+// workers, the chart's aggregated apiserver) with ginkgo in parallel, the suite's images
+// built here (hack/e2e-upstream) and loaded with kind. `make test-kind-upstream` runs it:
+// e2e.test alone takes ~10 minutes to build the first time, more than CI's budget has
+// left, so CI runs make test-kind without it.
+func upstreamSets(t *testing.T, e *env) {
+	t.Helper()
+	e2e := filepath.Join(e.bin, "e2e-upstream")
+	start := time.Now()
+	e.must(40*time.Minute, filepath.Join(e.repo, "hack", "e2e-upstream", "build.sh"))
+	mod, err := e.run(time.Minute, "go", "list", "-C", filepath.Join(e.repo, "hack", "upstream", "e2e"), "-m", "-f", "{{.Dir}}", "k8s.io/kubernetes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	images := filepath.Join(e2e, "images")
+	e.must(10*time.Minute, "go", "run", "-C", e.repo, "./hack/e2e-upstream/images", "-agnhost", filepath.Join(e2e, "agnhost"), "-pause", filepath.Join(e.bin, "pause"),
+		"-coredns", filepath.Join(e.bin, "coredns"), "-regression", filepath.Join(e2e, "regression-issue-74839"),
+		"-porter-dir", filepath.Join(strings.TrimSpace(mod), "test", "images", "agnhost", "porter"), "-out", images)
+	archives, _ := filepath.Glob(filepath.Join(images, "*.tar"))
+	for _, a := range archives {
+		if _, err := e.kind(5*time.Minute, "load", "image-archive", a, "--name", clusterName); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("e2e.test, its images built and %d loaded in %s", len(archives), time.Since(start).Round(time.Second))
+	// The scheduler back to kubeparts (swapScheduler ended on stock).
+	if out, err := e.run(5*time.Minute, e.engine, "exec", clusterName+"-control-plane", "kubeparts", "swap", "scheduler", "--to", "kubeparts"); err != nil {
+		t.Fatalf("swap scheduler to kubeparts: %v\n%s", err, out)
+	}
+	for _, set := range []struct{ name, focus, skip string }{
+		{"controller-manager", `\[sig-apps\] (Deployment|ReplicaSet|ReplicationController|DaemonSet|Job|CronJob|ControllerRevision|DisruptionController).*\[Conformance\]`, ""},
+		{"nodeagent", `\[sig-node\] (Pods|Container Lifecycle Hook|InitContainer|Container Runtime|Downward API|Variable Expansion|Probing container).*\[Conformance\]`, ""},
+		{"scheduler", `\[sig-scheduling\] (SchedulerPredicates|SchedulerPreemption|LimitRange).*\[Conformance\]`, ""},
+	} {
+		report := filepath.Join(t.TempDir(), set.name)
+		skip := `\[Serial\]|\[Disruptive\]|\[Flaky\]|\[Slow\]|\[Feature:`
+		start := time.Now()
+		out, err := e.run(40*time.Minute, filepath.Join(e2e, "ginkgo"), "-p", "--procs=2", "--focus="+set.focus, "--skip="+skip, "--timeout=35m",
+			"--no-color", "--silence-skips", filepath.Join(e2e, "e2e.test"), "--",
+			"--provider=skeleton", "--kubeconfig="+e.kc, "--kubectl-path="+filepath.Join(e.bin, "kubectl"),
+			"--num-nodes=2", "--node-os-distro=debian", "--allowed-not-ready-nodes=0", "--report-dir="+report, "--disable-log-dump")
+		summary, serr := e.run(time.Minute, "python3", filepath.Join(e.repo, "hack", "e2e-upstream", "summary.py"), report, set.name)
+		t.Logf("upstream %s set in %s:\n%s", set.name, time.Since(start).Round(time.Second), summary)
+		if err != nil || serr != nil {
+			tailed := out
+			if len(tailed) > 4000 {
+				tailed = tailed[len(tailed)-4000:]
+			}
+			t.Errorf("upstream %s set: %v %v\n%s", set.name, err, serr, tailed)
+		}
+	}
 }
 
 // swapScheduler runs `kubeparts swap` on the control-plane node, as an operator would
@@ -216,28 +277,136 @@ func swapScheduler(t *testing.T, e *env) {
 	scheduled("by-stock-scheduler")
 }
 
+// swapControllerManager takes the control-plane node's controller manager back to stock
+// and to kubeparts again with `kubeparts swap`. config/kind/cluster.yaml mounted
+// kubeparts-controller-manager.yaml into the manifests: swap refuses to touch a mount
+// point and says so; once an operator has made it a plain file (as the error says), the
+// swap goes both ways, Deployments rolling out under each manager.
+func swapControllerManager(t *testing.T, e *env) {
+	t.Helper()
+	cp := clusterName + "-control-plane"
+	ours := "/etc/kubernetes/manifests/kubeparts-controller-manager.yaml"
+	swap := func(args ...string) (string, error) {
+		return e.run(5*time.Minute, e.engine, append([]string{"exec", cp, "kubeparts", "swap", "controller-manager"}, args...)...)
+	}
+	rollsOut := func(name string) {
+		t.Helper()
+		if _, err := e.kubectl("create", "deployment", name, "--image=registry.k8s.io/pause:3.10", "--replicas=2"); err != nil {
+			t.Fatal(err)
+		}
+		framework.Eventually(t, 3*time.Minute, "Deployment "+name+" rolled out", func() error {
+			_, err := e.kubectl("rollout", "status", "deployment/"+name, "--timeout=10s")
+			return err
+		})
+	}
+	if out, err := swap("--to", "stock"); err == nil || !strings.Contains(out, ours+" is a mount point") {
+		t.Fatalf("a swap of kind's mounted manifest: %v\n%s", err, out)
+	}
+	e.must(time.Minute, e.engine, "exec", cp, "sh", "-c", "cp "+ours+" /tmp/kpcm.yaml && umount "+ours+" && mv /tmp/kpcm.yaml "+ours)
+
+	start := time.Now()
+	if out, err := swap("--to", "stock"); err != nil {
+		t.Fatalf("swap controller-manager to stock: %v\n%s", err, out)
+	}
+	t.Logf("swap controller-manager to stock in %s", time.Since(start).Round(time.Second))
+	framework.Eventually(t, time.Minute, "kubeparts-controller-manager's mirror pod gone", func() error {
+		if out, err := e.kubectl("-n", "kube-system", "get", "pod", "kubeparts-controller-manager-"+cp, "--ignore-not-found", "-o", "name"); err != nil || strings.TrimSpace(out) != "" {
+			return fmt.Errorf("%q %v", out, err)
+		}
+		return nil
+	})
+	rollsOut("by-stock-controllers")
+
+	// Back to kubeparts, on an identity of its own as config/kubeadm has it: the
+	// kubeconfig and RBAC the swap asks for first.
+	if out, err := swap("--to", "kubeparts"); err == nil || !strings.Contains(out, "kubeconfig is missing") {
+		t.Fatalf("a swap without the new piece's kubeconfig: %v\n%s", err, out)
+	}
+	e.must(time.Minute, e.engine, "exec", cp, "sh", "-c", "kubeadm kubeconfig user --config /kind/kubeadm.conf --client-name kubeparts-controller-manager > /etc/kubernetes/kubeparts-controller-manager.conf")
+	if _, err := e.kubectl("apply", "-f", filepath.Join(e.repo, "config", "rbac", "controller-manager.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	if out, err := swap("--to", "kubeparts"); err != nil {
+		t.Fatalf("swap controller-manager to kubeparts: %v\n%s", err, out)
+	}
+	t.Logf("swap controller-manager to kubeparts in %s", time.Since(start).Round(time.Second))
+	if out, err := e.run(time.Minute, e.engine, "exec", cp, "grep", "-c", "--", "-deployment-controller", "/etc/kubernetes/manifests/kube-controller-manager.yaml"); err != nil || strings.TrimSpace(out) != "1" {
+		t.Errorf("kube-controller-manager's --controllers after the swap leaves the deployment controller on: %q %v", out, err)
+	}
+	rollsOut("by-kubeparts-controllers")
+}
+
 // nodeAgentOnWorker puts kubeparts-nodeagent in the kubelet's place on the worker, as an
-// operator would on a kubeadm node: the same systemd unit, kubeadm's flags and
-// /var/lib/kubelet/config.yaml unchanged (kind's: the systemd cgroup driver, a cgroup
-// root), the credentials kubeadm join gave the kubelet. The node stays Ready, a new pod
-// runs there in the pod slice systemd names as the kubelet's would, its logs come from
-// the agent's kubelet API.
+// operator would on a kubeadm node: the systemd drop-in config/kind ships into the same
+// unit, kubeadm's flags and /var/lib/kubelet/config.yaml unchanged (kind's: the systemd
+// cgroup driver, a cgroup root), the credentials kubeadm join gave the kubelet. The node
+// stays Ready and runs pods as the kubelet would.
 func nodeAgentOnWorker(t *testing.T, e *env) {
 	t.Helper()
 	worker := clusterName + "-worker"
 	e.must(time.Minute, e.engine, "cp", filepath.Join(e.bin, "kubeparts-nodeagent"), worker+":/usr/local/bin/kubeparts-nodeagent")
-	dropIn := `[Service]
-ExecStart=
-ExecStart=/usr/local/bin/kubeparts-nodeagent $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
-`
-	e.must(time.Minute, e.engine, "exec", worker, "sh", "-c", "printf '%s' '"+dropIn+"' > /etc/systemd/system/kubelet.service.d/20-kubeparts-nodeagent.conf && systemctl daemon-reload && systemctl restart kubelet")
-	restarted := time.Now()
-	framework.Eventually(t, 2*time.Minute, "kubeparts-nodeagent running as the worker's kubelet, the node Ready", func() error {
-		if out, err := e.run(time.Minute, e.engine, "exec", worker, "systemctl", "show", "kubelet", "-p", "ExecMainStatus", "-p", "ActiveState", "-p", "ExecStart"); err != nil || !strings.Contains(out, "kubeparts-nodeagent") || !strings.Contains(out, "ActiveState=active") {
-			logs, _ := e.run(time.Minute, e.engine, "exec", worker, "journalctl", "-u", "kubelet", "-n", "5", "--no-pager")
+	e.must(time.Minute, e.engine, "cp", filepath.Join(e.repo, "config", "kind", "kubelet-kubeparts-nodeagent.conf"), worker+":/etc/systemd/system/kubelet.service.d/20-kubeparts-nodeagent.conf")
+	e.must(time.Minute, e.engine, "exec", worker, "sh", "-c", "systemctl daemon-reload && systemctl restart kubelet")
+	agentServesNode(t, e, worker, time.Now())
+	podOnAgent(t, e, worker, "on-agent")
+}
+
+// joinedByAgent checks the second worker of config/kind/cluster.yaml, which kind's
+// `kubeadm join` started with kubeparts-nodeagent in the kubelet's unit from the first
+// boot: its client certificate came from a kube-apiserver-client-kubelet CSR signed for
+// the node (TLS bootstrap with kubeadm's token), and it runs pods as the first does.
+func joinedByAgent(t *testing.T, e *env) {
+	t.Helper()
+	worker := clusterName + "-worker2"
+	agentServesNode(t, e, worker, time.Time{})
+	out, err := e.kubectl("get", "csr", "-o", `jsonpath={range .items[*]}{.spec.signerName} {.spec.username} {.status.conditions[0].type} {.status.certificate}{"\n"}{end}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := false
+	for _, l := range strings.Split(out, "\n") {
+		// kubeadm's bootstrap token authenticates as system:bootstrap:<token id>.
+		if f := strings.Fields(l); len(f) == 4 && f[0] == "kubernetes.io/kube-apiserver-client-kubelet" && strings.HasPrefix(f[1], "system:bootstrap:") && f[2] == "Approved" {
+			signed = true
+		}
+	}
+	if !signed {
+		t.Errorf("no approved and signed kube-apiserver-client-kubelet CSR from a bootstrap token:\n%s", out)
+	}
+	pemData, err := e.run(time.Minute, e.engine, "exec", worker, "cat", "/var/lib/kubelet/pki/kubelet-client-current.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert := firstCertificate(pemData); cert == nil || cert.Subject.CommonName != "system:node:"+worker {
+		t.Errorf("the agent's client certificate %v, want one for system:node:%s", cert, worker)
+	}
+	podOnAgent(t, e, worker, "on-joined-agent")
+}
+
+func firstCertificate(data string) *x509.Certificate {
+	for rest := []byte(data); ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			return nil
+		}
+		if b.Type == "CERTIFICATE" {
+			cert, _ := x509.ParseCertificate(b.Bytes)
+			return cert
+		}
+	}
+}
+
+// agentServesNode waits until the node's kubelet unit runs kubeparts-nodeagent and the
+// Node is Ready with a heartbeat since since.
+func agentServesNode(t *testing.T, e *env, node string, since time.Time) {
+	t.Helper()
+	framework.Eventually(t, 3*time.Minute, "kubeparts-nodeagent running as "+node+"'s kubelet, the node Ready", func() error {
+		if out, err := e.run(time.Minute, e.engine, "exec", node, "systemctl", "show", "kubelet", "-p", "ActiveState", "-p", "ExecStart"); err != nil || !strings.Contains(out, "kubeparts-nodeagent") || !strings.Contains(out, "ActiveState=active") {
+			logs, _ := e.run(time.Minute, e.engine, "exec", node, "journalctl", "-u", "kubelet", "-n", "5", "--no-pager")
 			return fmt.Errorf("kubelet unit: %s %v\n%s", out, err, logs)
 		}
-		out, err := e.kubectl("get", "node", worker, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}`)
+		out, err := e.kubectl("get", "node", node, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}`)
 		if err != nil {
 			return err
 		}
@@ -245,16 +414,22 @@ ExecStart=/usr/local/bin/kubeparts-nodeagent $KUBELET_KUBECONFIG_ARGS $KUBELET_C
 		if len(f) != 2 || f[0] != "True" {
 			return fmt.Errorf("Ready: %q", out)
 		}
-		if beat, err := time.Parse(time.RFC3339, f[1]); err != nil || beat.Before(restarted.Add(-time.Second)) {
+		if beat, err := time.Parse(time.RFC3339, f[1]); err != nil || beat.Before(since.Add(-time.Second)) {
 			return fmt.Errorf("no heartbeat since the restart (%q)", f[1])
 		}
 		return nil
 	})
+}
+
+// podOnAgent runs a pod on the agent's node: Ready, in the pod slice systemd names as the
+// kubelet's would, its logs from the agent's kubelet API.
+func podOnAgent(t *testing.T, e *env, node, name string) {
+	t.Helper()
 	pod := `apiVersion: v1
 kind: Pod
-metadata: {name: on-agent, namespace: default}
+metadata: {name: ` + name + `, namespace: default}
 spec:
-  nodeName: ` + worker + `
+  nodeName: ` + node + `
   terminationGracePeriodSeconds: 1
   containers:
   - name: c
@@ -268,20 +443,20 @@ spec:
 	if _, err := e.kubectl("apply", "-f", manifest); err != nil {
 		t.Fatal(err)
 	}
-	framework.Eventually(t, 2*time.Minute, "a pod Ready under kubeparts-nodeagent", func() error {
-		_, err := e.kubectl("wait", "--for=condition=Ready", "pod/on-agent", "--timeout=5s")
+	framework.Eventually(t, 2*time.Minute, "pod "+name+" Ready under kubeparts-nodeagent on "+node, func() error {
+		_, err := e.kubectl("wait", "--for=condition=Ready", "pod/"+name, "--timeout=5s")
 		return err
 	})
-	uid, err := e.kubectl("get", "pod", "on-agent", "-o", "jsonpath={.metadata.uid}")
+	uid, err := e.kubectl("get", "pod", name, "-o", "jsonpath={.metadata.uid}")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// kind's cgroupRoot is /kubelet: the pod's slice is under kubelet-kubepods.
 	slice := "kubelet-kubepods-burstable-pod" + strings.ReplaceAll(strings.TrimSpace(uid), "-", "_") + ".slice"
-	if out, err := e.run(time.Minute, e.engine, "exec", worker, "sh", "-c", "find /sys/fs/cgroup -maxdepth 6 -type d -name "+slice+" | head -3"); err != nil || !strings.Contains(out, "kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice/"+slice) {
+	if out, err := e.run(time.Minute, e.engine, "exec", node, "sh", "-c", "find /sys/fs/cgroup -maxdepth 6 -type d -name "+slice+" | head -3"); err != nil || !strings.Contains(out, "kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice/"+slice) {
 		t.Errorf("the pod's cgroup %s under kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice: %q %v", slice, out, err)
 	}
-	if _, err := e.kubectl("logs", "on-agent"); err != nil {
+	if _, err := e.kubectl("logs", name); err != nil {
 		t.Errorf("kubectl logs through the agent: %v", err)
 	}
 }
@@ -342,7 +517,7 @@ func installChart(t *testing.T, e *env) {
 // needs: the node image, no kindnetd (its image comes from a registry: containerd writes
 // a bridge config from each node's range instead), the nftables kube-proxy, CoreDNS at
 // the version built here, and the kubelet allowed on a cgroup v1 host.
-func clusterConfig(t *testing.T, repo, image string) string {
+func clusterConfig(t *testing.T, repo, image string) (string, int) {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(repo, "config", "kind", "cluster.yaml"))
 	if err != nil {
@@ -378,7 +553,7 @@ func clusterConfig(t *testing.T, repo, image string) string {
 	if err := os.WriteFile(path, out, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return path
+	return path, len(cluster["nodes"].([]any))
 }
 
 // routePodRanges routes each node's pod range to it on every other node, what kind's
