@@ -24,6 +24,8 @@ command -v debootstrap >/dev/null || missing+=(debootstrap)
 # podman's network stack for kind's network (the one the feasibility runs used).
 dpkg -s netavark >/dev/null 2>&1 || missing+=(netavark)
 dpkg -s aardvark-dns >/dev/null 2>&1 || missing+=(aardvark-dns)
+# kubeparts up --control-planes N: the control-plane endpoint is HAProxy, as in kubeadm's HA guide.
+command -v haproxy >/dev/null || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
   if [ "$(id -u)" -ne 0 ]; then

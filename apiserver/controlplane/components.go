@@ -116,22 +116,53 @@ func (v *View) Components(ctx context.Context) ([]cp.Component, error) {
 	add := func(c cp.Component) { mu.Lock(); out = append(out, c); mu.Unlock() }
 	var wg sync.WaitGroup
 
-	// Configured endpoints, probed in parallel.
-	configured := map[string]bool{}
+	// Configured endpoints, probed in parallel; the copies of one binary (one per
+	// control-plane host) make one component.
+	configured := map[string][]endpoint{}
+	var binaries []string
 	for _, ep := range v.endpoints {
-		configured[ep.binary] = true
+		if configured[ep.binary] == nil {
+			binaries = append(binaries, ep.binary)
+		}
+		configured[ep.binary] = append(configured[ep.binary], ep)
+	}
+	for _, binary := range binaries {
+		eps := configured[binary]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := v.leased(ep.binary, ep.role, byName)
-			c.Status.Health, c.Status.Message = v.probeReadyz(ctx, ep.url)
-			c.Status.Instances = []cp.ComponentInstance{{Name: ep.binary, Endpoint: ep.url, Health: c.Status.Health, Message: c.Status.Message}}
+			c := v.leased(binary, eps[0].role, byName)
+			c.Status.Instances = make([]cp.ComponentInstance, len(eps))
+			var probes sync.WaitGroup
+			for i, ep := range eps {
+				probes.Add(1)
+				go func() {
+					defer probes.Done()
+					inst := cp.ComponentInstance{Name: ep.instance, Endpoint: ep.url}
+					inst.Health, inst.Message = v.probeReadyz(ctx, ep.url)
+					inst.Leader = c.Status.Leader != "" && (len(eps) == 1 || strings.HasPrefix(c.Status.Leader, ep.instance+"_"))
+					c.Status.Instances[i] = inst
+				}()
+			}
+			probes.Wait()
+			c.Status.Health, c.Status.Message = instancesHealth(c.Status.Instances)
 			add(c)
 		}()
 	}
-	// Components found only by their Lease: leader known, health not.
+	// Components found only by their Lease: leader known, health not. A Lease a
+	// configured binary takes is that binary's (kubeparts-scheduler replacing the
+	// stock scheduler holds kube-scheduler).
+	claimed := map[string]bool{}
+	for binary := range configured {
+		for _, l := range leaseOf[binary] {
+			claimed[l] = true
+		}
+	}
 	for binary := range leaseOf {
-		if configured[binary] {
+		if configured[binary] != nil {
+			continue
+		}
+		if l := v.currentLease(binary, byName); l != nil && claimed[l.Name] {
 			continue
 		}
 		if l := v.currentLease(binary, byName); l != nil && !(binary == "kubeparts-scheduler" && l.Name == "kube-scheduler") {
@@ -157,6 +188,33 @@ func (v *View) Components(ctx context.Context) ([]cp.Component, error) {
 	out = append(out, controllers(out)...)
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// instancesHealth is a component's health from its copies': that of its only copy;
+// of several, Healthy while the leader's copy is (or, with no leader known, any copy
+// is), naming the copies that are not.
+func instancesHealth(in []cp.ComponentInstance) (string, string) {
+	if len(in) == 1 {
+		return in[0].Health, in[0].Message
+	}
+	health := cp.Unhealthy
+	var bad []string
+	leaderKnown := false
+	for _, i := range in {
+		leaderKnown = leaderKnown || i.Leader
+	}
+	for _, i := range in {
+		if i.Health == cp.Healthy && (i.Leader || !leaderKnown) {
+			health = cp.Healthy
+		}
+		if i.Health != cp.Healthy {
+			bad = append(bad, i.Name+": "+i.Message)
+		}
+	}
+	if len(bad) == 0 {
+		return health, ""
+	}
+	return health, fmt.Sprintf("%d of %d copies not healthy (%s)", len(bad), len(in), strings.Join(bad, "; "))
 }
 
 // currentLease returns the binary's Lease, when one is held and not expired.
@@ -207,13 +265,19 @@ func (v *View) apiserver(ctx context.Context, leases []coordinationv1.Lease) cp.
 		if l.Labels["apiserver.kubernetes.io/identity"] != "kube-apiserver" || l.Spec.HolderIdentity == nil {
 			continue
 		}
-		inst := cp.ComponentInstance{Name: *l.Spec.HolderIdentity, Health: cp.Healthy, Version: c.Status.Version}
+		// Named by its host, as the other copies (the identity's hash says nothing).
+		name := *l.Spec.HolderIdentity
+		if host := l.Labels["kubernetes.io/hostname"]; host != "" {
+			name = host
+		}
+		inst := cp.ComponentInstance{Name: name, Health: cp.Healthy, Version: c.Status.Version}
 		if l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil ||
 			v.now().Sub(l.Spec.RenewTime.Time) > time.Duration(*l.Spec.LeaseDurationSeconds)*time.Second {
 			inst.Health, inst.Message = cp.Unhealthy, "identity lease not renewed"
 		}
 		c.Status.Instances = append(c.Status.Instances, inst)
 	}
+	sort.Slice(c.Status.Instances, func(i, j int) bool { return c.Status.Instances[i].Name < c.Status.Instances[j].Name })
 	return c
 }
 

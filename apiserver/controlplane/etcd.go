@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,9 +48,11 @@ func (e *etcdView) members(ctx context.Context) ([]cp.EtcdMember, error) {
 		return nil, err
 	}
 	defer client.Close()
-	list, err := client.MemberList(ctx)
+	// Serializable: any live member answers from its own state, so the list is there
+	// (and says which members are gone) when quorum is not.
+	list, err := client.MemberList(ctx, clientv3.WithSerializable())
 	if err != nil {
-		return nil, fmt.Errorf("etcd member list: %w", err)
+		return nil, fmt.Errorf("etcd member list: no member answered (%v)", err)
 	}
 	voters := 0
 	for _, m := range list.Members {
@@ -89,8 +92,38 @@ func (e *etcdView) members(ctx context.Context) ([]cp.EtcdMember, error) {
 		}()
 	}
 	wg.Wait()
+	markLostQuorum(out)
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// markLostQuorum says on every member when the voting members that answer are fewer
+// than a quorum, or none leads: the cluster then takes no writes (and no linearizable
+// reads) until enough members are back. A member that answers without a leader is not
+// healthy, as etcd's own /health says.
+func markLostQuorum(members []cp.EtcdMember) {
+	answering, leader := 0, false
+	for _, m := range members {
+		if m.Status.Health == cp.Healthy && !m.Status.Learner {
+			answering++
+		}
+		leader = leader || m.Status.Leader
+	}
+	if len(members) == 0 || (answering >= members[0].Status.QuorumSize && leader) {
+		return
+	}
+	lost := fmt.Sprintf("quorum lost: %d of %d voting members answer, %d needed; writes fail until members return", answering, members[0].Status.Voters, members[0].Status.QuorumSize)
+	if answering >= members[0].Status.QuorumSize {
+		lost = "no leader elected yet; writes wait for one"
+	}
+	for i := range members {
+		s := &members[i].Status
+		if s.Health == cp.Healthy {
+			s.Health, s.Message = cp.Unhealthy, lost
+		} else {
+			s.Message = lost + " (this member: " + s.Message + ")"
+		}
+	}
 }
 
 // etcdComponent summarizes the members as the etcd Component: healthy while
@@ -104,8 +137,11 @@ func (v *View) etcdComponent(ctx context.Context) cp.Component {
 		c.Status.Health, c.Status.Message = cp.Unhealthy, err.Error()
 		return c
 	}
-	healthyVoters, quorum := 0, 0
+	healthyVoters, quorum, lost := 0, 0, ""
 	for _, m := range members {
+		if strings.HasPrefix(m.Status.Message, "quorum lost") || strings.HasPrefix(m.Status.Message, "no leader") {
+			lost, _, _ = strings.Cut(m.Status.Message, " (this member")
+		}
 		quorum = m.Status.QuorumSize
 		if m.Status.Health == cp.Healthy && !m.Status.Learner {
 			healthyVoters++
@@ -121,8 +157,11 @@ func (v *View) etcdComponent(ctx context.Context) cp.Component {
 	}
 	c.Status.Health = cp.Healthy
 	c.Status.Message = fmt.Sprintf("%d of %d voting members healthy, quorum %d", healthyVoters, len(members), quorum)
-	if healthyVoters < quorum {
+	if healthyVoters < quorum || lost != "" {
 		c.Status.Health = cp.Unhealthy
+	}
+	if lost != "" {
+		c.Status.Message = lost
 	}
 	return c
 }

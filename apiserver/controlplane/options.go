@@ -29,7 +29,7 @@ type Options struct {
 // AddFlags registers the flags.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&o.Endpoints, "control-plane-component", o.Endpoints,
-		"a control-plane component to report, as role=binary@https://host:port/readyz (roles: controller-manager, scheduler, node-agent, etcd); repeatable. Components holding their usual Leases are found without it, but their health is then Unknown")
+		"a control-plane component to report, as role=binary@https://host:port/readyz, or role=binary/instance@URL for one of several copies (instance: the host's name, with which its leader-election identity starts); repeatable. Roles: controller-manager, scheduler, node-agent, etcd, apiserver, cloud-controller-manager. Components holding their usual Leases are found without it, but their health is then Unknown")
 	fs.StringSliceVar(&o.EtcdServers, "etcd-servers", o.EtcdServers, "etcd client URLs, to report EtcdMembers and etcd health")
 	fs.StringVar(&o.EtcdCAFile, "etcd-cafile", o.EtcdCAFile, "CA of etcd's client certificates")
 	fs.StringVar(&o.EtcdCertFile, "etcd-certfile", o.EtcdCertFile, "client certificate for etcd")
@@ -43,6 +43,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 // endpoint is one parsed --control-plane-component.
 type endpoint struct {
 	role, binary, url string
+	// instance names the copy (its host, whose name starts the leader-election
+	// identities it takes); the URL's host when the flag names none.
+	instance string
 }
 
 var knownRoles = map[string]bool{"controller-manager": true, "scheduler": true, "node-agent": true, "etcd": true, "apiserver": true, "cloud-controller-manager": true}
@@ -50,8 +53,9 @@ var knownRoles = map[string]bool{"controller-manager": true, "scheduler": true, 
 func parseEndpoint(v string) (endpoint, error) {
 	role, rest, ok := strings.Cut(v, "=")
 	binary, raw, ok2 := strings.Cut(rest, "@")
-	if !ok || !ok2 || role == "" || binary == "" {
-		return endpoint{}, fmt.Errorf("--control-plane-component %q: want role=binary@https://host:port/readyz", v)
+	binary, instance, named := strings.Cut(binary, "/")
+	if !ok || !ok2 || role == "" || binary == "" || (named && instance == "") {
+		return endpoint{}, fmt.Errorf("--control-plane-component %q: want role=binary@https://host:port/readyz or role=binary/instance@https://host:port/readyz", v)
 	}
 	if !knownRoles[role] {
 		return endpoint{}, fmt.Errorf("--control-plane-component %q: unknown role %q", v, role)
@@ -60,7 +64,10 @@ func parseEndpoint(v string) (endpoint, error) {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return endpoint{}, fmt.Errorf("--control-plane-component %q: %q is not an http(s) URL", v, raw)
 	}
-	return endpoint{role: role, binary: binary, url: raw}, nil
+	if !named {
+		instance = u.Hostname()
+	}
+	return endpoint{role: role, binary: binary, url: raw, instance: instance}, nil
 }
 
 // Validate reports bad flags.

@@ -158,11 +158,15 @@ func instances(in []cp.ComponentInstance) string {
 		if i.Health == cp.Healthy {
 			healthy++
 		}
-		names = append(names, i.Name)
+		name := i.Name
+		if i.Leader && len(in) > 1 {
+			name += "(leader)"
+		}
+		names = append(names, name)
 	}
 	s := strings.Join(names, ",")
-	if len(s) > 60 {
-		s = s[:57] + "..."
+	if len(s) > 160 {
+		s = s[:157] + "..."
 	}
 	return fmt.Sprintf("%d/%d %s", healthy, len(in), s)
 }

@@ -29,7 +29,7 @@ var kubepartsAPIServices = []struct{ group, version string }{
 // with --enable-aggregator-routing, so no kube-proxy is needed), and one
 // APIService per group with the cluster CA as caBundle (the serving
 // certificate is signed by it; never insecureSkipTLSVerify).
-func registerAPIServices(ctx context.Context, cfg *rest.Config, host net.IP, port int, caPEM []byte) error {
+func registerAPIServices(ctx context.Context, cfg *rest.Config, hosts []net.IP, port int, caPEM []byte) error {
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
@@ -45,7 +45,7 @@ func registerAPIServices(ctx context.Context, cfg *rest.Config, host net.IP, por
 	slice := &discoveryv1.EndpointSlice{
 		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: "kubeparts-up"}},
 		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{host.String()}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+		Endpoints:   endpoints(hosts),
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(int32(port)), Protocol: ptr.To(corev1.ProtocolTCP)}},
 	}
 	if err := upsert(ctx, slice, client.DiscoveryV1().EndpointSlices(ns)); err != nil {
@@ -69,6 +69,15 @@ func registerAPIServices(ctx context.Context, cfg *rest.Config, host net.IP, por
 		}
 	}
 	return nil
+}
+
+// endpoints are one ready endpoint per host kubeparts-apiserver runs on.
+func endpoints(hosts []net.IP) []discoveryv1.Endpoint {
+	var out []discoveryv1.Endpoint
+	for _, h := range hosts {
+		out = append(out, discoveryv1.Endpoint{Addresses: []string{h.String()}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
+	}
+	return out
 }
 
 // object is what upsert needs of a typed client's object.

@@ -19,10 +19,14 @@ const (
 
 // certs are the files the components are started with.
 type certs struct {
-	ca, frontProxyCA, etcdCA            *pki.CA
-	apiserver, apiserverKubeletClient   pki.Pair
-	apiserverEtcdClient, frontProxy     pki.Pair
-	etcdServer                          pki.Pair
+	ca, frontProxyCA, etcdCA          *pki.CA
+	apiserver, apiserverKubeletClient pki.Pair
+	apiserverEtcdClient, frontProxy   pki.Pair
+	etcdServer                        pki.Pair
+	// By control-plane host and by etcd host: each serves with its own addresses
+	// (index 0 is apiserver and etcdServer above in the default topology). etcd
+	// members authenticate each other with peer certificates.
+	apiservers, etcdServers, etcdPeers  []pki.Pair
 	kubepartsAPIServerServing           pki.Pair
 	saKey, saPub                        string
 	admin, controllerManager, scheduler string // kubeconfig paths
@@ -78,13 +82,16 @@ func (p *plan) ensureCerts() (*certs, error) {
 		{c.ca, "kubeparts-apiserver-serving", &c.kubepartsAPIServerServing, pki.Spec{
 			CommonName: "kubeparts-apiserver", Server: true,
 			DNSNames: []string{"localhost", "kubeparts-apiserver.kube-system.svc", "kubeparts-apiserver.kube-system.svc." + clusterDomain},
-			IPs:      []net.IP{loopback, p.hostIP},
+			IPs:      append([]net.IP{loopback, p.hostIP}, p.topo.controlPlaneIPs()...),
 		}},
 	}
 	for _, i := range issue {
 		if *i.into, err = i.ca.LoadOrIssue(dir, i.name, i.spec); err != nil {
 			return nil, fmt.Errorf("certificate %s: %w", i.name, err)
 		}
+	}
+	if err := p.hostCerts(&c); err != nil {
+		return nil, err
 	}
 	if c.saKey, c.saPub, err = pki.LoadOrCreateKeyPair(dir, "sa"); err != nil {
 		return nil, err
@@ -154,6 +161,61 @@ func (p *plan) ensureCerts() (*certs, error) {
 		}
 	}
 	return &c, nil
+}
+
+// hostCerts issues the certificates of each control-plane and etcd host of an HA
+// topology: kube-apiserver's serving certificate with the host's address beside the
+// load balancer's (the machine's) and the kubernetes Service's, and each etcd member's
+// server and peer certificates with its address.
+func (p *plan) hostCerts(c *certs) error {
+	if !p.topo.ha() {
+		c.apiservers, c.etcdServers, c.etcdPeers = []pki.Pair{c.apiserver}, []pki.Pair{c.etcdServer}, []pki.Pair{{}}
+		return nil
+	}
+	loopback := net.IPv4(127, 0, 0, 1)
+	issue := func(ca *pki.CA, name string, spec pki.Spec) (pki.Pair, error) {
+		pair, err := ca.LoadOrIssue(p.layout.PKI, name, spec)
+		if err != nil {
+			return pki.Pair{}, fmt.Errorf("certificate %s: %w", name, err)
+		}
+		return pair, nil
+	}
+	for _, h := range p.topo.controlPlanes {
+		pair, err := issue(c.ca, "apiserver-"+h.name, pki.Spec{
+			CommonName: "kube-apiserver", Server: true,
+			DNSNames: []string{"localhost", h.name, "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + clusterDomain},
+			IPs:      []net.IP{loopback, h.ip, p.hostIP, p.kubernetesServiceIP()},
+		})
+		if err != nil {
+			return err
+		}
+		c.apiservers = append(c.apiservers, pair)
+	}
+	for _, h := range p.topo.etcd {
+		server, err := issue(c.etcdCA, "etcd-server-"+h.name, pki.Spec{CommonName: h.name, Server: true, Client: true, DNSNames: []string{"localhost", h.name}, IPs: []net.IP{loopback, h.ip}})
+		if err != nil {
+			return err
+		}
+		peer, err := issue(c.etcdCA, "etcd-peer-"+h.name, pki.Spec{CommonName: h.name, Server: true, Client: true, DNSNames: []string{h.name}, IPs: []net.IP{h.ip}})
+		if err != nil {
+			return err
+		}
+		c.etcdServers, c.etcdPeers = append(c.etcdServers, server), append(c.etcdPeers, peer)
+	}
+	return nil
+}
+
+// controlPlaneIPs are the addresses of an HA topology's control-plane hosts (none in
+// the default one: the machine's address is there already).
+func (t topology) controlPlaneIPs() []net.IP {
+	if !t.ha() {
+		return nil
+	}
+	var ips []net.IP
+	for _, h := range t.controlPlanes {
+		ips = append(ips, h.ip)
+	}
+	return ips
 }
 
 // kubernetesServiceIP is the first address of the service range: the

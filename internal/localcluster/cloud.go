@@ -62,7 +62,9 @@ func (p *plan) cloudControllerManagerArgs(c *certs) ([]string, error) {
 		"--cloud-provider=" + cloud.ProviderName,
 		"--cloud-config=" + config,
 		"--load-balancer-cidr=" + p.layout.LoadBalancerCIDR.String(),
-		"--bind-address=127.0.0.1",
+		// On loopback, or the machine's address in an HA topology: kubeparts-apiserver
+		// probes it from the control-plane hosts.
+		"--bind-address=" + p.cloudAddress(),
 		fmt.Sprintf("--secure-port=%d", p.ports.CloudControllerManager),
 		"--cert-dir=" + filepath.Join(p.layout.PKI, "kubeparts-cloud-controller-manager"),
 		"--leader-elect=false",
@@ -71,6 +73,14 @@ func (p *plan) cloudControllerManagerArgs(c *certs) ([]string, error) {
 		"--route-reconciliation-period=" + routeReconciliationPeriod.String(),
 		"--cluster-name=" + p.layout.ID,
 	}, nil
+}
+
+// cloudAddress is where the cloud controller manager serves (/healthz, /metrics).
+func (p *plan) cloudAddress() string {
+	if p.topo.ha() {
+		return p.hostIP.String()
+	}
+	return "127.0.0.1"
 }
 
 // removeLoadBalancers removes what the cloud's load balancers put on the

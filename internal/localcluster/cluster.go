@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -84,7 +85,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if len(left) > 0 || c.lock.uncleanPID != 0 {
 		p.nodes[0].removeBridge() // veths of pods whose sandboxes were never torn down
 	}
-	removeWorkerNetworks(p.layout)
+	removeHostNetworks(p.layout)
 	if err := unmountUnder(p.DataDir, p.layout.RunDir); err != nil {
 		return nil, err
 	}
@@ -92,6 +93,12 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		if err := wipe(p.layout); err != nil {
 			return nil, fmt.Errorf("--fresh: %w", err)
 		}
+	}
+	if err := os.MkdirAll(p.DataDir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := p.checkTopology(); err != nil {
+		return nil, err
 	}
 	// Components of a killed `up` die with it, but a dying process can hold its ports for
 	// a moment after its parent is gone: give them that moment.
@@ -127,7 +134,14 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 
 func (c *Cluster) startAll(ctx context.Context) error {
 	p, certs := c.plan, c.certs
-	etcd, err := c.run("etcd", p.binaries["etcd"], p.etcdArgs(certs), 10*time.Second)
+	for _, h := range p.topo.hosts() {
+		if err := h.setupHost(p.binaries["ip"], p.binaries["nsenter"], p.binaries["unshare"]); err != nil {
+			return err
+		}
+	}
+	// etcd's members first (a member is healthy once a quorum has formed, so all start
+	// before any is waited for); the nodes' runtimes start meanwhile.
+	members, err := c.startComponent(etcdComponent)
 	if err != nil {
 		return err
 	}
@@ -141,12 +155,10 @@ func (c *Cluster) startAll(ctx context.Context) error {
 			runtimes = append(runtimes, proc)
 		}
 	}
-	if err := c.waitFor(ctx, etcd, 30*time.Second, func(ctx context.Context) (bool, string) {
-		return httpOK(ctx, fmt.Sprintf("http://127.0.0.1:%d/health", p.ports.EtcdMetrics))
-	}); err != nil {
+	if err := c.waitHealthy(ctx, members, 30*time.Second); err != nil {
 		return err
 	}
-	apiserver, err := c.run("kube-apiserver", p.binaries["kube-apiserver"], p.apiserverArgs(certs), 15*time.Second)
+	apiservers, err := c.startComponent(apiserverComponent)
 	if err != nil {
 		return err
 	}
@@ -175,6 +187,14 @@ func (c *Cluster) startAll(ctx context.Context) error {
 		}
 		c.say("%-28s %s imported", "images", strings.Join(names, ", "))
 	}
+	if err := c.waitHealthy(ctx, apiservers, 90*time.Second); err != nil {
+		return err
+	}
+	if p.topo.ha() {
+		if err := c.startLoadBalancer(ctx); err != nil {
+			return err
+		}
+	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", certs.admin)
 	if err != nil {
 		return err
@@ -182,16 +202,6 @@ func (c *Cluster) startAll(ctx context.Context) error {
 	if c.client, err = kubernetes.NewForConfig(cfg); err != nil {
 		return err
 	}
-	if err := c.waitFor(ctx, apiserver, 90*time.Second, func(ctx context.Context) (bool, string) {
-		body, err := c.client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		if err != nil {
-			return false, firstLine(err.Error() + " " + string(body))
-		}
-		return true, ""
-	}); err != nil {
-		return err
-	}
-	var started []*process
 	// The proxies first: Services must work before anything in a pod needs one.
 	proxies, err := c.startProxies()
 	if err != nil {
@@ -208,60 +218,20 @@ func (c *Cluster) startAll(ctx context.Context) error {
 			return fmt.Errorf("kubeparts CRDs: %w", err)
 		}
 	}
-	if p.runKubeparts[RoleControllerManager] {
-		proc, err := c.run("kubeparts-controller-manager", p.binaries["kubeparts-controller-manager"], p.kubepartsControllerManagerArgs(certs), 10*time.Second)
+	var started []*process
+	for _, comp := range p.controllers() {
+		procs, err := c.startComponent(comp)
 		if err != nil {
 			return err
 		}
-		started = append(started, proc)
-	}
-	if p.runKubeparts[RoleCloud] {
-		// Before the nodes: they register tainted until it initializes them.
-		if err := p.writeInventory(); err != nil {
-			return fmt.Errorf("cloud inventory: %w", err)
-		}
-		args, err := p.cloudControllerManagerArgs(certs)
-		if err != nil {
-			return err
-		}
-		proc, err := c.run("kubeparts-cloud-controller-manager", p.binaries["kubeparts-cloud-controller-manager"], args, 10*time.Second)
-		if err != nil {
-			return err
-		}
-		started = append(started, proc)
-	}
-	if p.binaries["kube-controller-manager"] != "" {
-		proc, err := c.run("kube-controller-manager", p.binaries["kube-controller-manager"], p.controllerManagerArgs(certs), 10*time.Second)
-		if err != nil {
-			return err
-		}
-		started = append(started, proc)
-	}
-	if p.binaries["kube-scheduler"] != "" {
-		proc, err := c.run("kube-scheduler", p.binaries["kube-scheduler"], p.schedulerArgs(certs), 10*time.Second)
-		if err != nil {
-			return err
-		}
-		started = append(started, proc)
-	}
-	if p.runKubeparts[RoleScheduler] {
-		args, err := p.kubepartsSchedulerArgs(certs)
-		if err != nil {
-			return err
-		}
-		proc, err := c.run("kubeparts-scheduler", p.binaries["kubeparts-scheduler"], args, 10*time.Second)
-		if err != nil {
-			return err
-		}
-		started = append(started, proc)
+		started = append(started, procs...)
 	}
 	if p.runKubeparts[RoleAPIServer] {
-		proc, err := c.run("kubeparts-apiserver", p.binaries["kubeparts-apiserver"], p.kubepartsAPIServerArgs(certs), 10*time.Second)
-		if err != nil {
-			return err
+		var ips []net.IP
+		for _, h := range p.topo.controlPlanes {
+			ips = append(ips, h.ip)
 		}
-		started = append(started, proc)
-		if err := registerAPIServices(ctx, cfg, p.hostIP, p.ports.KubepartsAPIServer, certs.ca.CertPEM); err != nil {
+		if err := registerAPIServices(ctx, cfg, ips, p.ports.KubepartsAPIServer, certs.ca.CertPEM); err != nil {
 			return fmt.Errorf("APIServices of kubeparts-apiserver: %w", err)
 		}
 	}
@@ -298,12 +268,8 @@ func (c *Cluster) startAll(ctx context.Context) error {
 		proc.node = p.nodes[0].name
 		kubelets = append(kubelets, proc)
 	}
-	urls := p.healthURLs()
-	for _, proc := range started {
-		url := urls[proc.name]
-		if err := c.waitFor(ctx, proc, 60*time.Second, func(ctx context.Context) (bool, string) { return httpOK(ctx, url) }); err != nil {
-			return err
-		}
+	if err := c.waitHealthy(ctx, started, 60*time.Second); err != nil {
+		return err
 	}
 	for i, proc := range proxies {
 		url := p.proxyHealthURL(p.nodes[i])
@@ -455,7 +421,7 @@ func (c *Cluster) RestartAfter(name string, whileStopped func() error) error {
 		if err != nil {
 			return err
 		}
-		proc.node, proc.restarts = p.node, p.restarts
+		proc.node, proc.health, proc.component, proc.restarts = p.node, p.health, p.component, p.restarts
 		c.procs[i] = proc
 		return nil
 	}
@@ -608,7 +574,7 @@ func (c *Cluster) restartCrashed(ctx context.Context, p *process) (*process, err
 	if err != nil {
 		return nil, err
 	}
-	proc.node, proc.restarts = p.node, p.restarts+1
+	proc.node, proc.health, proc.component, proc.restarts = p.node, p.health, p.component, p.restarts+1
 	return proc, nil
 }
 
@@ -657,14 +623,25 @@ func (c *Cluster) Stop() {
 	if len(c.procs) > 0 {
 		c.say("stopping")
 	}
-	for i := len(c.procs) - 1; i >= 0; i-- {
-		p := c.procs[i]
-		if hook := c.beforeStop[p.name]; hook != nil && !p.exited() {
-			if err := hook(context.Background()); err != nil {
-				c.say("%s: %v", p.name, err)
-			}
+	for i := len(c.procs) - 1; i >= 0; {
+		// A component's copies on several hosts stop together: one after the other,
+		// three kube-apiservers would take three grace periods.
+		j := i
+		for j > 0 && c.procs[i].component != "" && c.procs[j-1].component == c.procs[i].component {
+			j--
 		}
-		p.stop()
+		var wg sync.WaitGroup
+		for _, p := range c.procs[j : i+1] {
+			if hook := c.beforeStop[p.name]; hook != nil && !p.exited() {
+				if err := hook(context.Background()); err != nil {
+					c.say("%s: %v", p.name, err)
+				}
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); p.stop() }()
+		}
+		wg.Wait()
+		i = j - 1
 	}
 	if err := killLeftovers(c.plan.layout, 15*time.Second); err != nil {
 		c.say("warning: %v", err)
@@ -678,7 +655,7 @@ func (c *Cluster) Stop() {
 	}
 	c.plan.removeCgroupRoot()
 	c.plan.nodes[0].removeBridge()
-	removeWorkerNetworks(c.plan.layout)
+	removeHostNetworks(c.plan.layout)
 	// The run dir holds only runtime state (sockets, containerd state, IPAM leases).
 	if err := os.RemoveAll(c.plan.layout.RunDir); err != nil {
 		c.say("warning: %v", err)
@@ -789,17 +766,4 @@ func Status(ctx context.Context, dataDir string) (string, error) {
 		return fmt.Sprintf("cluster in %s is running (pid %d) but not ready: %s", l.DataDir, pid, firstLine(err.Error())), nil
 	}
 	return fmt.Sprintf("cluster in %s is running (pid %d) and ready%s; export KUBECONFIG=%s", l.DataDir, pid, restartsLine(l), l.AdminKubeconfig), nil
-}
-
-// healthURLs are the endpoints that say each control-plane binary is up.
-func (p *plan) healthURLs() map[string]string {
-	return map[string]string{
-		"kube-controller-manager":      fmt.Sprintf("https://127.0.0.1:%d/healthz", p.ports.ControllerManager),
-		"kube-scheduler":               fmt.Sprintf("https://127.0.0.1:%d/healthz", p.ports.Scheduler),
-		"kubeparts-scheduler":          fmt.Sprintf("https://127.0.0.1:%d/healthz", p.ports.Scheduler),
-		"kubeparts-controller-manager": fmt.Sprintf("http://127.0.0.1:%d/readyz", p.ports.KubepartsCMHealth),
-		"kubeparts-apiserver":          fmt.Sprintf("https://%s:%d/readyz", p.hostIP, p.ports.KubepartsAPIServer),
-		// /healthz: the cloud-controller-manager has no /readyz.
-		"kubeparts-cloud-controller-manager": fmt.Sprintf("https://127.0.0.1:%d/healthz", p.ports.CloudControllerManager),
-	}
 }

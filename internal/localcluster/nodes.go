@@ -31,28 +31,38 @@ const MaxNodes = 16
 // asks. Containerd and the agent enter only the network namespace (nsenter --net), so
 // volumes the agent mounts stay visible to the runtime.
 type nodeSpec struct {
+	netHost
 	index      int
-	name       string
 	dir        string // containerd root, CNI config, agent root, pod logs, static pods
 	runDir     string // sockets, containerd state, IPAM leases
 	cgroupRoot string
 	podCIDR    string // "" with node IPAM: the Node's spec.podCIDR
 	bridge     string
-	ip         net.IP // InternalIP; kube-apiserver reaches the agent here
 	// masquerade: the bridge NATs pods' traffic leaving the pod CIDR. Only a lone node
 	// does: with workers the host routes every pod CIDR and NAT would hide pod IPs.
 	masquerade bool
-	// The worker's network: namespace, host end of the veth pair and its address (the
-	// worker's default gateway). Empty for node 0.
+	// zone is the node's zone (--zones), "" for none.
+	zone string
+}
+
+// netHost is a machine of the local cluster as the network sees it: the machine itself
+// (netns empty), or a network namespace joined to the machine by a veth pair, with an
+// address of its own. Workers, control-plane hosts and etcd hosts are all netHosts.
+type netHost struct {
+	name string
+	ip   net.IP // the host's address (a node's InternalIP)
+	// The namespace, the machine's end of the veth pair and its address (the host's
+	// default gateway). Empty for the machine itself.
 	netns   string
 	veth    string
 	gateway net.IP
-	// hostIP is node 0's InternalIP: the host reaches a worker and its pods
-	// from it, as nodes of a real network talk from their node addresses
-	// (the veth's own address would show up as the client of NodePorts).
+	// hostIP is the machine's address: it reaches the host and its pods from it, as
+	// hosts of a real network talk from their own addresses (the veth's would show up
+	// as the client of NodePorts).
 	hostIP net.IP
-	// zone is the node's zone (--zones), "" for none.
-	zone string
+	// uts is the file holding the host's UTS namespace, where its host name is its
+	// name ("": the machine's): leader election identities start with the host name.
+	uts string
 }
 
 // nodeSpecs lays out o.Nodes nodes. Everything derives from the data dir, so two
@@ -72,28 +82,21 @@ func nodeSpecs(l Layout, o Options, host net.IP) []nodeSpec {
 		}
 		return fmt.Sprintf("10.%d.%d.0/24", octet2, (octet3+i)%256)
 	}
-	transit := func(i, host int) net.IP {
-		return net.IPv4(100, byte(64+int(sum[6])%64), sum[7], byte(4*i+host)).To4()
-	}
 	nodes := []nodeSpec{{
-		name: o.NodeName, dir: l.Node, runDir: l.RunDir, cgroupRoot: l.CgroupRoot,
-		podCIDR: podCIDR(0), bridge: "kp" + id, ip: host, masquerade: o.Nodes <= 1,
+		netHost: netHost{name: o.NodeName, ip: host},
+		dir:     l.Node, runDir: l.RunDir, cgroupRoot: l.CgroupRoot,
+		podCIDR: podCIDR(0), bridge: "kp" + id, masquerade: o.Nodes <= 1,
 	}}
 	for i := 1; i < o.Nodes; i++ {
 		w := "worker" + strconv.Itoa(i)
 		nodes = append(nodes, nodeSpec{
+			netHost:    namespacedHost(l, host, o.NodeName+"-"+w, w, "w"+strconv.Itoa(i), i),
 			index:      i,
-			name:       o.NodeName + "-" + w,
 			dir:        l.Node + "-" + w,
 			runDir:     filepath.Join(l.RunDir, w),
 			cgroupRoot: l.CgroupRoot + "/" + w,
 			podCIDR:    podCIDR(i),
 			bridge:     "kp" + id,
-			ip:         transit(i, 2),
-			netns:      netnsPrefix(l) + w,
-			veth:       "kp" + id + "w" + strconv.Itoa(i),
-			gateway:    transit(i, 1),
-			hostIP:     host,
 		})
 	}
 	if len(o.Zones) > 0 {
@@ -102,6 +105,24 @@ func nodeSpecs(l Layout, o Options, host net.IP) []nodeSpec {
 		}
 	}
 	return nodes
+}
+
+// namespacedHost lays out a host in a network namespace of its own: namespace
+// kp<id>-<suffix>, veth kp<id><link>, and the slot-th /30 of the cluster's transit range
+// (slots: workers 1-16, control-plane hosts 41-47, etcd hosts 51-57; 63 at most).
+func namespacedHost(l Layout, machine net.IP, name, suffix, link string, slot int) netHost {
+	sum := sha256.Sum256([]byte(l.DataDir))
+	transit := func(host int) net.IP {
+		return net.IPv4(100, byte(64+int(sum[6])%64), sum[7], byte(4*slot+host)).To4()
+	}
+	return netHost{
+		name:    name,
+		ip:      transit(2),
+		netns:   netnsPrefix(l) + suffix,
+		veth:    "kp" + hex.EncodeToString(sum[:4]) + link,
+		gateway: transit(1),
+		hostIP:  machine,
+	}
 }
 
 // podOctet is the second octet of the cluster's pod addresses (10.x.0.0/16).
@@ -115,25 +136,36 @@ func netnsPrefix(l Layout) string {
 
 // procName names a component of this node: plain on node 0, suffixed with the node's
 // name on the workers (logs/containerd-<node>.log).
-func (n nodeSpec) procName(component string) string {
+func (n netHost) procName(component string) string {
 	if n.netns == "" {
 		return component
 	}
 	return component + "-" + n.name
 }
 
-// command runs bin inside the node's network namespace (nothing else of it changes).
-func (n nodeSpec) command(nsenter, bin string, args []string) (string, []string) {
+// command runs bin inside the host's network namespace, and its UTS namespace when it
+// has one (nothing else of it changes).
+func (n netHost) command(nsenter, bin string, args []string) (string, []string) {
 	if n.netns == "" {
 		return bin, args
 	}
-	return nsenter, append([]string{"--net=" + filepath.Join("/run/netns", n.netns), "--", bin}, args...)
+	enter := []string{"--net=" + filepath.Join("/run/netns", n.netns)}
+	if n.uts != "" {
+		enter = append(enter, "--uts="+n.uts)
+	}
+	return nsenter, append(append(enter, "--", bin), args...)
 }
 
 // setupNetwork creates the worker's namespace and its link to the host, and routes its
 // pod CIDR through it when the range is fixed (with node IPAM the cloud's route
 // controller does). What an earlier run left of it is removed first.
 func (n nodeSpec) setupNetwork(ip, nsenter string) error {
+	return n.netHost.setupNetwork(ip, nsenter, n.podCIDR)
+}
+
+// setupNetwork creates the host's namespace and its link to the machine, routing
+// podCIDR (if any) through it.
+func (n netHost) setupNetwork(ip, nsenter, podCIDR string) error {
 	n.teardownNetwork(ip)
 	gw, self := n.gateway.String(), n.ip.String()
 	for _, args := range [][]string{
@@ -151,8 +183,8 @@ func (n nodeSpec) setupNetwork(ip, nsenter string) error {
 			return fmt.Errorf("node %s network: ip %s: %v: %s", n.name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 		}
 	}
-	if n.podCIDR != "" {
-		args := []string{"route", "replace", n.podCIDR, "via", self, "dev", n.veth, "src", n.hostIP.String()}
+	if podCIDR != "" {
+		args := []string{"route", "replace", podCIDR, "via", self, "dev", n.veth, "src", n.hostIP.String()}
 		if out, err := exec.Command(ip, args...).CombinedOutput(); err != nil {
 			return fmt.Errorf("node %s network: ip %s: %v: %s", n.name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 		}
@@ -175,23 +207,24 @@ func transitNet(ip net.IP) string {
 
 // teardownNetwork removes the worker's namespace; its veth pair and the route through
 // it go with it. Absent is fine.
-func (n nodeSpec) teardownNetwork(ip string) {
+func (n netHost) teardownNetwork(ip string) {
 	_ = exec.Command(ip, "netns", "delete", n.netns).Run()
 	_ = exec.Command(ip, "link", "delete", n.veth).Run()
 }
 
-// removeWorkerNetworks deletes every worker namespace of the cluster in l, also those of
+// removeHostNetworks deletes every namespaced host of the cluster in l (workers, control-plane and etcd hosts), also those of
 // an earlier run with more nodes, and the host ends of their links: the kernel destroys
 // a namespace's devices asynchronously, so the links would linger for a moment and a
 // quick restart could not create them again.
-func removeWorkerNetworks(l Layout) {
+func removeHostNetworks(l Layout) {
 	ip, err := exec.LookPath("ip")
 	if err != nil {
 		return
 	}
 	id := strings.TrimSuffix(netnsPrefix(l), "-")
 	for _, link := range ipLinks(ip, "") {
-		if strings.HasPrefix(link.name, id+"w") {
+		// Workers' (w), control-plane hosts' (c) and etcd hosts' (e) links.
+		if rest, ok := strings.CutPrefix(link.name, id); ok && rest != "" && strings.ContainsRune("wce", rune(rest[0])) {
 			_ = exec.Command(ip, "link", "delete", link.name).Run()
 		}
 	}

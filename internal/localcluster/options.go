@@ -71,6 +71,15 @@ type Options struct {
 	// Nodes is how many nodes run (1 when 0): the first on the host as NodeName, each
 	// other one as NodeName-workerN in a network namespace of its own.
 	Nodes int
+	// ControlPlanes is how many control-plane hosts run (1 when 0: the machine itself).
+	// More than one makes the HA topology: each host in a namespace of its own,
+	// HAProxy in front.
+	ControlPlanes int
+	// Etcd is the etcd topology: EtcdStacked (default) or EtcdExternal.
+	Etcd string
+	// EtcdMembers is how many etcd members run (stacked: one per control-plane host;
+	// external: 3 when 0).
+	EtcdMembers int
 	// NodeAgentArgs are appended to every kubeparts-nodeagent's flags (a later
 	// flag wins: tests set eviction thresholds this way).
 	NodeAgentArgs []string
@@ -190,7 +199,9 @@ type plan struct {
 	ports  Ports
 	hostIP net.IP
 	// nodes[0] is the host's node; the others are the workers of --nodes.
-	nodes    []nodeSpec
+	nodes []nodeSpec
+	// topo is where etcd, kube-apiserver and the controllers run.
+	topo     topology
 	binaries map[string]string // name -> path
 	// runKubeparts says per role whether the kubeparts piece runs; stockRuns whether the
 	// stock piece runs (both may, for the controller manager).
@@ -213,6 +224,9 @@ func newPlan(o Options) (*plan, error) {
 		return nil, err
 	}
 	o.DataDir = abs
+	if err := validateTopology(&o); err != nil {
+		return nil, err
+	}
 	if o.PortBase < 1024 || o.PortBase+PortCount > 65535 {
 		return nil, fmt.Errorf("--port-base %d out of range: need 1024..%d", o.PortBase, 65535-PortCount)
 	}
@@ -263,7 +277,16 @@ func newPlan(o Options) (*plan, error) {
 		}
 		_, p.layout.LoadBalancerCIDR, _ = net.ParseCIDR(o.LoadBalancerCIDR)
 	}
+	if (o.ControlPlanes > 1 || o.Etcd == EtcdExternal) && p.hostIP.IsLoopback() {
+		return nil, fmt.Errorf("--control-planes %d --etcd=%s: the machine has no non-loopback IPv4 address for the load balancer to serve at", o.ControlPlanes, o.Etcd)
+	}
 	p.nodes = nodeSpecs(p.layout, p.Options, p.hostIP)
+	p.topo = topologyFor(p.layout, p.Options, p.hostIP)
+	for _, h := range p.topo.hosts() {
+		if errs := validation.IsDNS1123Label(h.name); len(errs) > 0 {
+			return nil, fmt.Errorf("host name %q is not valid: %s (set a shorter --node-name)", h.name, strings.Join(errs, "; "))
+		}
+	}
 	for _, n := range p.nodes[1:] {
 		if errs := validation.IsDNS1123Subdomain(n.name); len(errs) > 0 {
 			return nil, fmt.Errorf("worker name %q is not valid: %s (set a shorter --node-name)", n.name, strings.Join(errs, "; "))
@@ -313,13 +336,16 @@ func newPlan(o Options) (*plan, error) {
 	if p.runsNode() {
 		// nft: both proxies program nftables through it.
 		tools := []string{"containerd", "ctr", "runc", "nft"}
-		if len(p.nodes) > 1 {
+		if len(p.nodes) > 1 || p.topo.ha() {
 			tools = append(tools, "ip", "nsenter")
+		}
+		if p.topo.ha() {
+			tools = append(tools, "haproxy", "unshare")
 		}
 		for _, tool := range tools {
 			path, err := lookPath(tool)
 			if err != nil {
-				return nil, fmt.Errorf("%s not found: the node needs Debian's containerd, runc, containernetworking-plugins, iproute2 and nftables (run `make deps` as root)", tool)
+				return nil, fmt.Errorf("%s not found: the node needs Debian's containerd, runc, containernetworking-plugins, iproute2 and nftables, an HA control plane haproxy (run `make deps` as root)", tool)
 			}
 			p.binaries[tool] = path
 		}

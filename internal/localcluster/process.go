@@ -20,9 +20,13 @@ type process struct {
 	cmd         *exec.Cmd
 	logPath     string
 	stopTimeout time.Duration
-	node        string        // the node a kubelet or agent runs as
-	done        chan struct{} // closed when the child exited
-	err         error         // its exit status, valid after done
+	node        string // the node a kubelet or agent runs as
+	health      string // the URL whose 200 says a control-plane component is up
+	// component names the control-plane component a process is a copy of (its copies
+	// on several hosts stop together); "" for the others.
+	component string
+	done      chan struct{} // closed when the child exited
+	err       error         // its exit status, valid after done
 	// restarts counts how often the child was started again after it exited
 	// (Cluster.Wait), began is when this run started.
 	restarts int

@@ -72,11 +72,14 @@ type ComponentStatus struct {
 
 // ComponentInstance is one running copy of a component.
 type ComponentInstance struct {
+	// Name is the copy's host (or node, member, apiserver identity).
 	Name     string `json:"name"`
 	Endpoint string `json:"endpoint,omitempty"`
 	Health   string `json:"health"`
 	Message  string `json:"message,omitempty"`
 	Version  string `json:"version,omitempty"`
+	// Leader is true on the copy that holds the component's Lease.
+	Leader bool `json:"leader,omitempty"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object

@@ -141,9 +141,10 @@ func schema_kubeparts_api_controlplane_v1alpha1_ComponentInstance(ref common.Ref
 				Properties: map[string]spec.Schema{
 					"name": {
 						SchemaProps: spec.SchemaProps{
-							Default: "",
-							Type:    []string{"string"},
-							Format:  "",
+							Description: "Name is the copy's host (or node, member, apiserver identity).",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
 						},
 					},
 					"endpoint": {
@@ -169,6 +170,13 @@ func schema_kubeparts_api_controlplane_v1alpha1_ComponentInstance(ref common.Ref
 						SchemaProps: spec.SchemaProps{
 							Type:   []string{"string"},
 							Format: "",
+						},
+					},
+					"leader": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Leader is true on the copy that holds the component's Lease.",
+							Type:        []string{"boolean"},
+							Format:      "",
 						},
 					},
 				},
