@@ -20,6 +20,7 @@ import (
 
 	cp "github.com/kubeparts/kubeparts/api/controlplane/v1alpha1"
 	"github.com/kubeparts/kubeparts/internal/controllernames"
+	"github.com/kubeparts/kubeparts/internal/restarts"
 )
 
 // leaseOf names the leader-election Leases (kube-system) each binary takes, in
@@ -53,11 +54,12 @@ type View struct {
 	etcd      *etcdView
 	timeout   time.Duration
 	now       func() time.Time
+	restarts  string // the supervisor's restarts file, "" for none
 }
 
 // New builds the view from validated options.
 func (o *Options) New(client kubernetes.Interface, _ *restclient.Config) (*View, error) {
-	v := &View{client: client, timeout: o.ProbeTimeout, now: time.Now}
+	v := &View{client: client, timeout: o.ProbeTimeout, now: time.Now, restarts: o.RestartsFile}
 	for _, e := range o.Endpoints {
 		ep, err := parseEndpoint(e)
 		if err != nil {
@@ -185,9 +187,31 @@ func (v *View) Components(ctx context.Context) ([]cp.Component, error) {
 	}
 	wg.Wait()
 	out = append(out, v.self())
+	v.addRestarts(out)
 	out = append(out, controllers(out)...)
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// addRestarts fills each copy's restarts from the supervisor's record (a copy is
+// matched by its binary and host; a lone copy by its binary).
+func (v *View) addRestarts(components []cp.Component) {
+	if v.restarts == "" {
+		return
+	}
+	records, err := restarts.Read(v.restarts)
+	if err != nil || len(records) == 0 {
+		return
+	}
+	for ci := range components {
+		s := &components[ci].Status
+		s.Restarts = 0
+		for i := range s.Instances {
+			inst := &s.Instances[i]
+			inst.Restarts = restarts.Of(records, s.Binary, inst.Name, len(s.Instances) == 1)
+			s.Restarts += inst.Restarts
+		}
+	}
 }
 
 // instancesHealth is a component's health from its copies': that of its only copy;

@@ -24,6 +24,9 @@ type Options struct {
 	EtcdCAFile, EtcdCertFile, EtcdKey string
 	// ProbeTimeout bounds each health probe.
 	ProbeTimeout time.Duration
+	// RestartsFile is the supervisor's count of restarts per process (kubeparts up's
+	// restarts.json: {"<binary>[-<host>]": n}).
+	RestartsFile string
 }
 
 // AddFlags registers the flags.
@@ -37,6 +40,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	if o.ProbeTimeout == 0 {
 		o.ProbeTimeout = 3 * time.Second
 	}
+	fs.StringVar(&o.RestartsFile, "restarts-file", o.RestartsFile, "a JSON map of process name (binary, or binary-host for a copy on a host) to how often its supervisor restarted it, as kubeparts up writes it; the components view shows the counts")
 	fs.DurationVar(&o.ProbeTimeout, "control-plane-probe-timeout", o.ProbeTimeout, "timeout of each health probe of a component")
 }
 

@@ -116,6 +116,7 @@ func (s *componentStorage) ConvertToTable(_ context.Context, obj runtime.Object,
 		{Name: "Role", Type: "string"},
 		{Name: "Implementation", Type: "string", Description: "stock or kubeparts"},
 		{Name: "Health", Type: "string"},
+		{Name: "Restarts", Type: "integer", Description: "how often the supervisor restarted its copies"},
 		{Name: "Leader", Type: "string"},
 		{Name: "Since", Type: "string", Description: "how long the leader has led"},
 		{Name: "Binary", Type: "string", Priority: 1},
@@ -126,7 +127,7 @@ func (s *componentStorage) ConvertToTable(_ context.Context, obj runtime.Object,
 	for i := range items {
 		c := &items[i]
 		t.Rows = append(t.Rows, metav1.TableRow{
-			Cells: []any{c.Name, c.Status.Role, c.Status.Implementation, c.Status.Health, orNone(c.Status.Leader), age(c.Status.Since),
+			Cells: []any{c.Name, c.Status.Role, c.Status.Implementation, c.Status.Health, c.Status.Restarts, orNone(c.Status.Leader), age(c.Status.Since),
 				c.Status.Binary, orNone(c.Status.Version), instances(c.Status.Instances), orNone(c.Status.Message)},
 			Object: runtime.RawExtension{Object: c},
 		})

@@ -3,7 +3,6 @@ package localcluster
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -24,6 +23,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kubeparts/kubeparts/internal/restarts"
 )
 
 // Cluster is a started local cluster. Stop it exactly once.
@@ -253,7 +254,7 @@ func (c *Cluster) startAll(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			proc.node = n.name
+			proc.node, proc.binary, proc.instance = n.name, "kubeparts-nodeagent", n.name
 			kubelets = append(kubelets, proc)
 		}
 	case p.runsNode():
@@ -265,7 +266,7 @@ func (c *Cluster) startAll(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		proc.node = p.nodes[0].name
+		proc.node, proc.binary, proc.instance = p.nodes[0].name, "kubelet", p.nodes[0].name
 		kubelets = append(kubelets, proc)
 	}
 	if err := c.waitHealthy(ctx, started, 60*time.Second); err != nil {
@@ -315,6 +316,7 @@ func (c *Cluster) startRuntime(n nodeSpec) (*process, error) {
 	if err != nil {
 		return nil, err
 	}
+	proc.binary, proc.instance = "containerd", n.name
 	c.beforeStop[proc.name] = n.removePods
 	return proc, nil
 }
@@ -341,7 +343,7 @@ func (c *Cluster) startProxies() ([]*process, error) {
 		}
 		// A proxy that dies is started again (Wait) as any component; the rules
 		// it left serve meanwhile.
-		proc.node = n.name
+		proc.node, proc.binary, proc.instance = n.name, name, n.name
 		procs = append(procs, proc)
 	}
 	return procs, nil
@@ -421,7 +423,7 @@ func (c *Cluster) RestartAfter(name string, whileStopped func() error) error {
 		if err != nil {
 			return err
 		}
-		proc.node, proc.health, proc.component, proc.restarts = p.node, p.health, p.component, p.restarts
+		proc.inherit(p)
 		c.procs[i] = proc
 		return nil
 	}
@@ -574,7 +576,8 @@ func (c *Cluster) restartCrashed(ctx context.Context, p *process) (*process, err
 	if err != nil {
 		return nil, err
 	}
-	proc.node, proc.health, proc.component, proc.restarts = p.node, p.health, p.component, p.restarts+1
+	proc.inherit(p)
+	proc.restarts++
 	return proc, nil
 }
 
@@ -583,31 +586,30 @@ func (c *Cluster) restartCrashed(ctx context.Context, p *process) (*process, err
 func restartsFile(l Layout) string { return filepath.Join(l.RunDir, "restarts.json") }
 
 func (c *Cluster) writeRestarts() {
-	counts := map[string]int{}
+	var records []restarts.Record
 	for _, p := range c.procs {
 		if p.restarts > 0 {
-			counts[p.name] = p.restarts
+			binary := p.binary
+			if binary == "" {
+				binary = p.name
+			}
+			records = append(records, restarts.Record{Process: p.name, Binary: binary, Instance: p.instance, Restarts: int32(p.restarts)})
 		}
 	}
-	data, err := json.Marshal(counts)
-	if err == nil {
-		_ = os.WriteFile(restartsFile(c.plan.layout), data, 0o644)
+	if err := restarts.Write(restartsFile(c.plan.layout), records); err != nil {
+		c.say("warning: recording restarts: %v", err)
 	}
 }
 
 // restartsLine says which components were restarted, "" when none was.
 func restartsLine(l Layout) string {
-	data, err := os.ReadFile(restartsFile(l))
-	if err != nil {
-		return ""
-	}
-	var counts map[string]int
-	if json.Unmarshal(data, &counts) != nil || len(counts) == 0 {
+	records, err := restarts.Read(restartsFile(l))
+	if err != nil || len(records) == 0 {
 		return ""
 	}
 	var parts []string
-	for name, n := range counts {
-		parts = append(parts, fmt.Sprintf("%s %d", name, n))
+	for _, r := range records {
+		parts = append(parts, fmt.Sprintf("%s %d", r.Process, r.Restarts))
 	}
 	sort.Strings(parts)
 	return "; restarts: " + strings.Join(parts, ", ")

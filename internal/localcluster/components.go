@@ -271,6 +271,7 @@ func (p *plan) kubepartsAPIServerArgs(c *certs, h netHost) []string {
 		"--bind-address=" + h.ip.String(),
 		fmt.Sprintf("--secure-port=%d", p.ports.KubepartsAPIServer),
 		"--cert-dir=" + p.certDir("kubeparts-apiserver", h),
+		"--restarts-file=" + restartsFile(p.layout),
 		"--tls-cert-file=" + c.kubepartsAPIServerServing.CertFile,
 		"--tls-private-key-file=" + c.kubepartsAPIServerServing.KeyFile,
 		"--kubelet-certificate-authority=" + c.ca.CertFile,

@@ -139,6 +139,7 @@ func (c *Cluster) startComponent(comp component) ([]*process, error) {
 			return nil, err
 		}
 		proc.health, proc.component = comp.health(p, h), comp.name
+		proc.binary, proc.instance = comp.name, h.name
 		procs = append(procs, proc)
 	}
 	return procs, nil

@@ -289,9 +289,10 @@ func TestRestartsLine(t *testing.T) {
 		t.Errorf("no file: %q, want nothing", got)
 	}
 	for _, tc := range []struct{ file, want string }{
-		{`{}`, ""},
+		{`[]`, ""},
 		{`not json`, ""},
-		{`{"kubeparts-scheduler":2,"etcd":1}`, "; restarts: etcd 1, kubeparts-scheduler 2"},
+		{`[{"process":"kubeparts-scheduler","binary":"kubeparts-scheduler","restarts":2},{"process":"etcd-kpha-cp2","binary":"etcd","instance":"kpha-cp2","restarts":1}]`,
+			"; restarts: etcd-kpha-cp2 1, kubeparts-scheduler 2"},
 	} {
 		if err := os.WriteFile(restartsFile(l), []byte(tc.file), 0o644); err != nil {
 			t.Fatal(err)

@@ -25,8 +25,11 @@ type process struct {
 	// component names the control-plane component a process is a copy of (its copies
 	// on several hosts stop together); "" for the others.
 	component string
-	done      chan struct{} // closed when the child exited
-	err       error         // its exit status, valid after done
+	// binary and instance say what the process is a copy of and where (host or node),
+	// for the restarts record; binary "" means the process's name.
+	binary, instance string
+	done             chan struct{} // closed when the child exited
+	err              error         // its exit status, valid after done
 	// restarts counts how often the child was started again after it exited
 	// (Cluster.Wait), began is when this run started.
 	restarts int
@@ -59,6 +62,13 @@ func start(logDir, name, bin string, args []string, stopTimeout time.Duration) (
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// inherit carries what the supervisor knows of a process over to the process started
+// again in its place.
+func (p *process) inherit(old *process) {
+	p.node, p.health, p.component, p.restarts = old.node, old.health, old.component, old.restarts
+	p.binary, p.instance = old.binary, old.instance
 }
 
 // exited reports whether the child has exited.

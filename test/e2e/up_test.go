@@ -707,6 +707,13 @@ func TestUpComponentCrash(t *testing.T) {
 		}
 		return nil
 	})
+	eventually(t, 30*time.Second, "the components view counts the restart", func() error {
+		out, err := kubectl(t, bin, kc, "get", "component", "kubeparts-scheduler", "-o", "jsonpath={.status.restarts} {.status.instances[0].restarts}")
+		if err != nil || strings.TrimSpace(out) != "1 1" {
+			return fmt.Errorf("restarts %q %v", out, err)
+		}
+		return nil
+	})
 	select {
 	case <-up.done:
 		t.Fatalf("up ended after its scheduler died:\n%s", up.output())

@@ -66,6 +66,8 @@ type ComponentStatus struct {
 	Message string `json:"message,omitempty"`
 	// Since is when the current leader took over, or the current health began.
 	Since *metav1.Time `json:"since,omitempty"`
+	// Restarts is the sum of the copies' restarts by the supervisor.
+	Restarts int32 `json:"restarts,omitempty"`
 	// Instances are the running copies (apiserver instances, nodes, etcd members, endpoints).
 	Instances []ComponentInstance `json:"instances,omitempty"`
 }
@@ -80,6 +82,9 @@ type ComponentInstance struct {
 	Version  string `json:"version,omitempty"`
 	// Leader is true on the copy that holds the component's Lease.
 	Leader bool `json:"leader,omitempty"`
+	// Restarts counts how often the supervisor (kubeparts up) started this copy
+	// again after it exited.
+	Restarts int32 `json:"restarts,omitempty"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object

@@ -179,6 +179,13 @@ func schema_kubeparts_api_controlplane_v1alpha1_ComponentInstance(ref common.Ref
 							Format:      "",
 						},
 					},
+					"restarts": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Restarts counts how often the supervisor (kubeparts up) started this copy again after it exited.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
 				},
 				Required: []string{"name", "health"},
 			},
@@ -304,6 +311,13 @@ func schema_kubeparts_api_controlplane_v1alpha1_ComponentStatus(ref common.Refer
 						SchemaProps: spec.SchemaProps{
 							Description: "Since is when the current leader took over, or the current health began.",
 							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"restarts": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Restarts is the sum of the copies' restarts by the supervisor.",
+							Type:        []string{"integer"},
+							Format:      "int32",
 						},
 					},
 					"instances": {
