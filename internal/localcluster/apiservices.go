@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
+	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -42,12 +45,11 @@ func registerAPIServices(ctx context.Context, cfg *rest.Config, hosts []net.IP, 
 	if _, err := client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
-	slice := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: "kubeparts-up"}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints:   endpoints(hosts),
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(int32(port)), Protocol: ptr.To(corev1.ProtocolTCP)}},
+	ready := make([]bool, len(hosts))
+	for i := range ready {
+		ready[i] = true
 	}
+	slice := apiserverSlice(hosts, ready, port)
 	if err := upsert(ctx, slice, client.DiscoveryV1().EndpointSlices(ns)); err != nil {
 		return fmt.Errorf("EndpointSlice: %w", err)
 	}
@@ -71,13 +73,60 @@ func registerAPIServices(ctx context.Context, cfg *rest.Config, hosts []net.IP, 
 	return nil
 }
 
-// endpoints are one ready endpoint per host kubeparts-apiserver runs on.
-func endpoints(hosts []net.IP) []discoveryv1.Endpoint {
-	var out []discoveryv1.Endpoint
-	for _, h := range hosts {
-		out = append(out, discoveryv1.Endpoint{Addresses: []string{h.String()}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
+// apiserverSlice is the EndpointSlice of kubeparts-apiserver's Service: one endpoint per
+// host it runs on, ready or not.
+func apiserverSlice(hosts []net.IP, ready []bool, port int) *discoveryv1.EndpointSlice {
+	const name = "kubeparts-apiserver"
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: metav1.NamespaceSystem, Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: "kubeparts-up"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(int32(port)), Protocol: ptr.To(corev1.ProtocolTCP)}},
 	}
-	return out
+	for i, h := range hosts {
+		slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{Addresses: []string{h.String()}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(ready[i])}})
+	}
+	return slice
+}
+
+// keepAPIServerEndpoints keeps each copy's Ready condition in kubeparts-apiserver's
+// EndpointSlice to what its /readyz says, every second until ctx ends, as the endpoint
+// controller does for a Service's pods: kube-apiserver's aggregator routes only to
+// ready endpoints, so a copy on a lost control-plane host stops taking half of the
+// requests for components and etcdmembers.
+func keepAPIServerEndpoints(ctx context.Context, client kubernetes.Interface, hosts []net.IP, urls []string, port int, probe func(context.Context, string) (bool, string)) {
+	last := make([]bool, len(hosts))
+	for i := range last {
+		last[i] = true // as registered
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		ready := make([]bool, len(urls))
+		var wg sync.WaitGroup
+		for i, u := range urls {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pctx, cancel := context.WithTimeout(ctx, 900*time.Millisecond)
+				defer cancel()
+				ready[i], _ = probe(pctx, u)
+			}()
+		}
+		wg.Wait()
+		if slices.Equal(ready, last) {
+			continue
+		}
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := upsert(wctx, apiserverSlice(hosts, ready, port), client.DiscoveryV1().EndpointSlices(metav1.NamespaceSystem)); err == nil {
+			last = ready
+		}
+		cancel()
+	}
 }
 
 // object is what upsert needs of a typed client's object.

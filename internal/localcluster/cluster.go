@@ -37,6 +37,8 @@ type Cluster struct {
 	beforeStop map[string]func(context.Context) error
 	client     kubernetes.Interface
 	began      time.Time
+	// stopBackground ends the loops `up` runs beside its components.
+	stopBackground context.CancelFunc
 }
 
 // Kubeconfig is the admin kubeconfig of the cluster.
@@ -234,6 +236,17 @@ func (c *Cluster) startAll(ctx context.Context) error {
 		}
 		if err := registerAPIServices(ctx, cfg, ips, p.ports.KubepartsAPIServer, certs.ca.CertPEM); err != nil {
 			return fmt.Errorf("APIServices of kubeparts-apiserver: %w", err)
+		}
+		if p.topo.ha() {
+			var urls []string
+			for _, proc := range started {
+				if proc.component == "kubeparts-apiserver" {
+					urls = append(urls, proc.health)
+				}
+			}
+			bg, cancel := context.WithCancel(context.Background())
+			c.stopBackground = cancel
+			go keepAPIServerEndpoints(bg, c.client, ips, urls, p.ports.KubepartsAPIServer, httpOK)
 		}
 	}
 	// With a cloud, Nodes of hosts this run lacks are the cloud's to delete.
@@ -625,6 +638,9 @@ func (c *Cluster) Stop() {
 	if len(c.procs) > 0 {
 		c.say("stopping")
 	}
+	if c.stopBackground != nil {
+		c.stopBackground()
+	}
 	for i := len(c.procs) - 1; i >= 0; {
 		// A component's copies on several hosts stop together: one after the other,
 		// three kube-apiservers would take three grace periods.
@@ -727,7 +743,9 @@ func httpOK(ctx context.Context, url string) (bool, string) {
 	if err != nil {
 		return false, err.Error()
 	}
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	// No keep-alive: each probe has its own transport, which would otherwise keep its
+	// idle connection (and goroutines) forever.
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true}}
 	resp, err := client.Do(req)
 	if err != nil {
 		return false, firstLine(err.Error())

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -57,10 +58,8 @@ func BenchmarkHAFailover(b *testing.B) {
 	type piece struct{ binary, lease string }
 	measure := func(stock string, pieces []piece) map[string]time.Duration {
 		data := tempDataDir(b)
-		args := []string{"--bin-dir", bin, "--data-dir", data, "--port-base", "33443", "--node-name", "kpbench", "--control-planes", "3", "--fresh"}
-		if stock != "" {
-			args = append(args, "--stock", stock)
-		}
+		args := []string{"--bin-dir", bin, "--data-dir", data, "--port-base", "33443", "--node-name", "kpbench", "--control-planes", "3", "--fresh",
+			"--stock", strings.Trim("cloud-controller-manager,"+stock, ",")}
 		u := startUp(b, bin, args...)
 		kc := u.waitReady(b, 6*time.Minute)
 		h := newHACluster(b, bin, kc, "kpbench")

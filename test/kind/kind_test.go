@@ -189,18 +189,27 @@ func upstreamSets(t *testing.T, e *env) {
 	if out, err := e.run(5*time.Minute, e.engine, "exec", clusterName+"-control-plane", "kubeparts", "swap", "scheduler", "--to", "kubeparts"); err != nil {
 		t.Fatalf("swap scheduler to kubeparts: %v\n%s", err, out)
 	}
-	for _, set := range []struct{ name, focus, skip string }{
-		{"controller-manager", `\[sig-apps\] (Deployment|ReplicaSet|ReplicationController|DaemonSet|Job|CronJob|ControllerRevision|DisruptionController).*\[Conformance\]`, ""},
-		{"nodeagent", `\[sig-node\] (Pods|Container Lifecycle Hook|InitContainer|Container Runtime|Downward API|Variable Expansion|Probing container).*\[Conformance\]`, ""},
-		{"scheduler", `\[sig-scheduling\] (SchedulerPredicates|SchedulerPreemption|LimitRange).*\[Conformance\]`, ""},
+	for _, set := range []struct {
+		name, focus string
+		serial      bool // the suite's [Serial] specs, one at a time
+	}{
+		{"controller-manager", `\[sig-apps\] (Deployment|ReplicaSet|ReplicationController|DaemonSet|Job|CronJob|ControllerRevision|DisruptionController).*\[Conformance\]`, false},
+		{"nodeagent", `\[sig-node\] (Pods|Container Lifecycle Hook|InitContainer|Container Runtime|Downward API|Variable Expansion|Probing container).*\[Conformance\]`, false},
+		{"scheduler", `\[sig-scheduling\] (SchedulerPredicates|SchedulerPreemption|LimitRange).*\[Conformance\]`, false},
+		{"scheduler-serial", `\[sig-scheduling\] SchedulerPredicates.*\[Conformance\]`, true},
 	} {
 		report := filepath.Join(t.TempDir(), set.name)
 		skip := `\[Serial\]|\[Disruptive\]|\[Flaky\]|\[Slow\]|\[Feature:`
+		parallel := []string{"-p", "--procs=2"}
+		if set.serial {
+			skip, parallel = `\[Disruptive\]|\[Flaky\]|\[Slow\]|\[Feature:`, nil
+		}
 		start := time.Now()
-		out, err := e.run(40*time.Minute, filepath.Join(e2e, "ginkgo"), "-p", "--procs=2", "--focus="+set.focus, "--skip="+skip, "--timeout=35m",
+		args := append(parallel, "--focus="+set.focus, "--skip="+skip, "--timeout=35m",
 			"--no-color", "--silence-skips", filepath.Join(e2e, "e2e.test"), "--",
 			"--provider=skeleton", "--kubeconfig="+e.kc, "--kubectl-path="+filepath.Join(e.bin, "kubectl"),
 			"--num-nodes=2", "--node-os-distro=debian", "--allowed-not-ready-nodes=0", "--report-dir="+report, "--disable-log-dump")
+		out, err := e.run(40*time.Minute, filepath.Join(e2e, "ginkgo"), args...)
 		summary, serr := e.run(time.Minute, "python3", filepath.Join(e.repo, "hack", "e2e-upstream", "summary.py"), report, set.name)
 		t.Logf("upstream %s set in %s:\n%s", set.name, time.Since(start).Round(time.Second), summary)
 		if err != nil || serr != nil {
