@@ -121,6 +121,16 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		nodes = append(nodes, fmt.Sprintf("%s (%s, pods %s)", n.name, n.ip, pods))
 	}
 	c.say("data dir %s, ports %d-%d, nodes %s", p.DataDir, p.PortBase, p.PortBase+PortCount-1, strings.Join(nodes, ", "))
+	if p.topo.ha() {
+		var cps, members []string
+		for _, h := range p.topo.controlPlanes {
+			cps = append(cps, fmt.Sprintf("%s (%s)", h.name, h.ip))
+		}
+		for _, h := range p.topo.etcd {
+			members = append(members, h.name)
+		}
+		c.say("control plane: %s behind HAProxy at %s:%d; etcd %s: %s", strings.Join(cps, ", "), p.hostIP, p.ports.APIServer, p.Etcd, strings.Join(members, ", "))
+	}
 	for _, n := range p.notes {
 		c.say("%s", n)
 	}
