@@ -170,7 +170,10 @@ func (p *plan) checkTopology() error {
 	} else if err != nil {
 		return err
 	}
-	if have != "" && have != want {
+	// A recorded topology binds only once etcd holds data (a first start that failed
+	// early made none).
+	members, _ := filepath.Glob(filepath.Join(p.layout.Etcd+"*", "member"))
+	if have != "" && have != want && len(members) > 0 {
 		return fmt.Errorf("the cluster in %s was made with %s, not %s: start it that way, or add --fresh to make a new one (its data is deleted)", p.DataDir, have, want)
 	}
 	return os.WriteFile(topologyFile(p.layout), []byte(want+"\n"), 0o644)

@@ -132,6 +132,16 @@ func TestCheckTopology(t *testing.T) {
 	if err := p(Options{ControlPlanes: 3}).checkTopology(); err != nil {
 		t.Fatalf("a new data dir: %v", err)
 	}
+	// No etcd data yet (the first start failed early): another topology may take it.
+	if err := p(Options{}).checkTopology(); err != nil {
+		t.Fatalf("a data dir without etcd data: %v", err)
+	}
+	if err := p(Options{ControlPlanes: 3}).checkTopology(); err != nil {
+		t.Fatalf("back to 3: %v", err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "etcd-n-cp1", "member"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := p(Options{ControlPlanes: 3}).checkTopology(); err != nil {
 		t.Errorf("the same topology again: %v", err)
 	}
