@@ -107,14 +107,14 @@ func TestHAProxyConfig(t *testing.T) {
 	p := &plan{Options: Options{NodeName: "n", ControlPlanes: 3, Etcd: EtcdStacked, EtcdMembers: 3}, ports: portsFrom(30443), hostIP: machine}
 	p.topo = topologyFor(layoutFor("/data/a"), p.Options, machine)
 	cfg := p.haproxyConfig()
-	for _, want := range []string{"option allbackups", "bind 0.0.0.0:30443", "option httpchk GET /readyz", "http-check expect status 200", "check-ssl verify none", "on-marked-down shutdown-sessions", "mode tcp"} {
+	for _, want := range []string{"use_backend kube-apiservers-unready if { nbsrv(kube-apiservers) eq 0 }", "tcp-check connect ssl", "bind 0.0.0.0:30443", "option httpchk GET /readyz", "http-check expect status 200", "check-ssl verify none", "on-marked-down shutdown-sessions", "mode tcp"} {
 		if !strings.Contains(cfg, want) {
 			t.Errorf("haproxy.cfg lacks %q:\n%s", want, cfg)
 		}
 	}
 	for _, h := range p.topo.controlPlanes {
-		if !strings.Contains(cfg, "server "+h.name+" "+h.ip.String()+":30443\n") || !strings.Contains(cfg, "server "+h.name+"-unready "+h.ip.String()+":30443 backup no-check\n") {
-			t.Errorf("haproxy.cfg lacks the server lines of %s", h.name)
+		if n := strings.Count(cfg, "server "+h.name+" "+h.ip.String()+":30443\n"); n != 2 {
+			t.Errorf("haproxy.cfg has %d server lines for %s, want one per backend", n, h.name)
 		}
 	}
 }

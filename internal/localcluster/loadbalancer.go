@@ -16,10 +16,12 @@ import (
 // so watches on a hung kube-apiserver reconnect to a live one instead of waiting for a
 // timeout. Long client and server timeouts: watches stay open for minutes.
 //
-// When no kube-apiserver is ready at all (etcd lost its quorum: every /readyz fails),
-// the same servers serve unchecked as backups: clients then get kube-apiserver's own
-// answer (a timeout naming etcd, and the reads it can still serve, such as the
-// etcdmembers view saying the quorum is lost) instead of a connection closed on them.
+// When no kube-apiserver is ready at all (etcd lost its quorum, or a frozen member makes
+// every /readyz time out for a while), a second backend takes the traffic: the same
+// servers checked only for a TLS handshake, so clients get kube-apiserver's own answer (a
+// timeout naming etcd, and the reads it can still serve, such as the etcdmembers view
+// saying the quorum is lost) instead of a connection closed on them, and a frozen host,
+// which accepts connections but never completes a handshake, still gets none.
 func (p *plan) haproxyConfig() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# Written by kubeparts up: the control-plane endpoint of this cluster.
@@ -38,20 +40,27 @@ defaults
 
 frontend kube-apiserver
     bind 0.0.0.0:%d
+    use_backend kube-apiservers-unready if { nbsrv(kube-apiservers) eq 0 }
     default_backend kube-apiservers
 
 backend kube-apiservers
     option httpchk GET /readyz
     http-check expect status 200
     balance roundrobin
-    option allbackups
     default-server check check-ssl verify none inter 1s fall 2 rise 2 on-marked-down shutdown-sessions
 `, p.ports.APIServer)
 	for _, h := range p.topo.controlPlanes {
 		fmt.Fprintf(&b, "    server %s %s:%d\n", h.name, h.ip, p.ports.APIServer)
 	}
+	b.WriteString(`
+backend kube-apiservers-unready
+    option tcp-check
+    tcp-check connect ssl
+    balance roundrobin
+    default-server check verify none inter 1s fall 2 rise 2 on-marked-down shutdown-sessions
+`)
 	for _, h := range p.topo.controlPlanes {
-		fmt.Fprintf(&b, "    server %s-unready %s:%d backup no-check\n", h.name, h.ip, p.ports.APIServer)
+		fmt.Fprintf(&b, "    server %s %s:%d\n", h.name, h.ip, p.ports.APIServer)
 	}
 	return b.String()
 }

@@ -124,6 +124,7 @@ type writer struct {
 	phase    string
 	lastErr  string
 	stop     chan struct{}
+	stopOnce sync.Once
 	done     chan struct{}
 }
 
@@ -161,8 +162,16 @@ func startWriter(t testing.TB, h *haCluster, ns string) *writer {
 			}
 		}
 	}()
+	// A subtest that fails half-way must not leave it writing into the next ones.
+	t.Cleanup(w.halt)
 	w.waitAcked(t, "before", 20, time.Minute)
 	return w
+}
+
+// halt stops the writes and waits for the last one (idempotent).
+func (w *writer) halt() {
+	w.stopOnce.Do(func() { close(w.stop) })
+	<-w.done
 }
 
 // waitAcked waits until n writes of phase were acknowledged.
@@ -187,8 +196,7 @@ func (w *writer) count(phase string) (int, int) {
 // finish stops the writer and checks every acknowledged ConfigMap is there.
 func (w *writer) finish(t testing.TB, h *haCluster, ns string) {
 	t.Helper()
-	close(w.stop)
-	<-w.done
+	w.halt()
 	list, err := h.client.CoreV1().ConfigMaps(ns).List(context.Background(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -567,13 +575,16 @@ spec:
 			return err
 		})
 		w.waitAcked(t, "during", 50, time.Minute)
-		members, err := h.etcdMembers()
-		if err != nil {
-			t.Fatalf("etcdmembers with a host lost: %v", err)
-		}
-		if m := members[lost]; m == nil || m["health"] == "Healthy" {
-			t.Errorf("etcd member %s of the lost host: %v", lost, m)
-		}
+		eventually(t, time.Minute, "etcdmembers reporting the lost host's member", func() error {
+			members, err := h.etcdMembers()
+			if err != nil {
+				return err
+			}
+			if m := members[lost]; m == nil || m["health"] == "Healthy" {
+				return fmt.Errorf("etcd member %s of the lost host: %v", lost, m)
+			}
+			return nil
+		})
 		t.Logf("host %s frozen for %s", lost, time.Since(frozen).Round(time.Second))
 		signalHost(t, lost, syscall.SIGCONT, hostBinaries...)
 		w.setPhase("after")
