@@ -41,22 +41,21 @@ func TestKeepAPIServerEndpoints(t *testing.T) {
 		}
 		return out
 	}
-	mu.Lock()
-	up[urls[1]] = false
-	mu.Unlock()
-	framework.Eventually(t, 10*time.Second, "the failing copy not ready", func() error {
-		if got := readyFlags(); got != "100.64.0.2=true 100.64.0.6=false " {
-			return fmt.Errorf("%s", got)
-		}
-		return nil
-	})
-	mu.Lock()
-	up[urls[1]] = true
-	mu.Unlock()
-	framework.Eventually(t, 10*time.Second, "the copy ready again", func() error {
-		if got := readyFlags(); got != "100.64.0.2=true 100.64.0.6=true " {
-			return fmt.Errorf("%s", got)
-		}
-		return nil
-	})
+	for _, step := range []struct {
+		bUp  bool
+		want string
+	}{
+		{false, "100.64.0.2=true 100.64.0.6=false "}, // the failing copy not ready
+		{true, "100.64.0.2=true 100.64.0.6=true "},   // ready again
+	} {
+		mu.Lock()
+		up[urls[1]] = step.bUp
+		mu.Unlock()
+		framework.Eventually(t, 10*time.Second, "EndpointSlice "+step.want, func() error {
+			if got := readyFlags(); got != step.want {
+				return fmt.Errorf("%s", got)
+			}
+			return nil
+		})
+	}
 }
