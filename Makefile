@@ -124,9 +124,9 @@ test-kind: deps build upstream image $(BIN)/helm $(BIN)/kind $(BIN)/kubeadm ## k
 	@KUBEPARTS_KIND=1 go test $(TEST_FLAGS) -count=1 -timeout 30m -v ./test/kind/
 
 .PHONY: test-kind-upstream
-test-kind-upstream: deps build upstream image $(BIN)/helm $(BIN)/kind $(BIN)/kubeadm ## make test-kind, then the upstream e2e sets of the swapped roles in that cluster (builds e2e.test, ~10 min once).
+test-kind-upstream: deps build upstream image $(BIN)/helm $(BIN)/kind $(BIN)/kubeadm ## make test-kind, then the upstream e2e sets of the swapped roles in that cluster (builds e2e.test, ~10 min once; SETS=a,b for some: controller-manager, nodeagent, scheduler, scheduler-serial).
 	@echo "test: kind + upstream e2e sets (controller manager, node agent, scheduler)"
-	@KUBEPARTS_KIND=1 KUBEPARTS_KIND_UPSTREAM=1 go test $(TEST_FLAGS) -count=1 -timeout 90m -v ./test/kind/
+	@KUBEPARTS_KIND=1 KUBEPARTS_KIND_UPSTREAM=$(or $(SETS),1) go test $(TEST_FLAGS) -count=1 -timeout 90m -v ./test/kind/
 
 .PHONY: test-unit
 test-unit: $(BIN)/helm ## Unit tests (no apiserver; the chart's with the real helm).
