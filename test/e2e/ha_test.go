@@ -706,6 +706,7 @@ func TestUpHAExternal(t *testing.T) {
 		return nil
 	}
 	eventually(t, time.Minute, "3 healthy etcd members", allMembersHealthy)
+	ips := map[string]string{"kpex-cp1": hostIP(t, h, "kpex-cp1"), "kpex-cp2": hostIP(t, h, "kpex-cp2")}
 	for _, b := range []string{"kube-apiserver", "kube-controller-manager"} {
 		if pids := hostPids(t, b, "kpex-etcd1"); len(pids) != 0 {
 			t.Errorf("%s runs on the etcd host: %v", b, pids)
@@ -719,18 +720,20 @@ func TestUpHAExternal(t *testing.T) {
 	signalHost(t, "kpex-cp2", syscall.SIGSTOP, "kube-apiserver", "kube-controller-manager", "kubeparts-controller-manager", "kubeparts-scheduler", "kubeparts-apiserver")
 	eventually(t, time.Minute, "writes through the load balancer with kpex-cp2 lost", func() error {
 		_, err := kubectl(t, bin, kc, "create", "configmap", "cp2-lost", "--request-timeout=10s")
+		if err != nil && strings.Contains(err.Error(), "AlreadyExists") {
+			return nil // an earlier attempt went through after its client gave up
+		}
 		return err
 	})
-	if err := allMembersHealthy(); err != nil {
-		t.Errorf("etcd with a control-plane host lost: %v", err)
-	}
+	// The view is served by kubeparts-apiserver through the aggregator, which may answer
+	// 503 for a while after one of its copies was lost (its availability check).
+	eventually(t, time.Minute, "every etcd member healthy with a control-plane host lost", allMembersHealthy)
 	signalHost(t, "kpex-cp2", syscall.SIGCONT, "kube-apiserver", "kube-controller-manager", "kubeparts-controller-manager", "kubeparts-scheduler", "kubeparts-apiserver")
 
 	// An etcd member lost: every kube-apiserver stays ready, writes succeed. A frozen
 	// member keeps its connections open: requests the apiservers' etcd clients had sent
 	// it wait until gRPC's keepalive gives up on it (tens of seconds), so the checks
 	// below poll for the apiservers to serve again rather than expect no hiccup.
-	ips := map[string]string{"kpex-cp1": hostIP(t, h, "kpex-cp1"), "kpex-cp2": hostIP(t, h, "kpex-cp2")}
 	signalHost(t, "kpex-etcd3", syscall.SIGSTOP, "etcd")
 	lost := time.Now()
 	eventually(t, time.Minute, "etcdmembers reporting kpex-etcd3 lost, quorum kept", func() error {
