@@ -266,13 +266,7 @@ func swapScheduler(t *testing.T, e *env) {
 		t.Fatalf("swap to kubeparts: %v\n%s", err, out)
 	}
 	t.Logf("swap scheduler to kubeparts in %s", time.Since(start).Round(time.Second))
-	// The kubelet removes the stock scheduler's mirror pod in its own time.
-	framework.Eventually(t, time.Minute, "the stock scheduler's mirror pod gone", func() error {
-		if out, err := e.kubectl("-n", "kube-system", "get", "pod", "kube-scheduler-"+cp, "--ignore-not-found", "-o", "name"); err != nil || strings.TrimSpace(out) != "" {
-			return fmt.Errorf("%q %v", out, err)
-		}
-		return nil
-	})
+	mirrorPodGone(t, e, "kube-scheduler-"+cp)
 	scheduled("by-kubeparts-scheduler")
 	if out, err := swap("scheduler", "--to", "kubeparts"); err != nil || !strings.Contains(out, "already runs kubeparts") {
 		t.Errorf("a second swap to kubeparts: %v\n%s", err, out)
@@ -324,12 +318,7 @@ func swapControllerManager(t *testing.T, e *env) {
 		t.Fatalf("swap controller-manager to stock: %v\n%s", err, out)
 	}
 	t.Logf("swap controller-manager to stock in %s", time.Since(start).Round(time.Second))
-	framework.Eventually(t, time.Minute, "kubeparts-controller-manager's mirror pod gone", func() error {
-		if out, err := e.kubectl("-n", "kube-system", "get", "pod", "kubeparts-controller-manager-"+cp, "--ignore-not-found", "-o", "name"); err != nil || strings.TrimSpace(out) != "" {
-			return fmt.Errorf("%q %v", out, err)
-		}
-		return nil
-	})
+	mirrorPodGone(t, e, "kubeparts-controller-manager-"+cp)
 	rollsOut("by-stock-controllers")
 
 	// Back to kubeparts, on an identity of its own as config/kubeadm has it: the
@@ -350,6 +339,18 @@ func swapControllerManager(t *testing.T, e *env) {
 		t.Errorf("kube-controller-manager's --controllers after the swap leaves the deployment controller on: %q %v", out, err)
 	}
 	rollsOut("by-kubeparts-controllers")
+}
+
+// mirrorPodGone waits until the kubelet has removed the mirror pod of a static pod whose
+// manifest a swap took away (it does so in its own time).
+func mirrorPodGone(t *testing.T, e *env, pod string) {
+	t.Helper()
+	framework.Eventually(t, time.Minute, "mirror pod "+pod+" gone", func() error {
+		if out, err := e.kubectl("-n", "kube-system", "get", "pod", pod, "--ignore-not-found", "-o", "name"); err != nil || strings.TrimSpace(out) != "" {
+			return fmt.Errorf("%q %v", out, err)
+		}
+		return nil
+	})
 }
 
 // nodeAgentOnWorker puts kubeparts-nodeagent in the kubelet's place on the worker, as an
