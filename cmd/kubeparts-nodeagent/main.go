@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
@@ -26,7 +27,17 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
+// gcPercent is the agent's GOGC unless the environment sets one. Go's
+// default (100) never lets the heap goal fall below 4 MB; the agent's live
+// heap is about 2 MB and it idles most of its life on every node, so half the
+// headroom saves about 1.5 MB of its resident set (`make bench`), for more
+// frequent GC cycles that each cost little with so small a heap.
+const gcPercent = 50
+
 func run(args []string) int {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(gcPercent)
+	}
 	o := nodeagent.NewOptions()
 	fs, _, code, ok := leanflags.Parse("kubeparts-nodeagent", "node agent: registers the node, runs its pods through the CRI, serves the kubelet API", args, os.Stderr, o.AddFlags)
 	if !ok {
