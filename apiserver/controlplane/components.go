@@ -148,6 +148,10 @@ func (v *View) Components(ctx context.Context) ([]cp.Component, error) {
 			}
 			probes.Wait()
 			c.Status.Health, c.Status.Message = instancesHealth(c.Status.Instances)
+			if binary == self {
+				// Its copies run this binary's version; the one answering is ready.
+				c.Status.Version = version.Get().GitVersion
+			}
 			add(c)
 		}()
 	}
@@ -186,7 +190,9 @@ func (v *View) Components(ctx context.Context) ([]cp.Component, error) {
 		go func() { defer wg.Done(); add(v.etcdComponent(ctx)) }()
 	}
 	wg.Wait()
-	out = append(out, v.self())
+	if configured[self] == nil {
+		out = append(out, v.self())
+	}
 	v.addRestarts(out)
 	out = append(out, controllers(out)...)
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -305,10 +311,14 @@ func (v *View) apiserver(ctx context.Context, leases []coordinationv1.Lease) cp.
 	return c
 }
 
+// self is this binary. Its copies, when --control-plane-component names them,
+// make its row as any other component's; otherwise it reports only itself.
+const self = "kubeparts-apiserver"
+
 // self reports kubeparts-apiserver: it is answering this request.
 func (v *View) self() cp.Component {
-	return cp.Component{ObjectMeta: metav1.ObjectMeta{Name: "kubeparts-apiserver"}, Status: cp.ComponentStatus{
-		Role: cp.RoleAPIExtension, Implementation: cp.ImplementationKubeparts, Binary: "kubeparts-apiserver",
+	return cp.Component{ObjectMeta: metav1.ObjectMeta{Name: self}, Status: cp.ComponentStatus{
+		Role: cp.RoleAPIExtension, Implementation: cp.ImplementationKubeparts, Binary: self,
 		Version: version.Get().GitVersion, Health: cp.Healthy,
 	}}
 }

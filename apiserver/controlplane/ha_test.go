@@ -13,6 +13,8 @@ func TestParseEndpointInstance(t *testing.T) {
 		{"scheduler=kube-scheduler/host-cp2@https://10.0.0.2:10259/healthz", "kube-scheduler", "host-cp2", ""},
 		{"scheduler=kube-scheduler/@https://10.0.0.2:10259/healthz", "", "", "want role=binary"},
 		{"scheduler=@https://10.0.0.2:10259/healthz", "", "", "want role=binary"},
+		{"api-extension=kubeparts-apiserver/host-cp3@https://10.0.0.3:7443/readyz", "kubeparts-apiserver", "host-cp3", ""},
+		{"extension=kubeparts-apiserver@https://10.0.0.3:7443/readyz", "", "", "unknown role"},
 	} {
 		ep, err := parseEndpoint(tc.flag)
 		if tc.err != "" {

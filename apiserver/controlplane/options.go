@@ -32,7 +32,7 @@ type Options struct {
 // AddFlags registers the flags.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&o.Endpoints, "control-plane-component", o.Endpoints,
-		"a control-plane component to report, as role=binary@https://host:port/readyz, or role=binary/instance@URL for one of several copies (instance: the host's name, with which its leader-election identity starts); repeatable. Roles: controller-manager, scheduler, node-agent, etcd, apiserver, cloud-controller-manager. Components holding their usual Leases are found without it, but their health is then Unknown")
+		"a control-plane component to report, as role=binary@https://host:port/readyz, or role=binary/instance@URL for one of several copies (instance: the host's name, with which its leader-election identity starts); repeatable. Roles: controller-manager, scheduler, node-agent, etcd, apiserver, api-extension, cloud-controller-manager. Components holding their usual Leases are found without it, but their health is then Unknown; kubeparts-apiserver reports itself, and lists its copies when they are given as api-extension=kubeparts-apiserver/<host>@URL")
 	fs.StringSliceVar(&o.EtcdServers, "etcd-servers", o.EtcdServers, "etcd client URLs, to report EtcdMembers and etcd health")
 	fs.StringVar(&o.EtcdCAFile, "etcd-cafile", o.EtcdCAFile, "CA of etcd's client certificates")
 	fs.StringVar(&o.EtcdCertFile, "etcd-certfile", o.EtcdCertFile, "client certificate for etcd")
@@ -52,7 +52,7 @@ type endpoint struct {
 	instance string
 }
 
-var knownRoles = map[string]bool{"controller-manager": true, "scheduler": true, "node-agent": true, "etcd": true, "apiserver": true, "cloud-controller-manager": true}
+var knownRoles = map[string]bool{"controller-manager": true, "scheduler": true, "node-agent": true, "etcd": true, "apiserver": true, "api-extension": true, "cloud-controller-manager": true}
 
 func parseEndpoint(v string) (endpoint, error) {
 	role, rest, ok := strings.Cut(v, "=")

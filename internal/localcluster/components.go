@@ -281,11 +281,14 @@ func (p *plan) kubepartsAPIServerArgs(c *certs, h netHost) []string {
 		"--etcd-certfile=" + c.apiserverEtcdClient.CertFile,
 		"--etcd-keyfile=" + c.apiserverEtcdClient.KeyFile,
 	}
-	// Every instance of every leader-elected piece, on every host it runs on.
+	// Every instance of every leader-elected piece, on every host it runs on, and
+	// the copies of kubeparts-apiserver itself.
 	for _, comp := range p.controllers() {
 		role := map[string]string{"kube-controller-manager": "controller-manager", "kubeparts-controller-manager": "controller-manager",
-			"kube-scheduler": "scheduler", "kubeparts-scheduler": "scheduler", "kubeparts-cloud-controller-manager": "cloud-controller-manager"}[comp.name]
-		if role == "" {
+			"kube-scheduler": "scheduler", "kubeparts-scheduler": "scheduler", "kubeparts-cloud-controller-manager": "cloud-controller-manager",
+			"kubeparts-apiserver": "api-extension"}[comp.name]
+		// kubeparts-apiserver reports itself; its copies are listed when there are several.
+		if role == "" || (comp.name == "kubeparts-apiserver" && !p.topo.ha()) {
 			continue
 		}
 		for _, on := range comp.hosts(p) {

@@ -275,6 +275,17 @@ func instancesLed(status map[string]any, hosts int) (string, error) {
 	return leaders[0], nil
 }
 
+// instanceHealth maps each copy of a component to its health.
+func instanceHealth(status map[string]any) map[string]any {
+	out := map[string]any{}
+	instances, _ := status["instances"].([]any)
+	for _, i := range instances {
+		inst := i.(map[string]any)
+		out[fmt.Sprint(inst["name"])] = inst["health"]
+	}
+	return out
+}
+
 // killLeaderAndTime kill -9s the component holding lease and returns the host that led
 // and how long until another copy held the Lease: another host's, or the killed one
 // started again by the supervisor (a new identity).
@@ -384,6 +395,13 @@ func TestUpHAStacked(t *testing.T) {
 				}
 				if _, err := instancesLed(view[name], len(hosts)); err != nil {
 					return fmt.Errorf("%s: %v", name, err)
+				}
+			}
+			// kubeparts-apiserver, not leader-elected, lists its copies too.
+			copies := instanceHealth(view["kubeparts-apiserver"])
+			for _, host := range hosts {
+				if copies[host] != "Healthy" || len(copies) != len(hosts) {
+					return fmt.Errorf("kubeparts-apiserver copies %v, want one Healthy on each host", copies)
 				}
 			}
 			return nil
@@ -728,6 +746,16 @@ func TestUpHAExternal(t *testing.T) {
 	// The view is served by kubeparts-apiserver through the aggregator, which may answer
 	// 503 for a while after one of its copies was lost (its availability check).
 	eventually(t, time.Minute, "every etcd member healthy with a control-plane host lost", allMembersHealthy)
+	eventually(t, time.Minute, "kubeparts-apiserver's copy on kpex-cp2 reported not ready", func() error {
+		view, err := h.componentsView()
+		if err != nil {
+			return err
+		}
+		if copies := instanceHealth(view["kubeparts-apiserver"]); copies["kpex-cp1"] != "Healthy" || copies["kpex-cp2"] != "Unhealthy" {
+			return fmt.Errorf("kubeparts-apiserver copies %v", copies)
+		}
+		return nil
+	})
 	signalHost(t, "kpex-cp2", syscall.SIGCONT, "kube-apiserver", "kube-controller-manager", "kubeparts-controller-manager", "kubeparts-scheduler", "kubeparts-apiserver")
 
 	// An etcd member lost: every kube-apiserver stays ready, writes succeed. A frozen

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +28,7 @@ import (
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	cpv1 "github.com/kubeparts/kubeparts/api/controlplane/v1alpha1"
 	"github.com/kubeparts/kubeparts/apiserver/scraper/scrapertest"
 	"github.com/kubeparts/kubeparts/controllers/namespace"
 	"github.com/kubeparts/kubeparts/test/integration/framework"
@@ -336,4 +338,53 @@ func TestNamespaceDeletion(t *testing.T) {
 	})
 	env.StartKubepartsAPIServer(t)
 	framework.Eventually(t, 90*time.Second, "namespace deleted once the server is back", gone(ns))
+}
+
+// TestComponentsListsOwnCopies: given its copies (as `kubeparts up` passes them
+// on an HA control plane), kubeparts-apiserver's row lists each by host with
+// its /readyz, in one row, where a lone server reports only itself.
+func TestComponentsListsOwnCopies(t *testing.T) {
+	ready := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "ok") }))
+	defer ready.Close()
+	notReady := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "[-]etcd failed", http.StatusServiceUnavailable)
+	}))
+	defer notReady.Close()
+	s := env.StartKubepartsAPIServer(t,
+		"--control-plane-component=api-extension=kubeparts-apiserver/cp-a@"+ready.URL+"/readyz",
+		"--control-plane-component=api-extension=kubeparts-apiserver/cp-b@"+notReady.URL+"/readyz")
+	defer s.Stop()
+	admin := metricsClient(t, "")
+	framework.Eventually(t, 30*time.Second, "kubeparts-apiserver's copies in components", func() error {
+		raw, err := admin.Get().AbsPath("/apis/controlplane.kubeparts.dev/v1alpha1/components").DoRaw(context.Background())
+		if err != nil {
+			return err
+		}
+		var list cpv1.ComponentList
+		if err := json.Unmarshal(raw, &list); err != nil {
+			return err
+		}
+		var rows []cpv1.Component
+		for _, c := range list.Items {
+			if c.Name == "kubeparts-apiserver" {
+				rows = append(rows, c)
+			}
+		}
+		if len(rows) != 1 {
+			return fmt.Errorf("%d kubeparts-apiserver rows, want 1", len(rows))
+		}
+		st := rows[0].Status
+		health := map[string]string{}
+		for _, in := range st.Instances {
+			health[in.Name] = in.Health
+		}
+		if len(st.Instances) != 2 || health["cp-a"] != cpv1.Healthy || health["cp-b"] != cpv1.Unhealthy {
+			return fmt.Errorf("instances %+v, want cp-a Healthy and cp-b Unhealthy", st.Instances)
+		}
+		// Copies of an aggregated server serve together: one ready serves the group.
+		if st.Role != cpv1.RoleAPIExtension || st.Version == "" || st.Health != cpv1.Healthy || !strings.Contains(st.Message, "1 of 2 copies not healthy (cp-b:") {
+			return fmt.Errorf("role %q version %q health %q %q, want api-extension, a version, Healthy saying cp-b is not", st.Role, st.Version, st.Health, st.Message)
+		}
+		return nil
+	})
 }
