@@ -658,17 +658,25 @@ func (c *Cluster) Stop() {
 		for j > 0 && c.procs[i].component != "" && c.procs[j-1].component == c.procs[i].component {
 			j--
 		}
-		var wg sync.WaitGroup
-		for _, p := range c.procs[j : i+1] {
-			if hook := c.beforeStop[p.name]; hook != nil && !p.exited() {
-				if err := hook(context.Background()); err != nil {
-					c.say("%s: %v", p.name, err)
+		for _, wave := range stopWaves(c.procs[j : i+1]) {
+			var wg sync.WaitGroup
+			killed := make([]bool, len(wave))
+			for k, p := range wave {
+				if hook := c.beforeStop[p.name]; hook != nil && !p.exited() {
+					if err := hook(context.Background()); err != nil {
+						c.say("%s: %v", p.name, err)
+					}
+				}
+				wg.Add(1)
+				go func() { defer wg.Done(); killed[k] = p.stop() }()
+			}
+			wg.Wait()
+			for k, p := range wave {
+				if killed[k] {
+					c.say("%s did not exit within %s of SIGTERM: killed", p.name, p.stopTimeout)
 				}
 			}
-			wg.Add(1)
-			go func() { defer wg.Done(); p.stop() }()
 		}
-		wg.Wait()
 		i = j - 1
 	}
 	if err := killLeftovers(c.plan.layout, 15*time.Second); err != nil {

@@ -91,18 +91,23 @@ func (p *process) failure() error {
 }
 
 // stop sends SIGTERM to the child's process group, then SIGKILL after stopTimeout.
-func (p *process) stop() {
+// stop sends the process group SIGTERM, then SIGKILL to whatever is left; it
+// reports whether the child itself had to be killed (it did not exit within
+// its stop timeout).
+func (p *process) stop() (killed bool) {
 	pgid := p.cmd.Process.Pid
 	if !p.exited() {
 		_ = syscall.Kill(-pgid, syscall.SIGTERM)
 		select {
 		case <-p.done:
 		case <-time.After(p.stopTimeout):
+			killed = true
 		}
 	}
 	// Whatever is left in the group (helpers the child forked) goes too.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	<-p.done
+	return killed
 }
 
 func tail(path string, n int) string {

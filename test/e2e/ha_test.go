@@ -663,6 +663,7 @@ spec:
 		if code := u.stop(t, syscall.SIGINT, 2*time.Minute); code != 0 {
 			t.Fatalf("up exited %d:\n%s", code, u.output())
 		}
+		assertStoppedCleanly(t, u)
 		if code, out := runUp(t, bin, "--bin-dir", bin, "--data-dir", data, "--port-base", "31443", "--node-name", "kpha", "--stock", "cloud-controller-manager"); code == 0 || !strings.Contains(out, "was made with --control-planes=3 --etcd=stacked --etcd-members=3") {
 			t.Errorf("the default topology on an HA data dir: exit %d\n%s", code, out)
 		}

@@ -111,6 +111,18 @@ func (u *upProcess) output() string {
 	return u.out.String()
 }
 
+// assertStoppedCleanly: every process up stopped exited on its SIGTERM, none
+// had to be killed at its stop timeout (kube-apiserver did, held open by the
+// pods' watches; etcd's leader waited out a handoff to stopping peers).
+func assertStoppedCleanly(t testing.TB, u *upProcess) {
+	t.Helper()
+	for line := range strings.Lines(u.output()) {
+		if strings.Contains(line, "of SIGTERM: killed") {
+			t.Errorf("up stopped a process by force: %s", strings.TrimSpace(line))
+		}
+	}
+}
+
 // waitReady returns the kubeconfig path once up printed its export line.
 func (u *upProcess) waitReady(t testing.TB, timeout time.Duration) string {
 	t.Helper()

@@ -582,6 +582,7 @@ func TestUpLifecycle(t *testing.T) {
 	if code := up.stop(t, syscall.SIGINT, 90*time.Second); code != 0 {
 		t.Fatalf("up exited %d after SIGINT:\n%s", code, up.output())
 	}
+	assertStoppedCleanly(t, up)
 	assertNothingLeft(t, dataDir)
 	if out, err := exec.Command(filepath.Join(bin, "kubeparts"), "status", "--data-dir", dataDir).CombinedOutput(); err != nil || !strings.Contains(string(out), "is stopped") {
 		t.Errorf("kubeparts status after stop: %v: %s", err, out)
