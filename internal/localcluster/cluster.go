@@ -88,6 +88,11 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if len(left) > 0 || c.lock.uncleanPID != 0 {
 		p.nodes[0].removeBridge() // veths of pods whose sandboxes were never torn down
 	}
+	if n, err := removeStaleMasquerade(p.layout.ClusterCIDR); err != nil {
+		c.say("warning: %v", err)
+	} else if n > 0 {
+		c.say("removed %d pod masquerade rules left in %s by an earlier cluster", n, p.layout.ClusterCIDR)
+	}
 	removeHostNetworks(p.layout)
 	if err := unmountUnder(p.DataDir, p.layout.RunDir); err != nil {
 		return nil, err
@@ -680,6 +685,10 @@ func (c *Cluster) Stop() {
 		i = j - 1
 	}
 	if err := killLeftovers(c.plan.layout, 15*time.Second); err != nil {
+		c.say("warning: %v", err)
+	}
+	// Pods whose network could not be torn down (a node killed earlier) leave theirs.
+	if _, err := removeStaleMasquerade(c.plan.layout.ClusterCIDR); err != nil {
 		c.say("warning: %v", err)
 	}
 	if err := c.plan.removeProxyRules(); err != nil {

@@ -49,11 +49,15 @@ func TestUpMultiNode(t *testing.T) {
 	dataDir := tempDataDir(t)
 	const name = "mn"
 	nodes := []string{name, name + "-worker1", name + "-worker2"}
+	plantStaleMasquerade(t, dataDir)
 	// Without the cloud-controller-manager, so that up itself deletes the
 	// Node of a worker the next run lacks (with it, the cloud does:
 	// TestUpCloud).
 	up := startUp(t, bin, "--data-dir", dataDir, "--port-base", "24443", "--node-name", name, "--nodes", "3", "--stock=cloud-controller-manager")
 	kc := up.waitReady(t, 5*time.Minute)
+	if out, err := exec.Command("iptables", "-w", "-t", "nat", "-S", "POSTROUTING").Output(); err != nil || strings.Contains(string(out), "CNI-kpe2estale") {
+		t.Errorf("stale masquerade rules in the cluster's pod CIDR still there once up is ready (%v):\n%s", err, out)
+	}
 
 	out, err := kubectl(t, bin, kc, "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name} {.status.addresses[?(@.type=="InternalIP")].address} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
 	if err != nil {
@@ -190,4 +194,52 @@ func namespacesWith(t *testing.T, s string) []string {
 		}
 	}
 	return found
+}
+
+// plantStaleMasquerade leaves what a killed cluster with the same pod CIDR
+// leaves: the bridge plugin's masquerade rule and chain for each of the
+// addresses the host node's first pods get. up must remove them: such leftovers
+// NATed the host node's pod traffic to the workers in a CI run (the pod-IP
+// checks below caught it).
+func plantStaleMasquerade(t *testing.T, dataDir string) {
+	t.Helper()
+	l, err := localcluster.LayoutFor(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip4 := l.ClusterCIDR.IP.To4()
+	iptables := func(args ...string) error {
+		out, err := exec.Command("iptables", append([]string{"-w", "-t", "nat"}, args...)...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("iptables %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	plant := func(chain string, rule []string) { plantRule(t, iptables, chain, rule) }
+	// The host's node gets one of the first three /24s (node IPAM goes by
+	// registration order), and its first pods the first addresses of it.
+	for n := range 3 {
+		for host := 2; host <= 8; host++ {
+			chain := fmt.Sprintf("CNI-kpe2estale%d-%d", n, host)
+			rule := []string{"POSTROUTING", "-s", fmt.Sprintf("%d.%d.%d.%d/32", ip4[0], ip4[1], n, host), "-m", "comment", "--comment", `name: "kubeparts" id: "stale"`, "-j", chain}
+			plant(chain, rule)
+		}
+	}
+}
+
+// plantRule adds a chain that masquerades and rule jumping to it, removed at
+// the test's end if up left it.
+func plantRule(t *testing.T, iptables func(...string) error, chain string, rule []string) {
+	t.Helper()
+	for _, args := range [][]string{{"-N", chain}, {"-A", chain, "-j", "MASQUERADE"}, append([]string{"-A"}, rule...)} {
+		if err := iptables(args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		if iptables(append([]string{"-D"}, rule...)...) == nil {
+			_ = iptables("-F", chain)
+			_ = iptables("-X", chain)
+		}
+	})
 }
