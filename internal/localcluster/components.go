@@ -147,9 +147,9 @@ func (p *plan) apiserverArgs(c *certs, i int) []string {
 		"--proxy-client-key-file=" + c.frontProxy.KeyFile,
 		// No kube-proxy runs here: reach aggregated servers through their Endpoints.
 		"--enable-aggregator-routing=true",
-		// The pods outlive the agent on Ctrl-C (the next up adopts them), and their
-		// watches (CoreDNS's) would hold kube-apiserver's graceful shutdown open
-		// until its stop timeout killed it; this ends them after a short grace.
+		// On Ctrl-C the pods run until containerd's stop removes them, after
+		// kube-apiserver's: their watches (CoreDNS's) would hold its graceful
+		// shutdown open until its stop timeout killed it; this ends them after 2 s.
 		"--shutdown-watch-termination-grace-period=2s",
 	}
 }
